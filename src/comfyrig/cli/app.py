@@ -1,0 +1,98 @@
+"""The Typer application and the edge where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import typer
+from rich.markup import escape
+
+from .. import __version__
+from ..errors import ComfyrigError
+from ..ui.console import make_console
+
+__all__ = ["app", "main", "SUBCOMMANDS"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="comfyrig",
+    help="Run ComfyUI on every GPU of this machine, correctly and visibly. "
+    "With no command, 'comfyrig [OPTIONS]' means 'comfyrig launch [OPTIONS]'.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+SUBCOMMANDS: set[str] = set()
+
+
+def report_error(exc: ComfyrigError) -> None:
+    """Print one paragraph on stderr: what is wrong, then what to do."""
+    err = make_console(os.environ, stderr=True)
+    hint = f" {escape(exc.hint)}" if exc.hint else ""
+    err.print(f"[bold red]comfyrig: error:[/] {escape(exc.message)}{hint}", soft_wrap=True)
+
+
+def command(name: str, **kwargs: Any) -> Callable[[F], F]:
+    """Register a command whose int result is the exit code and whose
+    ComfyrigError becomes a message: the one place errors meet the user."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kw: Any) -> None:
+            try:
+                code = fn(*args, **kw)
+            except ComfyrigError as exc:
+                report_error(exc)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+            if code:
+                raise typer.Exit(int(code))
+
+        SUBCOMMANDS.add(name)
+        app.command(name, **kwargs)(wrapper)
+        return fn
+
+    return decorate
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"comfyrig {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Run ComfyUI on every GPU of this machine, correctly and visibly."""
+
+
+def _with_default_command(args: list[str]) -> list[str]:
+    # "comfyrig --dual" is "comfyrig launch --dual", as the old launcher script took flags directly.
+    if not args:
+        return ["launch"]
+    first = args[0]
+    if first in SUBCOMMANDS or first in ("-h", "--help", "--version"):
+        return args
+    return ["launch", *args]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    from . import commands, launch_cmd  # noqa: F401  registers the commands
+
+    args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    try:
+        app(args=args, prog_name="comfyrig")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

@@ -1,0 +1,124 @@
+"""``comfyrig launch`` (also plain ``comfyrig``): plan, show, then start and supervise."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from ..comfy.checkout import supported_flags
+from ..config.modes import select_gpus
+from ..config.settings import Settings
+from ..gpu.probe import probe_inventory
+from ..plan import LaunchPlan, plan_launch
+from ..supervise.ports import free_ports, port_is_free, who_holds
+from ..ui.console import make_console
+from ..ui.panel import gpu_config_panel
+from . import options as o
+from .app import command
+from .commands import _print_json
+
+__all__: list[str] = []
+
+NO_COMFYUI = (
+    "No ComfyUI found: none was given and the current folder has no main.py. "
+    "Point comfyrig at a checkout with --comfyui-dir DIR or COMFYUI_DIR=DIR (in the environment or .env), "
+    "or create one with 'comfyrig install'."
+)
+
+
+def _ports(settings: Settings, count: int, workers: bool) -> list[int]:
+    value = settings.port.value
+    host = str(settings.listen.value)
+    if value == "auto":
+        return free_ports(8188, count, host)
+    if workers:
+        return free_ports(int(value), count, host)
+    return [int(value)]
+
+
+def build_plan(settings: Settings, *, workers: bool) -> LaunchPlan:
+    inventory = probe_inventory(settings.fake_gpus)
+    selection = select_gpus(settings.gpu_request.value, inventory)
+    count = len(selection.gpus) if workers and selection.gpus else 1
+    flags = supported_flags(settings.comfyui_dir.value) if settings.comfyui_dir.value else None
+    return plan_launch(settings, selection, _ports(settings, count, workers), workers=workers, supported_flags=flags)
+
+
+def render_plan(plan: LaunchPlan) -> Group:
+    table = Table(title="Launch plan", show_lines=True, expand=True)
+    table.add_column("instance", style="cyan", no_wrap=True)
+    table.add_column("what runs")
+    for inst in plan.instances:
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in inst.env.items())
+        body = Text()
+        body.append(f"{inst.url}   CUDA_VISIBLE_DEVICES={inst.cuda_visible_devices or '(empty)'}\n", style="bold")
+        body.append(f"cwd: {inst.cwd or '<ComfyUI directory>'}\n", style="dim")
+        body.append(f"argv: {shlex.join(inst.argv)}\n")
+        body.append(f"env: {env}", style="dim")
+        table.add_row(inst.name, body)
+    parts: list[object] = [gpu_config_panel(plan.selection, workers=plan.workers), table]
+    for warning in plan.warnings:
+        parts.append(Text(f"⚠ {warning}", style="bold yellow"))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+@command(
+    "launch",
+    help="Start ComfyUI in the chosen GPU mode and supervise it. Arguments after -- go to ComfyUI.",
+    context_settings={"allow_extra_args": False},
+)
+def launch_cmd(
+    extra: Annotated[Optional[list[str]], typer.Argument(help="ComfyUI flags, after --.", show_default=False)] = None,
+    auto: o.Auto = False,
+    dual: o.Dual = False,
+    multi: o.Multi = False,
+    single: o.Single = None,
+    gpus: o.Gpus = None,
+    cpu: o.Cpu = False,
+    port: o.Port = None,
+    listen: o.Listen = None,
+    comfyui_dir: o.ComfyDir = None,
+    python: o.Python = None,
+    env_file: o.EnvFile = None,
+    comfyui_args: o.ComfyArgs = None,
+    enable_manager: o.Manager = None,
+    workers: Annotated[bool, typer.Option("--workers", help="One ComfyUI per selected GPU, ports base, base+1, ...")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, start nothing.")] = False,
+    json_out: o.JsonOut = False,
+) -> int:
+    settings = o.settings_from(
+        o.overrides(auto=auto, dual=dual, multi=multi, single=single, gpus=gpus, cpu=cpu, port=port,
+                    listen=listen, comfyui_dir=comfyui_dir, python=python, env_file=env_file,
+                    comfyui_args=comfyui_args, enable_manager=enable_manager, extra_args=extra)
+    )
+    plan = build_plan(settings, workers=workers)
+    console = make_console(settings.environ)
+    if dry_run:
+        if json_out:
+            _print_json(plan.to_json())
+        else:
+            console.print(render_plan(plan))
+            _busy_port_notes(console, plan)
+            if plan.comfyui_dir is None:
+                console.print(Text(NO_COMFYUI, style="yellow"))
+        return 0
+    if plan.comfyui_dir is None:
+        console.print(render_plan(plan))
+        console.print(Text(NO_COMFYUI, style="yellow"))
+        return 0
+    from ..supervise.launcher import launch
+
+    return launch(plan, settings, console)
+
+
+def _busy_port_notes(console: Console, plan: LaunchPlan) -> None:
+    for inst in plan.instances:
+        if not port_is_free(inst.port, inst.listen.split(",")[0]):
+            holder = who_holds(inst.port)
+            who = f" (pid {holder.pid}: {holder.command})" if holder else ""
+            console.print(Text(f"⚠ port {inst.port} is already in use{who}; a real launch would stop here.", style="yellow"))

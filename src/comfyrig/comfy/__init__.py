@@ -1,0 +1,1 @@
+"""Everything about ComfyUI itself: its checkout, flags, API and logs."""

@@ -1,0 +1,71 @@
+"""Read a ``.env`` file as data, never as shell code.
+
+The old launcher scripts ran ``source .env``, which executes whatever the file
+holds. Here each line is parsed by python-dotenv's parser; ``$(...)`` stays
+literal text. ``${VAR}`` is expanded like bash would: in unquoted and
+double-quoted values, from earlier lines then the process environment, and
+not inside single quotes (python-dotenv itself expands there too, which would
+surprise anyone who wrote the file for bash). A line that cannot be parsed is
+an error naming the file and line (python-dotenv only logs a warning).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+from dotenv.variables import parse_variables
+
+from ..errors import ConfigError
+
+__all__ = ["EnvFile", "read_env_file"]
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """The variables of one .env file, with the line each came from."""
+
+    path: Path
+    values: Mapping[str, str]
+    lines: Mapping[str, int]
+
+    def source_of(self, key: str) -> str:
+        return f".env:{self.lines[key]}"
+
+
+def read_env_file(path: Path, environ: Mapping[str, str]) -> EnvFile:
+    """Parse ``path``; raises ConfigError for an unreadable file or line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The .env file {path} cannot be read: {exc}.") from exc
+    values: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            raise ConfigError(
+                f"{path}, line {line}: cannot parse {binding.original.string.strip()!r}.",
+                hint="Each line must be NAME=value (optionally quoted, optionally after 'export'), "
+                "a comment starting with '#', or blank.",
+            )
+        if binding.key is None or binding.value is None:
+            continue  # comment, blank line, or a bare NAME with no value
+        value = binding.value
+        if not _single_quoted(binding.original.string):
+            value = _expand(value, {**environ, **values})
+        values[binding.key] = value
+        lines[binding.key] = line
+    return EnvFile(path=path, values=values, lines=lines)
+
+
+def _single_quoted(original: str) -> bool:
+    _, _, rest = original.partition("=")
+    return rest.lstrip().startswith("'")
+
+
+def _expand(value: str, scope: Mapping[str, str]) -> str:
+    return "".join(atom.resolve(dict(scope)) for atom in parse_variables(value))

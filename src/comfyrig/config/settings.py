@@ -1,0 +1,348 @@
+"""The one settings object, resolved once, with where each value came from.
+
+Precedence, highest first: command-line flags > process environment > the
+.env file > built-in defaults. ``resolve_settings`` is the only function in
+comfyrig that reads the process environment (passed in as a mapping) or the
+.env file; everything after it takes the frozen ``Settings``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ComfyUINotFoundError, ConfigError
+from .envfile import EnvFile, read_env_file
+from .modes import GpuRequest
+
+__all__ = [
+    "CliOverrides",
+    "KNOWN_KEYS",
+    "RestartPolicy",
+    "Settings",
+    "Sourced",
+    "mask_secret",
+    "parse_gpu_list",
+    "resolve_settings",
+]
+
+RestartPolicy = Literal["no", "on-failure", "always"]
+RESTART_POLICIES: tuple[RestartPolicy, ...] = ("no", "on-failure", "always")
+
+# Keys comfyrig reads from the environment and .env. Anything else in .env is
+# passed through to ComfyUI's environment untouched.
+KNOWN_KEYS = (
+    "CUDA_VISIBLE_DEVICES",
+    "COMFYUI_PORT",
+    "COMFYUI_LISTEN",
+    "COMFYUI_ARGS",
+    "ENABLE_COMFYUI_MANAGER",
+    "COMFYUI_DIR",
+    "COMFYUI_PYTHON",
+    "PYTORCH_ALLOC_CONF",
+    "PYTORCH_CUDA_ALLOC_CONF",
+)
+_SECRET_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
+DEFAULT_PORT = 8188
+DEFAULT_LISTEN = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A value and where it came from: "cli", "env", ".env:LINE", "default" or "derived"."""
+
+    value: Any
+    source: str
+
+
+@dataclass(frozen=True)
+class CliOverrides:
+    """What the command line said; None means "not given"."""
+
+    auto: bool = False
+    dual: bool = False
+    multi: bool = False
+    cpu: bool = False
+    single: int | None = None
+    gpus: str | None = None
+    port: str | None = None
+    listen: str | None = None
+    comfyui_dir: Path | None = None
+    python: str | None = None
+    env_file: Path | None = None
+    comfyui_args: str | None = None
+    enable_manager: bool | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def gpu_request(self) -> GpuRequest | None:
+        chosen = [
+            name
+            for name, on in (
+                ("--auto", self.auto),
+                ("--dual", self.dual),
+                ("--multi", self.multi),
+                ("--cpu", self.cpu),
+                ("--single", self.single is not None),
+                ("--gpus", self.gpus is not None),
+            )
+            if on
+        ]
+        if len(chosen) > 1:
+            raise ConfigError(
+                f"Choose one GPU mode, not {' and '.join(chosen)}.",
+                hint="Modes: --auto, --dual, --multi, --single N, --gpus LIST, --cpu.",
+            )
+        if self.single is not None:
+            return GpuRequest("single", (str(self.single),))
+        if self.gpus is not None:
+            return GpuRequest("gpus", parse_gpu_list(self.gpus, "--gpus"))
+        for kind in ("auto", "dual", "multi", "cpu"):
+            if getattr(self, kind):
+                return GpuRequest(kind)  # type: ignore[arg-type]
+        return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a comfyrig command needs to know, resolved once.
+
+    ``environ`` is the process environment the children inherit; ``passthrough``
+    the .env variables that are not comfyrig's own, given to ComfyUI as well.
+    """
+
+    gpu_request: Sourced
+    port: Sourced  # int, or "auto" for the next free port
+    listen: Sourced
+    comfyui_args: Sourced  # tuple[str, ...], split with shlex
+    enable_manager: Sourced
+    comfyui_dir: Sourced  # Path | None
+    python: Sourced  # str
+    pytorch_alloc_conf: Sourced
+    pytorch_cuda_alloc_conf: Sourced
+    env_file: Path | None
+    passthrough: Mapping[str, Sourced]
+    extra_args: tuple[str, ...]
+    environ: Mapping[str, str] = field(repr=False)
+    fake_gpus: str | None = None
+
+    def table(self) -> dict[str, Sourced]:
+        """Every effective value by its public name, for ``comfyrig config``."""
+        rows = {
+            "GPU_MODE": Sourced(self.gpu_request.value.describe(), self.gpu_request.source),
+            "COMFYUI_PORT": self.port,
+            "COMFYUI_LISTEN": self.listen,
+            "COMFYUI_ARGS": Sourced(shlex.join(self.comfyui_args.value), self.comfyui_args.source),
+            "ENABLE_COMFYUI_MANAGER": self.enable_manager,
+            "COMFYUI_DIR": Sourced(
+                str(self.comfyui_dir.value) if self.comfyui_dir.value else None, self.comfyui_dir.source
+            ),
+            "COMFYUI_PYTHON": self.python,
+            "PYTORCH_ALLOC_CONF": self.pytorch_alloc_conf,
+            "PYTORCH_CUDA_ALLOC_CONF": self.pytorch_cuda_alloc_conf,
+            "ENV_FILE": Sourced(str(self.env_file) if self.env_file else None, "derived"),
+        }
+        if self.fake_gpus is not None:
+            rows["COMFYRIG_FAKE_GPUS"] = Sourced(self.fake_gpus, "env")
+        for name, value in sorted(self.passthrough.items()):
+            rows[name] = value
+        return {name: Sourced(mask_secret(name, v.value), v.source) for name, v in rows.items()}
+
+
+def mask_secret(name: str, value: Any) -> Any:
+    """Hide values whose names say they are credentials."""
+    if isinstance(value, str) and value and any(m in name.upper() for m in _SECRET_MARKERS):
+        return "****"
+    return value
+
+
+def parse_gpu_list(text: str, origin: str) -> tuple[str, ...]:
+    """Split "1,0" / "GPU-..,GPU-.." into items (empty items kept, to be reported)."""
+    stripped = text.strip()
+    if not stripped:
+        return ()
+    return tuple(item.strip() for item in stripped.split(","))
+
+
+class _Layers:
+    """CLI > environment > .env > default lookup for one key."""
+
+    def __init__(self, environ: Mapping[str, str], env_file: EnvFile | None) -> None:
+        self.environ = environ
+        self.env_file = env_file
+
+    def get(self, key: str, cli: Any = None) -> Sourced | None:
+        if cli is not None:
+            return Sourced(cli, "cli")
+        if key in self.environ:
+            return Sourced(self.environ[key], "env")
+        if self.env_file is not None and key in self.env_file.values:
+            return Sourced(self.env_file.values[key], self.env_file.source_of(key))
+        return None
+
+
+def _where(src: Sourced, key: str, flag: str) -> str:
+    if src.source == "cli":
+        return flag
+    if src.source == "env":
+        return f"the environment variable {key}"
+    return f"{key} in .env (line {src.source.split(':', 1)[1]})"
+
+
+def resolve_settings(cli: CliOverrides, environ: Mapping[str, str], cwd: Path) -> Settings:
+    """Build the Settings; raises ConfigError / ComfyUINotFoundError for bad input."""
+    pre = _Layers(environ, None)
+    dir_hint = pre.get("COMFYUI_DIR", cli.comfyui_dir)
+    env_file = _load_env_file(cli.env_file, dir_hint, cwd, environ)
+    layers = _Layers(environ, env_file)
+
+    comfyui_dir = _comfyui_dir(layers, cli, cwd)
+    python = _python(layers, cli, comfyui_dir.value, environ)
+    passthrough = {}
+    if env_file is not None:
+        passthrough = {
+            key: Sourced(value, env_file.source_of(key))
+            for key, value in env_file.values.items()
+            if key not in KNOWN_KEYS
+        }
+    return Settings(
+        gpu_request=_gpu_request(layers, cli),
+        port=_port(layers, cli),
+        listen=_listen(layers, cli),
+        comfyui_args=_comfyui_args(layers, cli),
+        enable_manager=_enable_manager(layers, cli),
+        comfyui_dir=comfyui_dir,
+        python=python,
+        pytorch_alloc_conf=layers.get("PYTORCH_ALLOC_CONF") or Sourced(None, "default"),
+        pytorch_cuda_alloc_conf=layers.get("PYTORCH_CUDA_ALLOC_CONF") or Sourced(None, "default"),
+        env_file=env_file.path if env_file else None,
+        passthrough=passthrough,
+        extra_args=cli.extra_args,
+        environ=dict(environ),
+        fake_gpus=environ.get("COMFYRIG_FAKE_GPUS"),
+    )
+
+
+def _load_env_file(
+    explicit: Path | None, dir_hint: Sourced | None, cwd: Path, environ: Mapping[str, str]
+) -> EnvFile | None:
+    if explicit is not None:
+        path = explicit if explicit.is_absolute() else cwd / explicit
+        if not path.is_file():
+            raise ConfigError(f"--env-file {explicit}: no such file.")
+        return read_env_file(path, environ)
+    candidates = []
+    if dir_hint is not None:
+        candidates.append(Path(str(dir_hint.value)).expanduser() / ".env")
+    candidates.append(cwd / ".env")
+    for path in candidates:
+        if path.is_file():
+            return read_env_file(path, environ)
+    return None
+
+
+def _gpu_request(layers: _Layers, cli: CliOverrides) -> Sourced:
+    request = cli.gpu_request()
+    if request is not None:
+        return Sourced(request, "cli")
+    cvd = layers.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        origin = _where(cvd, "CUDA_VISIBLE_DEVICES", "")
+        return Sourced(GpuRequest("visible", parse_gpu_list(str(cvd.value), origin)), cvd.source)
+    return Sourced(GpuRequest("auto"), "default")
+
+
+def _port(layers: _Layers, cli: CliOverrides) -> Sourced:
+    src = layers.get("COMFYUI_PORT", cli.port)
+    if src is None:
+        return Sourced(DEFAULT_PORT, "default")
+    text = str(src.value).strip()
+    if text == "auto":
+        return Sourced("auto", src.source)
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ConfigError(
+            f"{_where(src, 'COMFYUI_PORT', '--port')} is {text!r}; a port must be a whole number from 1 to 65535 (or 'auto')."
+        )
+    return Sourced(port, src.source)
+
+
+def _listen(layers: _Layers, cli: CliOverrides) -> Sourced:
+    src = layers.get("COMFYUI_LISTEN", cli.listen)
+    if src is None:
+        return Sourced(DEFAULT_LISTEN, "default")
+    text = str(src.value).strip()
+    if not text or any(c.isspace() for c in text):
+        raise ConfigError(f"{_where(src, 'COMFYUI_LISTEN', '--listen')} is {text!r}; give an address such as 127.0.0.1.")
+    return Sourced(text, src.source)
+
+
+def _comfyui_args(layers: _Layers, cli: CliOverrides) -> Sourced:
+    src = layers.get("COMFYUI_ARGS", cli.comfyui_args)
+    if src is None:
+        return Sourced((), "default")
+    try:
+        return Sourced(tuple(shlex.split(str(src.value))), src.source)
+    except ValueError as exc:
+        raise ConfigError(f"{_where(src, 'COMFYUI_ARGS', '--comfyui-args')} cannot be split into arguments: {exc}.") from exc
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _enable_manager(layers: _Layers, cli: CliOverrides) -> Sourced:
+    src = layers.get("ENABLE_COMFYUI_MANAGER", cli.enable_manager)
+    if src is None:
+        return Sourced(False, "default")
+    if isinstance(src.value, bool):
+        return src
+    text = str(src.value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return Sourced(text in _TRUE, src.source)
+    raise ConfigError(f"{_where(src, 'ENABLE_COMFYUI_MANAGER', '')} is {src.value!r}; use true or false.")
+
+
+def _comfyui_dir(layers: _Layers, cli: CliOverrides, cwd: Path) -> Sourced:
+    src = layers.get("COMFYUI_DIR", cli.comfyui_dir)
+    if src is None:
+        if (cwd / "main.py").is_file():
+            return Sourced(cwd, "derived")
+        return Sourced(None, "default")
+    path = Path(str(src.value)).expanduser()
+    path = path if path.is_absolute() else cwd / path
+    if not (path / "main.py").is_file():
+        what = "does not exist" if not path.exists() else "has no main.py, so it is not a ComfyUI checkout"
+        raise ComfyUINotFoundError(
+            f"{_where(src, 'COMFYUI_DIR', '--comfyui-dir')} is {path}, which {what}.",
+            hint="Point it at the folder that holds ComfyUI's main.py.",
+        )
+    return Sourced(path.resolve(), src.source)
+
+
+def _python(layers: _Layers, cli: CliOverrides, comfyui_dir: Path | None, environ: Mapping[str, str]) -> Sourced:
+    src = layers.get("COMFYUI_PYTHON", cli.python)
+    if src is not None:
+        path = Path(str(src.value)).expanduser()
+        if not path.is_file():
+            raise ComfyUINotFoundError(
+                f"{_where(src, 'COMFYUI_PYTHON', '--python')} is {path}, which does not exist.",
+                hint="Give the Python interpreter of ComfyUI's environment, e.g. ComfyUI/.venv/bin/python.",
+            )
+        return Sourced(str(path), src.source)
+    if comfyui_dir is not None:
+        for venv in (".venv", "venv"):
+            candidate = comfyui_dir / venv / "bin" / "python"
+            if candidate.is_file():
+                return Sourced(str(candidate), "derived")
+    if environ.get("VIRTUAL_ENV"):
+        candidate = Path(environ["VIRTUAL_ENV"]) / "bin" / "python"
+        if candidate.is_file():
+            return Sourced(str(candidate), "derived")
+    return Sourced(sys.executable, "default")

@@ -1,0 +1,77 @@
+"""The one exception tree of comfyrig.
+
+Library code raises these; only the CLI edge (``comfyrig.cli.app``) turns them
+into a one-paragraph message and an exit code, so no user ever sees a traceback
+for bad input::
+
+    ComfyrigError                 exit 2 unless stated
+    ├── ConfigError               a flag, variable or .env line that cannot be used
+    │   └── SelectionError        a GPU selection that does not fit this machine
+    ├── GpuProbeError             NVML / nvidia-smi answered with an error
+    ├── ComfyUINotFoundError      no ComfyUI directory or interpreter
+    ├── LaunchError               ComfyUI could not be started or supervised (exit 1)
+    │   └── PortInUseError        the port is taken (names the holder)
+    └── ComfyAPIError             ComfyUI's HTTP/websocket API failed (exit 1)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ComfyAPIError",
+    "ComfyUINotFoundError",
+    "ComfyrigError",
+    "ConfigError",
+    "GpuProbeError",
+    "LaunchError",
+    "PortInUseError",
+    "SelectionError",
+]
+
+
+class ComfyrigError(Exception):
+    """Base of every error comfyrig reports to a person.
+
+    ``hint`` is an optional second sentence saying what to do about it.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} {self.hint}"
+
+
+class ConfigError(ComfyrigError):
+    """A setting (flag, environment variable, .env line) is invalid."""
+
+
+class SelectionError(ConfigError):
+    """A GPU selection names GPUs this machine does not have, or repeats one."""
+
+
+class GpuProbeError(ComfyrigError):
+    """The GPU driver answered, but with an error."""
+
+
+class ComfyUINotFoundError(ComfyrigError):
+    """No usable ComfyUI directory or Python interpreter."""
+
+
+class LaunchError(ComfyrigError):
+    """ComfyUI could not be started, or stopped before it was ready."""
+
+    exit_code = 1
+
+
+class PortInUseError(LaunchError):
+    """The requested port is already bound by another process."""
+
+
+class ComfyAPIError(ComfyrigError):
+    """ComfyUI's HTTP or websocket API answered with an error or not at all."""
+
+    exit_code = 1

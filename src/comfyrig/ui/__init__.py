@@ -1,0 +1,1 @@
+"""Rich renderables built from immutable snapshots."""
