@@ -44,18 +44,21 @@ def read_env_file(path: Path, environ: Mapping[str, str]) -> EnvFile:
         raise ConfigError(f"The .env file {path} cannot be read: {exc}.") from exc
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
+    consumed = 0  # newlines before this binding: python-dotenv's own line numbers skip blank lines
     for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
+        original = binding.original.string
+        line = consumed + 1 + original[: len(original) - len(original.lstrip())].count("\n")
+        consumed += original.count("\n")
         if binding.error:
             raise ConfigError(
-                f"{path}, line {line}: cannot parse {binding.original.string.strip()!r}.",
+                f"{path}, line {line}: cannot parse {original.strip()!r}.",
                 hint="Each line must be NAME=value (optionally quoted, optionally after 'export'), "
                 "a comment starting with '#', or blank.",
             )
         if binding.key is None or binding.value is None:
             continue  # comment, blank line, or a bare NAME with no value
         value = binding.value
-        if not _single_quoted(binding.original.string):
+        if not _single_quoted(original):
             value = _expand(value, {**environ, **values})
         values[binding.key] = value
         lines[binding.key] = line
