@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -12,7 +13,8 @@ from rich.text import Text
 
 from ..comfy.checkout import supported_flags
 from ..config.modes import select_gpus
-from ..config.settings import Settings
+from ..config.settings import RESTART_POLICIES, Settings
+from ..errors import ConfigError
 from ..gpu.probe import probe_inventory
 from ..plan import LaunchPlan, plan_launch
 from ..supervise.ports import free_ports, port_is_free, who_holds
@@ -89,6 +91,12 @@ def launch_cmd(
     comfyui_args: o.ComfyArgs = None,
     enable_manager: o.Manager = None,
     workers: Annotated[bool, typer.Option("--workers", help="One ComfyUI per selected GPU, ports base, base+1, ...")] = False,
+    restart: Annotated[str, typer.Option("--restart", help="Restart policy: no, on-failure or always.")] = "no",
+    restart_delay: Annotated[float, typer.Option("--restart-delay", help="First restart delay in seconds; doubles per failure.")] = 1.0,
+    ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for ComfyUI's HTTP API.")] = 300.0,
+    stop_timeout: Annotated[float, typer.Option("--stop-timeout", help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
+    plain: Annotated[bool, typer.Option("--plain", help="Raw log lines instead of the dashboard (automatic in pipes).")] = False,
+    log_dir: Annotated[Optional[Path], typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, start nothing.")] = False,
     json_out: o.JsonOut = False,
 ) -> int:
@@ -97,6 +105,10 @@ def launch_cmd(
                     listen=listen, comfyui_dir=comfyui_dir, python=python, env_file=env_file,
                     comfyui_args=comfyui_args, enable_manager=enable_manager, extra_args=extra)
     )
+    if restart not in RESTART_POLICIES:
+        raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
+    if ready_timeout <= 0 or stop_timeout < 0:
+        raise ConfigError("--ready-timeout must be positive and --stop-timeout not negative.")
     plan = build_plan(settings, workers=workers)
     console = make_console(settings.environ)
     if dry_run:
@@ -112,9 +124,16 @@ def launch_cmd(
         console.print(render_plan(plan))
         console.print(Text(NO_COMFYUI, style="yellow"))
         return 0
-    from ..supervise.launcher import launch
+    from ..supervise.launcher import LaunchOptions, launch
+    from ..supervise.supervisor import SupervisorOptions
 
-    return launch(plan, settings, console)
+    sup = SupervisorOptions(
+        restart=restart,  # type: ignore[arg-type]
+        ready_timeout_s=ready_timeout,
+        stop_timeout_s=stop_timeout,
+        restart_delay_s=restart_delay,
+    )
+    return launch(plan, settings, console, LaunchOptions(supervisor=sup, plain=plain, log_dir=log_dir))
 
 
 def _busy_port_notes(console: Console, plan: LaunchPlan) -> None:

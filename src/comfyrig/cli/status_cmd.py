@@ -1,0 +1,108 @@
+"""``comfyrig status`` and ``comfyrig stop``: the instances comfyrig started."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from ..comfy.client import ComfyClient
+from ..errors import ComfyAPIError, ConfigError
+from ..supervise.launcher import state_dir_for
+from ..supervise.process import group_alive, signal_group
+from ..supervise.state import InstanceRecord
+from ..ui.console import make_console
+from . import options as o
+from .app import command
+from .commands import _print_json
+
+__all__: list[str] = []
+
+
+def _describe(record: InstanceRecord) -> dict[str, Any]:
+    alive = record.matches_process()
+    ready, queue = False, None
+    if alive:
+        try:
+            with ComfyClient(record.url, timeout_s=1.0) as client:
+                queue = client.queue_remaining()
+                ready = True
+        except ComfyAPIError:
+            pass
+    return {
+        "name": record.name,
+        "port": record.port,
+        "pid": record.pid,
+        "gpus": record.cuda_visible_devices,
+        "mode": record.mode,
+        "url": record.url,
+        "running": alive,
+        "ready": ready,
+        "queue_remaining": queue,
+        "log_file": record.log_file,
+    }
+
+
+@command("status", help="List the ComfyUI instances comfyrig started: port, pid, GPUs, ready, queue.")
+def status_cmd(json_out: o.JsonOut = False) -> int:
+    settings = o.settings_from(o.overrides())
+    state = state_dir_for(settings)
+    rows = []
+    for record in state.records():
+        info = _describe(record)
+        if not info["running"] and not group_alive(record.pgid):
+            state.remove(record.port, record.pid)  # a stale record of a dead instance
+            continue
+        rows.append(info)
+    if json_out:
+        _print_json({"instances": rows})
+        return 0
+    console = make_console(settings.environ)
+    if not rows:
+        console.print("No ComfyUI started by comfyrig is running.")
+        return 0
+    table = Table(title="ComfyUI instances started by comfyrig")
+    for column in ("port", "pid", "GPUs", "mode", "url", "ready", "queue", "log"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["port"]), str(r["pid"]), r["gpus"] or "cpu", r["mode"], r["url"],
+                      "yes" if r["ready"] else "no", "" if r["queue_remaining"] is None else str(r["queue_remaining"]),
+                      r["log_file"] or "")
+    console.print(table)
+    return 0
+
+
+@command("stop", help="Stop ComfyUI instances comfyrig started (whole process group, SIGINT then SIGKILL).")
+def stop_cmd(
+    port: Annotated[Optional[int], typer.Option("--port", help="The instance on this port.", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every instance comfyrig started.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds between SIGINT and SIGKILL.")] = 10.0,
+) -> int:
+    if (port is None) == (not all_):
+        raise ConfigError("Say which instances to stop: --port N or --all.")
+    settings = o.settings_from(o.overrides())
+    state = state_dir_for(settings)
+    console = make_console(settings.environ)
+    records = [r for r in state.records() if all_ or r.port == port]
+    if not records:
+        console.print(f"No comfyrig-started ComfyUI {'is running' if all_ else f'on port {port}'}.")
+        return 0 if all_ else 1
+    for record in records:
+        if not record.matches_process():
+            # The pid is gone or now runs something else: never signal it.
+            state.remove(record.port, record.pid)
+            console.print(f"port {record.port}: pid {record.pid} no longer runs that ComfyUI; record removed.")
+            continue
+        signal_group(record.pgid, signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        while group_alive(record.pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        forced = group_alive(record.pgid)
+        if forced:
+            signal_group(record.pgid, signal.SIGKILL)
+        state.remove(record.port, record.pid)
+        console.print(f"port {record.port}: stopped pid {record.pid}{' (SIGKILL after the grace period)' if forced else ''}.")
+    return 0

@@ -1,0 +1,135 @@
+"""The launch dashboard: pure functions from a FleetSnapshot to Rich renderables."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..plan import LaunchPlan
+from ..supervise.supervisor import FleetSnapshot, WorkerView
+from .panel import gpu_config_panel
+
+__all__ = ["dashboard", "status_line", "multigpu_verdict"]
+
+_PHASE_STYLE = {
+    "starting": "yellow",
+    "ready": "bold green",
+    "stopping": "magenta",
+    "backoff": "yellow",
+    "exited": "dim",
+    "failed": "bold red",
+}
+_SYSTEM_ROWS = (
+    ("python", "Python"),
+    ("pytorch", "PyTorch"),
+    ("comfyui", "ComfyUI"),
+    ("frontend", "Frontend"),
+    ("device", "Device"),
+    ("memory", "Memory"),
+    ("vram_state", "VRAM state"),
+)
+
+
+def multigpu_verdict(plan: LaunchPlan, nodes: tuple[str, ...] | None) -> Text | None:
+    """In dual/multi mode, say plainly whether the extra GPUs can be used at all."""
+    if plan.workers or len(plan.selection.gpus) < 2 or nodes is None:
+        return None
+    if nodes:
+        return Text(
+            f"✓ ComfyUI-MultiGPU is loaded ({', '.join(nodes[:3])}, ...): use its loader nodes to put models on cuda:1+.",
+            style="green",
+        )
+    others = ", ".join(f"GPU {g.index}" for g in plan.selection.gpus[1:])
+    return Text(
+        f"⚠ No multi-GPU node pack is loaded: ComfyUI computes only on cuda:0 (GPU {plan.selection.gpus[0].index}); "
+        f"{others} stay idle. Install ComfyUI-MultiGPU into custom_nodes/ to place models on them, "
+        "or run 'comfyrig launch --workers' for one ComfyUI per GPU (throughput).",
+        style="bold yellow",
+    )
+
+
+def status_line(view: WorkerView) -> Text:
+    style = _PHASE_STYLE[view.phase]
+    text = Text()
+    text.append(f"{view.phase.upper():9}", style=style)
+    if view.phase == "starting":
+        text.append(f" {view.elapsed_s:5.1f} s  ", style="dim")
+        text.append(view.info.last_line[-90:] or view.message, style="dim")
+    elif view.phase == "ready":
+        text.append(f" {view.url}", style="bold")
+        if view.queue_remaining is not None:
+            text.append(f"   queue: {view.queue_remaining}", style="cyan")
+    else:
+        text.append(f" {view.message}")
+    return text
+
+
+def _system_table(view: WorkerView) -> Table:
+    table = Table(title="System", show_header=False, box=box.SIMPLE, expand=False)
+    table.add_column(style="cyan")
+    table.add_column()
+    for key, label in _SYSTEM_ROWS:
+        if key in view.info.system:
+            table.add_row(label, view.info.system[key])
+    if view.stats:
+        for device in view.stats.get("devices", [])[:1]:
+            table.add_row("Serving on", f"{device.get('name')} ({int(device.get('vram_total', 0)) // 2**20} MiB)")
+    return table
+
+
+def _imports(view: WorkerView) -> RenderableType | None:
+    imports = view.info.imports
+    if not imports:
+        return None
+    text = Text(f"Custom nodes: {len(imports)} imported", style="cyan")
+    for node in imports:
+        if node.failed:
+            text.append(f"\n  IMPORT FAILED {node.path} ({node.seconds:.1f} s)", style="bold red")
+        elif node.seconds >= 1.0:
+            text.append(f"\n  {node.seconds:.1f} s {node.path}", style="yellow")
+    return text
+
+
+def _problems(view: WorkerView) -> RenderableType | None:
+    if not view.info.problems:
+        return None
+    body = Text("\n".join(line[:140] for line in view.info.problems[-6:]), style="yellow")
+    return Panel(body, title="⚠ Warnings and errors", border_style="yellow", box=box.ROUNDED)
+
+
+def _fleet_table(snapshot: FleetSnapshot) -> Table:
+    table = Table(title="Workers", expand=True)
+    for column in ("worker", "GPU", "url", "state", "queue", "log"):
+        table.add_column(column, overflow="fold")
+    for view in snapshot.workers:
+        table.add_row(
+            view.name,
+            view.cuda_visible_devices or "cpu",
+            view.url,
+            status_line(view),
+            "" if view.queue_remaining is None else str(view.queue_remaining),
+            view.log_file or "",
+        )
+    return table
+
+
+def dashboard(plan: LaunchPlan, snapshot: FleetSnapshot, title: str) -> RenderableType:
+    header = Text(title, style="bold cyan", justify="center")
+    parts: list[RenderableType] = [Panel(header, box=box.DOUBLE, border_style="cyan"), gpu_config_panel(plan.selection, workers=plan.workers)]
+    if len(snapshot.workers) == 1:
+        view = snapshot.workers[0]
+        parts.append(_system_table(view))
+        for extra in (_imports(view), _problems(view), multigpu_verdict(plan, view.multigpu_nodes)):
+            if extra is not None:
+                parts.append(extra)
+        parts.append(Panel(status_line(view), title="Status", box=box.HEAVY, border_style=_PHASE_STYLE[view.phase].split()[-1]))
+        if view.log_file:
+            parts.append(Text(f"log: {view.log_file}", style="dim"))
+    else:
+        parts.append(_fleet_table(snapshot))
+    for warning in plan.warnings:
+        parts.append(Text(f"⚠ {warning}", style="yellow"))
+    return Group(*parts)
