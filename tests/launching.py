@@ -43,6 +43,7 @@ class Launched:
             start_new_session=True,
         )
         self.lines: list[str] = []
+        self.default_timeout = 30.0
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -56,7 +57,8 @@ class Launched:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, needle: str, timeout: float = 30, count: int = 1) -> None:
+    def wait_for(self, needle: str, timeout: float | None = None, count: int = 1) -> None:
+        timeout = timeout or self.default_timeout
         wait_until(lambda: sum(needle in line for line in list(self.lines)) >= count, timeout, f"{needle!r} x{count} in:\n{self.text}")
 
     def interrupt(self) -> None:
