@@ -422,7 +422,10 @@ class PromptExecutor:
         """The fault knobs that act on the first node of a job."""
         if self.knobs.crash_on_job == job_number:
             logging.error(f"FAKE_COMFYUI_CRASH_ON_JOB={job_number}: the fake dies now, like a hard crash")
-            os._exit(1)
+            # Die on the event loop's thread: the answer to the POST /prompt that queued this job,
+            # written in the same loop step as the put(), is out before the process goes.
+            self.server.loop.call_soon_threadsafe(os._exit, 1)
+            threading.Event().wait()
         if self.knobs.hang_on_job == job_number:
             model_management.wait_interruptible(None)
         if self.knobs.job_seconds:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 FAKE_DIR = os.path.dirname(os.path.abspath(__file__))
-MAIN = os.path.join(FAKE_DIR, "main.py")
 T = TypeVar("T")
 
 
@@ -158,7 +157,7 @@ def start_fake(port: Optional[int] = None, env: Optional[Mapping[str, Optional[s
             child_env.pop(key, None)
         else:
             child_env[key] = value
-    proc = subprocess.Popen([python, MAIN, "--listen", "127.0.0.1", "--port", str(port), *args],
+    proc = subprocess.Popen([python, "main.py", "--listen", "127.0.0.1", "--port", str(port), *args],
                             cwd=FAKE_DIR, env=child_env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
                             start_new_session=True)
