@@ -64,10 +64,10 @@ class FakeServer:
     url: str                      # http://127.0.0.1:PORT
     port: int
     proc: subprocess.Popen
-    log_lines: List[str] = field(default_factory=list)      # stdout and stderr lines, in arrival order
-    stdout_lines: List[str] = field(default_factory=list)
-    stderr_lines: List[str] = field(default_factory=list)
-    _readers: List[threading.Thread] = field(default_factory=list)
+    log_lines: List[str] = field(default_factory=list, repr=False)  # stdout and stderr lines, in arrival order
+    stdout_lines: List[str] = field(default_factory=list, repr=False)
+    stderr_lines: List[str] = field(default_factory=list, repr=False)
+    _readers: List[threading.Thread] = field(default_factory=list, repr=False)
 
     # --- HTTP ----------------------------------------------------------------------------------
 
@@ -149,9 +149,14 @@ def _read_lines(stream, *sinks: List[str]) -> None:
 
 def start_fake(port: Optional[int] = None, env: Optional[Mapping[str, Optional[str]]] = None,
                args: Sequence[str] = (), python: str = sys.executable) -> FakeServer:
-    """Start the fake without waiting for it. env entries update os.environ; a None value removes one."""
+    """Start the fake without waiting for it.
+
+    The child gets os.environ minus any FAKE_COMFYUI_* knob and __COMFY_CLI_SESSION__ (so a test
+    states every knob it uses), updated with `env`; a None value there removes a variable.
+    """
     port = free_port() if port is None else port
-    child_env: Dict[str, str] = dict(os.environ)
+    child_env: Dict[str, str] = {key: value for key, value in os.environ.items()
+                                 if not key.startswith("FAKE_COMFYUI_") and key != "__COMFY_CLI_SESSION__"}
     for key, value in (env or {}).items():
         if value is None:
             child_env.pop(key, None)

@@ -97,8 +97,7 @@ def output_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def fake(output_dir):
-    with running_fake(args=["--output-directory", str(output_dir)],
-                      env={"CUDA_VISIBLE_DEVICES": "3,1", "FAKE_COMFYUI_NODE_PACKS": None}) as server:
+    with running_fake(args=["--output-directory", str(output_dir)], env={"CUDA_VISIBLE_DEVICES": "3,1"}) as server:
         yield server
 
 
@@ -257,12 +256,14 @@ def test_interrupt_stops_the_running_job(fake):
 
 
 def test_queue_is_fifo_and_can_be_edited(fake):
-    blocker = image_prompt("fifo/block", sleep=30, steps=3000)
-    fake.post_json("/prompt", {"prompt": blocker, "prompt_id": "fifo-block"})
+    with connect(f"ws://127.0.0.1:{fake.port}/ws?clientId=fifo-client") as ws:
+        fake.post_json("/prompt", {"prompt": image_prompt("fifo/block", sleep=30, steps=3000),
+                                   "prompt_id": "fifo-block", "client_id": "fifo-client"})
+        ws_events(ws, lambda kind, data: kind == "progress")  # running, so an interrupt now reaches it
     numbers = [fake.post_json("/prompt", {"prompt": small_prompt(f"fifo/{n}"), "prompt_id": f"fifo-{n}"})["number"]
                for n in range(3)]
     assert numbers == sorted(numbers) and len(set(numbers)) == 3
-    queue = wait_until(lambda: (q := fake.get_json("/queue"))["queue_running"] and q, 5, "a running job")
+    queue = fake.get_json("/queue")
     assert [item[1] for item in queue["queue_running"]] == ["fifo-block"]
     assert [item[1] for item in queue["queue_pending"]] == ["fifo-0", "fifo-1", "fifo-2"]
     assert all(len(item) == 5 for item in queue["queue_pending"])
@@ -348,8 +349,8 @@ def test_sigint_stops_with_exit_0(tmp_path):
 
 def test_start_delay_postpones_binding():
     started = time.monotonic()
-    with running_fake(env={"FAKE_COMFYUI_START_DELAY": "1.0"}) as fake:
-        assert time.monotonic() - started >= 1.0
+    with running_fake(env={"FAKE_COMFYUI_START_DELAY": "0.6"}) as fake:
+        assert time.monotonic() - started >= 0.6
         assert fake.is_ready()
 
 
@@ -435,7 +436,7 @@ def test_ignore_sigint_needs_sigkill():
     with running_fake(env={"FAKE_COMFYUI_IGNORE_SIGINT": "1"}) as fake:
         os.kill(fake.proc.pid, signal.SIGINT)
         assert fake.is_ready() and fake.proc.poll() is None
-        assert fake.stop(grace=0.5) == -signal.SIGKILL
+        assert fake.stop(grace=0.3) == -signal.SIGKILL
 
 
 def test_manager_reboot_with_comfy_cli_session_writes_marker_and_exits_0(tmp_path):
@@ -449,7 +450,7 @@ def test_manager_reboot_with_comfy_cli_session_writes_marker_and_exits_0(tmp_pat
 
 
 def test_manager_reboot_without_session_reexecs_in_place():
-    with running_fake(env={"__COMFY_CLI_SESSION__": None}) as fake:
+    with running_fake() as fake:
         pid = fake.get_json("/system_stats")["system"]["fake_pid"]
         with pytest.raises(OSError):
             fake.request("POST", "/api/manager/reboot")
