@@ -13,7 +13,6 @@ import heapq
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import traceback
