@@ -11,24 +11,26 @@ import os
 import time
 from typing import Optional, Tuple
 
-base_path = os.path.dirname(os.path.realpath(__file__))
-output_directory = os.path.join(base_path, "output")
-input_directory = os.path.join(base_path, "input")
-temp_directory = os.path.join(base_path, "temp")
-user_directory = os.path.join(base_path, "user")
-custom_nodes_directory = os.path.join(base_path, "custom_nodes")
+base_path = output_directory = input_directory = temp_directory = user_directory = custom_nodes_directory = ""
+
+
+def _set_base(path: str) -> None:
+    global base_path, output_directory, input_directory, temp_directory, user_directory, custom_nodes_directory
+    base_path = path
+    output_directory = os.path.join(path, "output")
+    input_directory = os.path.join(path, "input")
+    temp_directory = os.path.join(path, "temp")
+    user_directory = os.path.join(path, "user")
+    custom_nodes_directory = os.path.join(path, "custom_nodes")
+
+
+_set_base(os.path.dirname(os.path.realpath(__file__)))
 
 
 def apply_base_directory(args) -> None:
     """At import time in ComfyUI: --base-directory resets every default."""
-    global base_path, output_directory, input_directory, temp_directory, user_directory, custom_nodes_directory
     if args.base_directory:
-        base_path = os.path.abspath(args.base_directory)
-        output_directory = os.path.join(base_path, "output")
-        input_directory = os.path.join(base_path, "input")
-        temp_directory = os.path.join(base_path, "temp")
-        user_directory = os.path.join(base_path, "user")
-        custom_nodes_directory = os.path.join(base_path, "custom_nodes")
+        _set_base(os.path.abspath(args.base_directory))
 
 
 def apply_custom_paths(args) -> None:
