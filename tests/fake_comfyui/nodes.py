@@ -231,7 +231,8 @@ NODE_DISPLAY_NAME_MAPPINGS: Dict[str, str] = {
 # --- ComfyUI-MultiGPU (custom_nodes/ComfyUI-MultiGPU/__init__.py and wrappers.py) --------------
 
 MULTIGPU_FOLDER = "ComfyUI-MultiGPU"
-# wrapper kind per base loader: "device" adds a `device` input; DisTorch2 adds the allocation inputs
+# Wrapped loaders, each with the name its DisTorch2 variant gives the device input: compute_device
+# for model loaders, device for text/vision encoders (whose eject_models defaults to False).
 MULTIGPU_WRAPPED = {
     "UNETLoader": "compute_device", "VAELoader": "compute_device", "CheckpointLoaderSimple": "compute_device",
     "ControlNetLoader": "compute_device", "CLIPLoader": "device", "DualCLIPLoader": "device",
