@@ -1,0 +1,352 @@
+"""The fake's node set, its /object_info schemas, and the custom_nodes scan.
+
+Executable: EmptyImage, ImageInvert, SaveImage (nodes.py in ComfyUI), ImageBlur
+(comfy_extras/nodes_post_processing.py) and FakeSleep (the fake's own slow node).
+Schema only: the core model loaders and, with FAKE_COMFYUI_NODE_PACKS=multigpu or a
+custom_nodes/ComfyUI-MultiGPU folder, ComfyUI-MultiGPU's loader wrappers. The fake has no
+models, so a loader's model list is empty and a prompt using one fails validation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Callable, Dict, Optional
+
+import folder_paths
+from comfy import image as img
+from comfy import model_management
+from comfy.cli_args import args
+
+MAX_RESOLUTION = 16384
+
+# Set by the executor around each node: progress_hook(value, max) sends "progress" for that node.
+progress_hook: Optional[Callable[[float, float], None]] = None
+
+
+def interrupt_processing(value: bool = True) -> None:
+    model_management.interrupt_current_processing(value)
+
+
+def before_node_execution() -> None:
+    model_management.throw_exception_if_processing_interrupted()
+
+
+class EmptyImage:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "width": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
+            "height": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+            "color": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color"}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "generate"
+    CATEGORY = "image"
+
+    def generate(self, width, height, batch_size=1, color=0):
+        frame = img.solid(width, height, color)
+        return ((frame,) * batch_size,)
+
+
+class ImageInvert:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "invert"
+    CATEGORY = "image"
+
+    def invert(self, image):
+        return (tuple(img.invert(frame) for frame in image),)
+
+
+class ImageBlur:
+    # A V3 node in ComfyUI 0.3.76: its object_info has the V3 field set (see node_info()).
+    V3_SCHEMA = True
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_post_processing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": ("IMAGE", {}),
+            "blur_radius": ("INT", {"default": 1, "min": 1, "max": 31, "step": 1}),
+            "sigma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "execute"
+    CATEGORY = "image/postprocessing"
+
+    def execute(self, image, blur_radius, sigma):
+        return (tuple(img.blur(frame, blur_radius, sigma) for frame in image),)
+
+
+class SaveImage:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The images to save."}),
+                "filename_prefix": ("STRING", {"default": "ComfyUI", "tooltip": "The prefix for the file to save. This may include formatting information such as %date:yyyy-MM-dd% or %Empty Latent Image.width% to include values from nodes."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    CATEGORY = "image"
+    DESCRIPTION = "Saves the input images to your ComfyUI output directory."
+
+    def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
+        first = images[0]
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.output_directory, first.width, first.height)
+        text = {}
+        if not args.disable_metadata:
+            if prompt is not None:
+                text["prompt"] = json.dumps(prompt)
+            for key, value in (extra_pnginfo or {}).items():
+                text[key] = json.dumps(value)
+        results = []
+        for batch_number, frame in enumerate(images):
+            file = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            with open(os.path.join(folder, file), "wb") as f:
+                f.write(img.png_bytes(frame, text))
+            results.append({"filename": file, "subfolder": subfolder, "type": "output"})
+            counter += 1
+        return {"ui": {"images": results}}
+
+
+class FakeSleep:
+    """Stands in for a sampler: takes `seconds`, reports `steps` progress events, passes `any` through."""
+
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_fake"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "seconds": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3600.0, "step": 0.01}),
+                "steps": ("INT", {"default": 10, "min": 1, "max": 10000}),
+            },
+            "optional": {
+                "any": ("*", {}),
+                "fail": ("BOOLEAN", {"default": False, "tooltip": "Raise after sleeping, for execution_error tests."}),
+            },
+        }
+
+    RETURN_TYPES = ("*",)
+    RETURN_NAMES = ("any",)
+    FUNCTION = "sleep"
+    CATEGORY = "testing/fake"
+    DESCRIPTION = "Sleeps like a sampler, sending one progress event per step; passes its input through."
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        return float("nan")  # never cached, like a sampler with a new seed
+
+    def sleep(self, seconds, steps, any=None, fail=False):
+        for step in range(1, steps + 1):
+            model_management.wait_interruptible(seconds / steps)
+            if progress_hook is not None:
+                progress_hook(step, steps)
+        if fail:
+            raise RuntimeError("FakeSleep was asked to fail")
+        return (any,)
+
+
+# --- Model loaders: schemas only --------------------------------------------------------------
+
+CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
+              "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image", "flux2", "ovis"]
+DUAL_CLIP_TYPES = ["sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image", "hunyuan_video_15",
+                   "kandinsky5", "kandinsky5_image"]
+CHECKPOINT_TOOLTIPS = ("The model used for denoising latents.",
+                       "The CLIP model used for encoding text prompts.",
+                       "The VAE model used for encoding and decoding images to and from latent space.")
+
+
+def _loader(name: str, category: str, returns: tuple, required: dict, optional: Optional[dict] = None,
+            description: str = "", tooltips: Optional[tuple] = None) -> type:
+    def load(self, **kwargs):
+        raise RuntimeError(f"{name}: the fake ComfyUI has no models")
+
+    inputs = {"required": required}
+    if optional:
+        inputs["optional"] = optional
+    attrs = {"INPUT_TYPES": classmethod(lambda cls: json.loads(json.dumps(inputs))), "RETURN_TYPES": returns,
+             "FUNCTION": "load", "CATEGORY": category, "DESCRIPTION": description, "load": load}
+    if tooltips:
+        attrs["OUTPUT_TOOLTIPS"] = tooltips
+    return type(name, (), attrs)
+
+
+LOADERS = {
+    "CheckpointLoaderSimple": _loader(
+        "CheckpointLoaderSimple", "loaders", ("MODEL", "CLIP", "VAE"),
+        {"ckpt_name": ([], {"tooltip": "The name of the checkpoint (model) to load."})},
+        description="Loads a diffusion model checkpoint, diffusion models are used to denoise latents.",
+        tooltips=CHECKPOINT_TOOLTIPS),
+    "UNETLoader": _loader("UNETLoader", "advanced/loaders", ("MODEL",), {
+        "unet_name": ([],), "weight_dtype": (["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"],)}),
+    "VAELoader": _loader("VAELoader", "loaders", ("VAE",), {"vae_name": ([],)}),
+    "CLIPLoader": _loader("CLIPLoader", "advanced/loaders", ("CLIP",), {"clip_name": ([],), "type": (CLIP_TYPES,)},
+                          {"device": (["default", "cpu"], {"advanced": True})}),
+    "DualCLIPLoader": _loader("DualCLIPLoader", "advanced/loaders", ("CLIP",), {
+        "clip_name1": ([],), "clip_name2": ([],), "type": (DUAL_CLIP_TYPES,)},
+        {"device": (["default", "cpu"], {"advanced": True})}),
+    "CLIPVisionLoader": _loader("CLIPVisionLoader", "loaders", ("CLIP_VISION",), {"clip_name": ([],)}),
+    "ControlNetLoader": _loader("ControlNetLoader", "loaders", ("CONTROL_NET",), {"control_net_name": ([],)}),
+}
+
+NODE_CLASS_MAPPINGS: Dict[str, type] = {
+    "EmptyImage": EmptyImage,
+    "ImageInvert": ImageInvert,
+    "ImageBlur": ImageBlur,
+    "SaveImage": SaveImage,
+    "FakeSleep": FakeSleep,
+    **LOADERS,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS: Dict[str, str] = {
+    "SaveImage": "Save Image",
+    "ImageInvert": "Invert Image",
+    "FakeSleep": "Fake Sleep",
+    "CheckpointLoaderSimple": "Load Checkpoint",
+    "UNETLoader": "Load Diffusion Model",
+    "VAELoader": "Load VAE",
+    "CLIPLoader": "Load CLIP",
+    "CLIPVisionLoader": "Load CLIP Vision",
+    "ControlNetLoader": "Load ControlNet Model",
+}
+
+
+# --- ComfyUI-MultiGPU (custom_nodes/ComfyUI-MultiGPU/__init__.py and wrappers.py) --------------
+
+MULTIGPU_FOLDER = "ComfyUI-MultiGPU"
+# Wrapped loaders, each with the name its DisTorch2 variant gives the device input: compute_device
+# for model loaders, device for text/vision encoders (whose eject_models defaults to False).
+MULTIGPU_WRAPPED = {
+    "UNETLoader": "compute_device", "VAELoader": "compute_device", "CheckpointLoaderSimple": "compute_device",
+    "ControlNetLoader": "compute_device", "CLIPLoader": "device", "DualCLIPLoader": "device",
+    "CLIPVisionLoader": "device",
+}
+
+
+def multigpu_nodes(visible_gpus: int) -> Dict[str, type]:
+    """<Loader>MultiGPU and <Loader>DisTorch2MultiGPU for each wrapped loader.
+
+    Devices are 'cpu' then 'cuda:0'.. as torch numbers them after CUDA_VISIBLE_DEVICES; the
+    default device is the second entry when there is one (MultiGPU's rule).
+    """
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(visible_gpus)]
+    default = devices[1] if len(devices) > 1 else devices[0]
+    module = f"custom_nodes.{MULTIGPU_FOLDER}"
+    out: Dict[str, type] = {}
+    for base_name, distorch_param in MULTIGPU_WRAPPED.items():
+        base = LOADERS[base_name]
+
+        def with_device(cls, base=base):
+            inputs = base.INPUT_TYPES()
+            inputs.setdefault("optional", {})["device"] = (devices, {"default": default})
+            return inputs
+
+        def with_distorch(cls, base=base, param=distorch_param):
+            inputs = base.INPUT_TYPES()
+            optional = inputs.setdefault("optional", {})
+            optional[param] = (devices, {"default": default})
+            optional["virtual_vram_gb"] = ("FLOAT", {"default": 4.0, "min": 0.0, "max": 128.0, "step": 0.1})
+            optional["donor_device"] = (devices, {"default": "cpu"})
+            optional["expert_mode_allocations"] = ("STRING", {"multiline": False, "default": ""})
+            optional["eject_models"] = ("BOOLEAN", {"default": param == "compute_device"})
+            return inputs
+
+        out[base_name + "MultiGPU"] = type(base_name + "MultiGPU", (base,), {
+            "INPUT_TYPES": classmethod(with_device), "CATEGORY": "multigpu", "RELATIVE_PYTHON_MODULE": module})
+        out[base_name + "DisTorch2MultiGPU"] = type(base_name + "DisTorch2MultiGPU", (base,), {
+            "INPUT_TYPES": classmethod(with_distorch), "CATEGORY": "multigpu/distorch_2",
+            "RELATIVE_PYTHON_MODULE": module})
+    return out
+
+
+def node_info(node_class: str) -> dict:
+    """One /object_info entry, in the shape server.py's node_info() (V1) or GET_NODE_INFO_V1() (V3) gives."""
+    cls = NODE_CLASS_MAPPINGS[node_class]
+    inputs = cls.INPUT_TYPES()
+    info = {
+        "input": inputs,
+        "input_order": {key: list(value.keys()) for key, value in inputs.items()},
+        "output": list(cls.RETURN_TYPES),
+        "output_is_list": [False] * len(cls.RETURN_TYPES),
+        "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
+        "name": node_class,
+        "display_name": NODE_DISPLAY_NAME_MAPPINGS.get(node_class, node_class),
+        "description": getattr(cls, "DESCRIPTION", ""),
+        "python_module": getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes"),
+        "category": getattr(cls, "CATEGORY", "sd"),
+        "output_node": getattr(cls, "OUTPUT_NODE", False) is True,
+    }
+    if hasattr(cls, "OUTPUT_TOOLTIPS"):
+        info["output_tooltips"] = list(cls.OUTPUT_TOOLTIPS)
+    if getattr(cls, "V3_SCHEMA", False):
+        # V3 schemas carry no display name of their own and always list these fields.
+        info.update(display_name=None, output_tooltips=[None] * len(cls.RETURN_TYPES), output_matchtypes=None,
+                    deprecated=False, experimental=False, api_node=False)
+    return info
+
+
+def _scan_custom_nodes(custom_nodes_dir: str):
+    """(path, imported) per entry of custom_nodes, skipping what ComfyUI skips.
+
+    The fake imports nothing: a .py file or a folder with __init__.py counts as imported, a folder
+    without one fails the way ComfyUI's import of it would.
+    """
+    try:
+        names = os.listdir(os.path.realpath(custom_nodes_dir))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(custom_nodes_dir, name)
+        if name == "__pycache__" or path.endswith(".disabled"):
+            continue
+        if os.path.isfile(path) and os.path.splitext(path)[1] != ".py":
+            continue
+        if args.disable_all_custom_nodes and name not in args.whitelist_custom_nodes:
+            logging.info(f"Skipping {name} due to disable_all_custom_nodes and whitelist_custom_nodes")
+            continue
+        imported = os.path.isfile(path) or os.path.isfile(os.path.join(path, "__init__.py"))
+        if not imported:
+            logging.warning(f"Cannot import {path} module for custom nodes: [Errno 2] No such file or directory: "
+                            f"'{os.path.join(path, '__init__.py')}'")
+        found.append((path, imported))
+    return found
+
+
+def init_extra_nodes(knobs, device: model_management.Device) -> None:
+    """Scan custom_nodes, register node packs, log "Import times for custom nodes:" as ComfyUI does.
+
+    FAKE_COMFYUI_START_DELAY is spent here: real ComfyUI binds only after every import finished.
+    """
+    if knobs.start_delay_s:
+        time.sleep(knobs.start_delay_s)
+    found = _scan_custom_nodes(folder_paths.custom_nodes_directory)
+    multigpu_path = os.path.join(folder_paths.custom_nodes_directory, MULTIGPU_FOLDER)
+    multigpu_dir = [ok for path, ok in found if os.path.basename(path).lower() == MULTIGPU_FOLDER.lower()]
+    if "multigpu" in knobs.node_packs and not multigpu_dir:
+        found.append((multigpu_path, True))
+    if "multigpu" in knobs.node_packs or any(multigpu_dir):
+        NODE_CLASS_MAPPINGS.update(multigpu_nodes(device.visible_gpus))
+
+    if found:
+        logging.info("\nImport times for custom nodes:")
+        for path, imported in sorted(found):
+            logging.info("{:6.1f} seconds{}: {}".format(0.0, "" if imported else " (IMPORT FAILED)", path))
+        logging.info("")
