@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-__all__ = ["StartupInfo", "NodeImport", "parse_line"]
+__all__ = ["StartupInfo", "NodeImport", "diagnose", "parse_line"]
 
 _FIELDS = {
     "python": re.compile(r"^Python version: (.+)$"),
@@ -63,3 +63,23 @@ def parse_line(info: StartupInfo, line: str) -> StartupInfo:
     if _PROBLEM.search(text):
         return replace(info, problems=(*info.problems[-19:], text.strip()))
     return info
+
+
+_REASONS = (
+    (re.compile(r"unrecognized arguments: (.+)"), "ComfyUI rejected a command-line flag: {0} (check COMFYUI_ARGS and the arguments after --)"),
+    (re.compile(r"(?:ModuleNotFoundError|ImportError): (?:No module named )?'?([\w.]+)'?"), "a Python package is missing in ComfyUI's environment: {0} (install ComfyUI's requirements.txt into that interpreter)"),
+    (re.compile(r"Found no NVIDIA driver|CUDA driver version is insufficient|no CUDA-capable device|CUDA error: (.+)"), "CUDA error: torch could not use the GPU ({0}); run 'comfyrig doctor'"),
+    (re.compile(r"CUDA out of memory|OutOfMemoryError"), "CUDA out of memory: try --lowvram, --reserve-vram GB, or another GPU"),
+    (re.compile(r"address already in use|Errno 98"), "the port was taken by another process while ComfyUI started"),
+)
+
+
+def diagnose(lines: list[str] | tuple[str, ...]) -> str | None:
+    """The most likely reason a ComfyUI start failed, from its last log lines."""
+    for line in reversed(lines):
+        for pattern, template in _REASONS:
+            match = pattern.search(line)
+            if match:
+                detail = next((g for g in match.groups() if g), line.strip()[:120]) if match.groups() else line.strip()[:120]
+                return template.format(detail.strip())
+    return None

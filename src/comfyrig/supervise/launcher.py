@@ -15,6 +15,7 @@ from rich.text import Text
 
 from .. import __version__
 from ..comfy.client import ComfyClient
+from ..comfy.logparse import diagnose
 from ..config.settings import Settings
 from ..errors import ComfyAPIError, PortInUseError
 from ..plan import InstanceSpec, LaunchPlan
@@ -162,6 +163,9 @@ def _final_report(console: Console, snapshot: FleetSnapshot, plain: bool) -> Non
                 console.print(Text(f"Last {len(view.tail)} log lines of {view.name}:", style="bold"))
                 for line in view.tail:
                     console.print(Text(f"  {line}"), soft_wrap=True)
+                reason = diagnose(view.tail)
+                if reason:
+                    console.print(Text(f"comfyrig: likely reason: {reason}", style="bold red"), soft_wrap=True)
             if view.log_file:
                 console.print(Text(f"Full log: {view.log_file}", style="dim"))
 

@@ -121,7 +121,8 @@ def dashboard(plan: LaunchPlan, snapshot: FleetSnapshot, title: str) -> Renderab
     parts: list[RenderableType] = [Panel(header, box=box.DOUBLE, border_style="cyan"), gpu_config_panel(plan.selection, workers=plan.workers)]
     if len(snapshot.workers) == 1:
         view = snapshot.workers[0]
-        parts.append(_system_table(view))
+        if view.info.system or view.stats:
+            parts.append(_system_table(view))
         for extra in (_imports(view), _problems(view), multigpu_verdict(plan, view.multigpu_nodes)):
             if extra is not None:
                 parts.append(extra)
