@@ -64,3 +64,16 @@ def test_passthrough_env(tmp_path: Path) -> None:
     assert inst.env["HF_HOME"] == "/data/hf"
     assert inst.env["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
     assert "COMFYUI_PORT" not in inst.env
+
+
+def test_placement_sets_thread_budget_unless_user_did(tmp_path: Path) -> None:
+    from comfyrig.placement import Placement
+
+    placed = [Placement(cpus=(0, 1), threads=2), Placement(cpus=(2, 3), threads=2)]
+    p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, placements=placed)
+    assert [i.env["OMP_NUM_THREADS"] for i in p.instances] == ["2", "2"]
+    assert [i.cpus for i in p.instances] == [(0, 1), (2, 3)]
+    assert p.to_json()["instances"][1]["cpus"] == "2-3"
+    (tmp_path / ".env").write_text("OMP_NUM_THREADS=8\n")
+    p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, placements=placed)
+    assert [i.env["OMP_NUM_THREADS"] for i in p.instances] == ["8", "8"]

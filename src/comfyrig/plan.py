@@ -15,6 +15,7 @@ from typing import Any
 
 from .config.modes import ModeLabel, Selection
 from .config.settings import Settings
+from .placement import Placement, format_cpus, thread_env
 
 __all__ = ["InstanceSpec", "LaunchPlan", "is_loopback", "plan_launch"]
 
@@ -31,6 +32,11 @@ class InstanceSpec:
     argv: tuple[str, ...]
     env: Mapping[str, str]  # only what comfyrig sets or passes through
     cwd: Path | None
+    placement: Placement | None = None  # CPUs and thread budget, when placed
+
+    @property
+    def cpus(self) -> tuple[int, ...] | None:
+        return self.placement.cpus if self.placement else None
 
     @property
     def url(self) -> str:
@@ -56,6 +62,8 @@ class InstanceSpec:
             "cwd": str(self.cwd) if self.cwd else None,
             "argv": list(self.argv),
             "env": dict(self.env),
+            "cpus": format_cpus(self.placement.cpus) if self.placement else None,
+            "threads": self.placement.threads if self.placement else None,
         }
 
 
@@ -110,6 +118,15 @@ def _child_env(settings: Settings, cuda_visible_devices: str) -> dict[str, str]:
     return env
 
 
+def _with_threads(env: dict[str, str], placed: Placement | None, environ: Mapping[str, str]) -> dict[str, str]:
+    if placed is None:
+        return env
+    for key, value in thread_env(placed.threads).items():
+        if key not in env and key not in environ:  # a budget the user set (env or .env) wins
+            env[key] = value
+    return env
+
+
 def plan_launch(
     settings: Settings,
     selection: Selection,
@@ -117,6 +134,8 @@ def plan_launch(
     *,
     workers: bool = False,
     supported_flags: frozenset[str] | None = None,
+    placements: Sequence[Placement] | None = None,
+    placement_notes: Sequence[str] = (),
 ) -> LaunchPlan:
     """Plan the processes. ``ports`` are the concrete ports, one per instance.
 
@@ -132,7 +151,9 @@ def plan_launch(
     if len(ports) != len(groups):
         raise ValueError(f"need {len(groups)} ports, got {len(ports)}")
 
-    warnings = list(selection.notes)
+    if placements is not None and len(placements) != len(groups):
+        raise ValueError(f"need {len(groups)} placements, got {len(placements)}")
+    warnings = list(selection.notes) + [f"CPU placement: {note}" for note in placement_notes]
     flags = _comfyui_flags(settings, selection, supported_flags, warnings)
     listen = str(settings.listen.value)
     if not is_loopback(listen):
@@ -148,10 +169,11 @@ def plan_launch(
             cuda_visible_devices=cvd,
             gpu_indices=indices,
             argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *flags),
-            env=_child_env(settings, cvd),
+            env=_with_threads(_child_env(settings, cvd), placed, settings.environ),
             cwd=settings.comfyui_dir.value,
+            placement=placed,
         )
-        for (name, indices, cvd), port in zip(groups, ports)
+        for (name, indices, cvd), port, placed in zip(groups, ports, placements or [None] * len(groups))
     )
     return LaunchPlan(
         mode=selection.mode,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import Cli
+from ..conftest import Cli, fake_gpus
 
 
 def test_gpus_json_report(cli: Cli) -> None:
@@ -131,3 +131,21 @@ def test_module_entry_point(cli: Cli) -> None:
 
     result = subprocess.run([sys.executable, "-m", "comfyrig", "--version"], capture_output=True, text=True, env=cli.env)
     assert result.returncode == 0 and result.stdout.startswith("comfyrig ")
+
+
+def test_workers_dry_run_places_cpus(cli: Cli) -> None:
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    gpus = fake_gpus(2)
+    for gpu in gpus:
+        gpu["cpu_affinity"] = cpus
+    cli.env["COMFYRIG_FAKE_GPUS"] = json.dumps(gpus)
+    plan = json.loads(cli("--workers", "--dry-run", "--json").stdout)
+    assert [i["cuda_visible_devices"] for i in plan["instances"]] == ["0", "1"]
+    placed = [i["cpus"] for i in plan["instances"]]
+    assert all(placed) and placed[0] != placed[1] or len(cpus) == 1
+    none = json.loads(cli("--workers", "--dry-run", "--json", "--placement", "none").stdout)
+    assert [i["cpus"] for i in none["instances"]] == [None, None]
+    bad = cli("--workers", "--dry-run", "--placement", "none", "--threads-per-worker", "2")
+    assert bad.returncode == 2 and "need --placement auto" in bad.stderr

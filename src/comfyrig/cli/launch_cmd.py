@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,7 +17,9 @@ from ..config.modes import select_gpus
 from ..config.settings import RESTART_POLICIES, Settings
 from ..errors import ConfigError
 from ..gpu.probe import probe_inventory
+from ..placement import plan_placement
 from ..plan import LaunchPlan, plan_launch
+from ..system import available_cpus, cgroup_cpu_quota
 from ..supervise.ports import free_ports, port_is_free, who_holds
 from ..ui.console import make_console
 from ..ui.panel import gpu_config_panel
@@ -44,12 +47,33 @@ def _ports(settings: Settings, count: int, workers: bool) -> list[int]:
     return [int(value)]
 
 
-def build_plan(settings: Settings, *, workers: bool) -> LaunchPlan:
+@dataclass(frozen=True)
+class PlacementRequest:
+    mode: str | None = None  # "auto" | "none" | None (auto for --workers, none otherwise)
+    cpus_per_worker: int | None = None
+    threads_per_worker: int | None = None
+
+
+def build_plan(settings: Settings, *, workers: bool, placement: PlacementRequest = PlacementRequest()) -> LaunchPlan:
     inventory = probe_inventory(settings.fake_gpus)
     selection = select_gpus(settings.gpu_request.value, inventory)
     count = len(selection.gpus) if workers and selection.gpus else 1
     flags = supported_flags(settings.comfyui_dir.value) if settings.comfyui_dir.value else None
-    return plan_launch(settings, selection, _ports(settings, count, workers), workers=workers, supported_flags=flags)
+    placements, notes = None, []
+    mode = placement.mode or ("auto" if workers and count > 1 else "none")
+    if mode == "auto":
+        affinities = [g.cpu_affinity for g in selection.gpus] if workers and selection.gpus else [None]
+        placements, notes = plan_placement(
+            affinities,
+            available_cpus(),
+            cpus_per_worker=placement.cpus_per_worker,
+            threads_per_worker=placement.threads_per_worker,
+            cpu_quota=cgroup_cpu_quota(),
+        )
+    return plan_launch(
+        settings, selection, _ports(settings, count, workers), workers=workers, supported_flags=flags,
+        placements=placements, placement_notes=notes,
+    )
 
 
 def render_plan(plan: LaunchPlan) -> Group:
@@ -63,6 +87,8 @@ def render_plan(plan: LaunchPlan) -> Group:
         body.append(f"cwd: {inst.cwd or '<ComfyUI directory>'}\n", style="dim")
         body.append(f"argv: {shlex.join(inst.argv)}\n")
         body.append(f"env: {env}", style="dim")
+        if inst.placement is not None:
+            body.append(f"\nplacement: {inst.placement.describe()}", style="magenta")
         table.add_row(inst.name, body)
     parts: list[object] = [gpu_config_panel(plan.selection, workers=plan.workers), table]
     for warning in plan.warnings:
@@ -97,6 +123,9 @@ def launch_cmd(
     stop_timeout: Annotated[float, typer.Option("--stop-timeout", help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
     plain: Annotated[bool, typer.Option("--plain", help="Raw log lines instead of the dashboard (automatic in pipes).")] = False,
     log_dir: Annotated[Optional[Path], typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
+    placement: Annotated[Optional[str], typer.Option("--placement", help="CPU placement: auto (default with --workers) or none.", show_default=False)] = None,
+    cpus_per_worker: Annotated[Optional[int], typer.Option("--cpus-per-worker", help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
+    threads_per_worker: Annotated[Optional[int], typer.Option("--threads-per-worker", help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, start nothing.")] = False,
     json_out: o.JsonOut = False,
 ) -> int:
@@ -109,7 +138,17 @@ def launch_cmd(
         raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
     if ready_timeout <= 0 or stop_timeout < 0:
         raise ConfigError("--ready-timeout must be positive and --stop-timeout not negative.")
-    plan = build_plan(settings, workers=workers)
+    if placement not in (None, "auto", "none"):
+        raise ConfigError(f"--placement {placement!r}: choose auto or none.")
+    for flag, value in (("--cpus-per-worker", cpus_per_worker), ("--threads-per-worker", threads_per_worker)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, not {value}.")
+    if placement == "none" and (cpus_per_worker or threads_per_worker):
+        raise ConfigError("--cpus-per-worker and --threads-per-worker need --placement auto.")
+    placement_request = PlacementRequest(
+        "auto" if placement is None and (cpus_per_worker or threads_per_worker) else placement, cpus_per_worker, threads_per_worker
+    )
+    plan = build_plan(settings, workers=workers, placement=placement_request)
     console = make_console(settings.environ)
     if dry_run:
         if json_out:

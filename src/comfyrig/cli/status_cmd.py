@@ -43,6 +43,8 @@ def _describe(record: InstanceRecord) -> dict[str, Any]:
         "ready": ready,
         "queue_remaining": queue,
         "log_file": record.log_file,
+        "cpus": record.cpus,
+        "threads": record.threads,
     }
 
 
@@ -65,10 +67,11 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
         console.print("No ComfyUI started by comfyrig is running.")
         return 0
     table = Table(title="ComfyUI instances started by comfyrig")
-    for column in ("port", "pid", "GPUs", "mode", "url", "ready", "queue", "log"):
+    for column in ("port", "pid", "GPUs", "CPUs/threads", "mode", "url", "ready", "queue", "log"):
         table.add_column(column)
     for r in rows:
-        table.add_row(str(r["port"]), str(r["pid"]), r["gpus"] or "cpu", r["mode"], r["url"],
+        placed = f"{r['cpus']} / {r['threads']}" if r["cpus"] else "-"
+        table.add_row(str(r["port"]), str(r["pid"]), r["gpus"] or "cpu", placed, r["mode"], r["url"],
                       "yes" if r["ready"] else "no", "" if r["queue_remaining"] is None else str(r["queue_remaining"]),
                       r["log_file"] or "")
     console.print(table)

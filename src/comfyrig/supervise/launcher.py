@@ -18,6 +18,7 @@ from ..comfy.client import ComfyClient
 from ..comfy.logparse import diagnose
 from ..config.settings import Settings
 from ..errors import ComfyAPIError, PortInUseError
+from ..placement import format_cpus
 from ..plan import InstanceSpec, LaunchPlan
 from ..ui.dashboard import dashboard, multigpu_verdict
 from .ports import port_is_free, who_holds
@@ -93,6 +94,8 @@ def launch(plan: LaunchPlan, settings: Settings, console: Console, options: Laun
                     argv=list(spec.argv), cwd=str(spec.cwd) if spec.cwd else None,
                     cuda_visible_devices=spec.cuda_visible_devices, mode=plan.mode,
                     log_file=str(log_files[spec.name]), supervisor_pid=os.getpid(), started_at=time.time(),
+                    cpus=format_cpus(spec.placement.cpus) if spec.placement else None,
+                    threads=spec.placement.threads if spec.placement else None,
                 )
             )
         else:
@@ -146,7 +149,9 @@ def launch(plan: LaunchPlan, settings: Settings, console: Console, options: Laun
     if plain:
         for warning in plan.warnings:
             say(f"warning: {warning}")
-        say(f"mode {plan.mode}; " + "; ".join(f"{i.name}: CUDA_VISIBLE_DEVICES={i.cuda_visible_devices!r} log {log_files[i.name]}" for i in plan.instances))
+        for i in plan.instances:
+            placed = f", {i.placement.describe()}" if i.placement else ""
+            say(f"{i.name}: {plan.mode} mode, CUDA_VISIBLE_DEVICES={i.cuda_visible_devices!r}{placed}, log {log_files[i.name]}")
         code = supervisor.run()
     else:
         with Live(dashboard(plan, supervisor.snapshot(), title), console=console, refresh_per_second=4, transient=False) as live:

@@ -24,15 +24,22 @@ __all__ = ["Child", "spawn", "signal_group", "group_alive", "pid_alive"]
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_setup() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGKILL us
-    # when the parent dies, so a killed comfyrig leaves no ComfyUI behind.
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except OSError:
-            pass
+def _child_setup(cpus: tuple[int, ...] | None) -> Callable[[], None]:
+    def setup() -> None:
+        # Runs in the child between fork and exec: ask the kernel to SIGKILL us
+        # when the parent dies, so a killed comfyrig leaves no ComfyUI behind;
+        # and pin it before torch starts its thread pools, which size
+        # themselves from the CPUs they are allowed.
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            except OSError:
+                pass
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
 
 
 class Child:
@@ -68,9 +75,11 @@ def spawn(
     cwd: Path | None,
     on_line: Callable[[str], None],
     log_path: Path | None = None,
+    cpus: tuple[int, ...] | None = None,
 ) -> Child:
     """Start ``argv``; stdout and stderr are merged, copied to ``log_path`` and ``on_line``.
 
+    ``cpus`` pins the child (and what it starts) to those CPUs.
     Raises OSError when the interpreter cannot be executed.
     """
     log = None
@@ -85,7 +94,7 @@ def spawn(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_child_setup,  # noqa: PLW1509 - only prctl, async-signal-safe enough
+        preexec_fn=_child_setup(cpus),  # noqa: PLW1509 - only prctl and sched_setaffinity
         close_fds=True,
     )
     return Child(popen, on_line, log)

@@ -32,6 +32,8 @@ class InstanceRecord:
     log_file: str | None
     supervisor_pid: int
     started_at: float
+    cpus: str | None = None  # "0-15": the CPUs it is pinned to, when placed
+    threads: int | None = None
 
     def matches_process(self) -> bool:
         """True when ``pid`` is alive and still runs our argv (not a reused pid)."""

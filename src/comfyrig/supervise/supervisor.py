@@ -59,6 +59,7 @@ class WorkerView:
     log_file: str | None
     restarts: int
     tail: tuple[str, ...]
+    placement: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class Supervisor:
                     log_file=str(w.log_file) if w.log_file else None,
                     restarts=w.restarts,
                     tail=tuple(w.tail),
+                    placement=w.spec.placement.describe() if w.spec.placement else None,
                 )
                 for w in self.workers
             ),
@@ -270,7 +272,7 @@ class Supervisor:
         worker.was_ready = False
         worker.requested = False
         try:
-            worker.child = self._spawn(worker.spec.argv, env, worker.spec.cwd, on_line, worker.log_file)
+            worker.child = self._spawn(worker.spec.argv, env, worker.spec.cwd, on_line, worker.log_file, worker.spec.cpus)
         except OSError as exc:
             worker.child = None
             worker.exit_code = 127

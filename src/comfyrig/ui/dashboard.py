@@ -102,12 +102,13 @@ def _problems(view: WorkerView) -> RenderableType | None:
 
 def _fleet_table(snapshot: FleetSnapshot) -> Table:
     table = Table(title="Workers", expand=True)
-    for column in ("worker", "GPU", "url", "state", "queue", "log"):
+    for column in ("worker", "GPU", "CPUs/threads", "url", "state", "queue", "log"):
         table.add_column(column, overflow="fold")
     for view in snapshot.workers:
         table.add_row(
             view.name,
             view.cuda_visible_devices or "cpu",
+            view.placement or "-",
             view.url,
             status_line(view),
             "" if view.queue_remaining is None else str(view.queue_remaining),
