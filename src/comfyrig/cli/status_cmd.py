@@ -9,11 +9,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from ..comfy.client import ComfyClient
-from ..errors import ComfyAPIError, ConfigError
-from ..supervise.launcher import state_dir_for
+from ..errors import ConfigError
 from ..supervise.process import group_alive, signal_group
-from ..supervise.state import InstanceRecord
+from ..supervise.state import InstanceRecord, state_dir_for
 from ..ui.console import make_console
 from . import options as o
 from .app import command
@@ -23,6 +21,10 @@ __all__: list[str] = []
 
 
 def _describe(record: InstanceRecord) -> dict[str, Any]:
+    # httpx is imported here, not at module level: 'gpus' and 'config' must stay light.
+    from ..comfy.client import ComfyClient
+    from ..errors import ComfyAPIError
+
     alive = record.matches_process()
     ready, queue = False, None
     if alive:

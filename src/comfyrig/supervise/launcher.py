@@ -23,10 +23,10 @@ from ..plan import InstanceSpec, LaunchPlan
 from ..ui.dashboard import dashboard, multigpu_verdict
 from .ports import port_is_free, who_holds
 from .process import Child
-from .state import InstanceRecord, StateDir
+from .state import InstanceRecord, state_dir_for
 from .supervisor import FleetSnapshot, Supervisor, SupervisorOptions, WorkerView
 
-__all__ = ["LaunchOptions", "launch", "state_dir_for"]
+__all__ = ["LaunchOptions", "launch"]
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,6 @@ class LaunchOptions:
     supervisor: SupervisorOptions
     plain: bool = False
     log_dir: Path | None = None
-
-
-def state_dir_for(settings: Settings) -> StateDir:
-    env = settings.environ
-    root = env.get("COMFYRIG_STATE_DIR") or os.path.join(
-        env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME", "/tmp"), ".local", "state"), "comfyrig"
-    )
-    return StateDir(Path(root))
 
 
 def check_ports(plan: LaunchPlan) -> None:

@@ -12,10 +12,14 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .process import pid_alive
 
-__all__ = ["InstanceRecord", "StateDir"]
+if TYPE_CHECKING:
+    from ..config.settings import Settings
+
+__all__ = ["InstanceRecord", "StateDir", "state_dir_for"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +87,12 @@ class StateDir:
         path = self.root / "sessions" / f"{name}-{os.getpid()}-{int(time.time())}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def state_dir_for(settings: Settings) -> StateDir:
+    """COMFYRIG_STATE_DIR, else $XDG_STATE_HOME/comfyrig, else ~/.local/state/comfyrig."""
+    env = settings.environ
+    root = env.get("COMFYRIG_STATE_DIR") or os.path.join(
+        env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME", "/tmp"), ".local", "state"), "comfyrig"
+    )
+    return StateDir(Path(root))
