@@ -82,18 +82,18 @@ def plan_placement(
     # Workers whose GPUs share a NUMA node split that node's CPUs evenly.
     groups: dict[frozenset[int], list[int]] = {}
     for i, affinity in enumerate(gpu_affinities):
-        local = frozenset(affinity) & available if affinity else frozenset()
-        groups.setdefault(local or available, []).append(i)
+        node = frozenset(affinity) & available if affinity else frozenset()
+        groups.setdefault(node or available, []).append(i)
     quota: dict[int, int] = {}
-    for local, members in groups.items():
-        share = max(1, len(local) // len(members))
+    for node, members in groups.items():
+        share = max(1, len(node) // len(members))
         for i in members:
             quota[i] = min(per_worker, share) if cpus_per_worker is None else cpus_per_worker
 
     for i, affinity in enumerate(gpu_affinities):
-        local = sorted((frozenset(affinity) & available) if affinity else available)
+        near = sorted((frozenset(affinity) & available) if affinity else available)
         want = quota[i]
-        chosen = [c for c in local if c not in taken][:want]
+        chosen = [c for c in near if c not in taken][:want]
         if len(chosen) < want:  # local CPUs exhausted: take other free ones, nearest numbers first
             chosen += [c for c in sorted(available) if c not in taken and c not in chosen][: want - len(chosen)]
         shared = False

@@ -153,6 +153,7 @@ def plan_launch(
 
     if placements is not None and len(placements) != len(groups):
         raise ValueError(f"need {len(groups)} placements, got {len(placements)}")
+    per_instance: list[Placement | None] = list(placements) if placements is not None else [None] * len(groups)
     warnings = list(selection.notes) + [f"CPU placement: {note}" for note in placement_notes]
     flags = _comfyui_flags(settings, selection, supported_flags, warnings)
     listen = str(settings.listen.value)
@@ -173,7 +174,7 @@ def plan_launch(
             cwd=settings.comfyui_dir.value,
             placement=placed,
         )
-        for (name, indices, cvd), port, placed in zip(groups, ports, placements or [None] * len(groups))
+        for (name, indices, cvd), port, placed in zip(groups, ports, per_instance)
     )
     return LaunchPlan(
         mode=selection.mode,

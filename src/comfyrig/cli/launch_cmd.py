@@ -17,7 +17,7 @@ from ..config.modes import select_gpus
 from ..config.settings import RESTART_POLICIES, Settings
 from ..errors import ConfigError
 from ..gpu.probe import probe_inventory
-from ..placement import plan_placement
+from ..placement import Placement, plan_placement
 from ..plan import LaunchPlan, plan_launch
 from ..system import available_cpus, cgroup_cpu_quota
 from ..supervise.ports import free_ports, port_is_free, who_holds
@@ -59,7 +59,8 @@ def build_plan(settings: Settings, *, workers: bool, placement: PlacementRequest
     selection = select_gpus(settings.gpu_request.value, inventory)
     count = len(selection.gpus) if workers and selection.gpus else 1
     flags = supported_flags(settings.comfyui_dir.value) if settings.comfyui_dir.value else None
-    placements, notes = None, []
+    placements: list[Placement] | None = None
+    notes: list[str] = []
     mode = placement.mode or ("auto" if workers and count > 1 else "none")
     if mode == "auto":
         affinities = [g.cpu_affinity for g in selection.gpus] if workers and selection.gpus else [None]
@@ -167,7 +168,7 @@ def launch_cmd(
     from ..supervise.supervisor import SupervisorOptions
 
     sup = SupervisorOptions(
-        restart=restart,  # type: ignore[arg-type]
+        restart=restart,
         ready_timeout_s=ready_timeout,
         stop_timeout_s=stop_timeout,
         restart_delay_s=restart_delay,

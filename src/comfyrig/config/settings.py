@@ -102,7 +102,7 @@ class CliOverrides:
             return GpuRequest("gpus", parse_gpu_list(self.gpus, "--gpus"))
         for kind in ("auto", "dual", "multi", "cpu"):
             if getattr(self, kind):
-                return GpuRequest(kind)  # type: ignore[arg-type]
+                return GpuRequest(kind)
         return None
 
 

@@ -45,7 +45,7 @@ def _text(value: Any) -> str:
 def probe_nvml() -> Inventory:
     """Query every GPU once; raises NvmlUnavailable when NVML cannot start."""
     try:
-        import pynvml
+        import pynvml  # type: ignore[import-untyped]
     except ImportError as exc:  # the dependency is declared; this is a broken install
         raise NvmlUnavailable(f"the nvidia-ml-py package is not importable ({exc})") from exc
     try:

@@ -40,7 +40,7 @@ def probe_smi(exe: str | None = None) -> Inventory:
     exe = exe or shutil.which("nvidia-smi")
     if exe is None:
         raise SmiUnavailable("nvidia-smi is not on PATH")
-    fields = _GPU_FIELDS
+    fields: tuple[str, ...] = _GPU_FIELDS
     try:
         result = _run(exe, "query-gpu", fields)
         if result.returncode != 0 and "compute_cap" in result.stdout + result.stderr:
