@@ -51,10 +51,14 @@ def multigpu_verdict(plan: LaunchPlan, nodes: tuple[str, ...] | None) -> Text | 
     )
 
 
-def status_line(view: WorkerView) -> Text:
+def status_line(view: WorkerView, *, compact: bool = False) -> Text:
     style = _PHASE_STYLE[view.phase]
     text = Text()
     text.append(f"{view.phase.upper():9}", style=style)
+    if compact and view.phase in ("ready", "starting"):
+        if view.phase == "starting":
+            text.append(f" {view.elapsed_s:4.0f} s", style="dim")
+        return text
     if view.phase == "starting":
         text.append(f" {view.elapsed_s:5.1f} s  ", style="dim")
         text.append(view.info.last_line[-90:] or view.message, style="dim")
@@ -110,7 +114,7 @@ def _fleet_table(snapshot: FleetSnapshot) -> Table:
             view.cuda_visible_devices or "cpu",
             view.placement or "-",
             view.url,
-            status_line(view),
+            status_line(view, compact=True),
             "" if view.queue_remaining is None else str(view.queue_remaining),
             view.log_file or "",
         )
