@@ -108,7 +108,7 @@ _TE_MARKERS = (
     "encoder.embed_tokens.",
 )
 _TE_ARCHS = {"t5", "t5encoder", "umt5", "llama", "qwen2", "qwen2vl", "qwen3", "gemma", "gemma2", "gemma3", "clip", "mistral3"}
-_DM_ARCHS = {"flux": "flux", "sd1": "sd15", "sdxl": "sdxl", "sd3": "sd3", "aura": "auraflow", "ltxv": "ltxv",
+_DM_ARCHS: dict[str, Family] = {"flux": "flux", "sd1": "sd15", "sdxl": "sdxl", "sd3": "sd3", "aura": "auraflow", "ltxv": "ltxv",
              "hyvid": "hunyuan_video", "wan": "wan", "lumina2": "lumina2", "hidream": "hidream", "qwen_image": "qwen_image",
              "chroma": "chroma"}
 _DM_MARKERS = (
@@ -261,7 +261,7 @@ def analyze_headers(path: Path, headers: Sequence[ModelHeader], *, folder: bool)
     elif "diffusion_model" in kinds and kinds & {"text_encoder", "vae"}:
         layout = "checkpoint"
     elif len(kinds) == 1:
-        layout = next(iter(kinds))  # type: ignore[assignment]
+        layout = next(iter(kinds))
     else:
         layout = "other"
     if folder and layout not in ("diffusers",) and len(headers) > 1:
@@ -359,7 +359,10 @@ def _detect_family(tensors: Sequence[TensorInfo], prefix: str, arch: str | None)
     """Recognise the family from signature keys, as comfy/model_detection.py does."""
     shapes = {t.name[len(prefix):]: t.shape for t in tensors if t.name.startswith(prefix)}
     has = shapes.__contains__
-    starts = lambda p: any(k.startswith(p) for k in shapes)  # noqa: E731
+
+    def starts(p: str) -> bool:
+        return any(k.startswith(p) for k in shapes)
+
     family: Family = "unknown"
     if has("joint_blocks.0.context_block.attn.qkv.weight") or (has("transformer_blocks.0.attn.add_q_proj.weight") and has("pos_embed.proj.weight")):
         family = "sd3"
@@ -387,7 +390,7 @@ def _detect_family(tensors: Sequence[TensorInfo], prefix: str, arch: str | None)
     elif starts("input_blocks.") or has("conv_in.weight"):
         family = _unet_family(shapes)
     elif arch in _DM_ARCHS:
-        family = _DM_ARCHS[arch]  # type: ignore[assignment]
+        family = _DM_ARCHS[arch]
     return family, FAMILIES[family].memory_usage_factor
 
 
@@ -401,7 +404,8 @@ def _unet_family(shapes: Mapping[str, tuple[int, ...]]) -> Family:
     ):
         shape = shapes.get(key)
         if shape and len(shape) == 2:
-            return {768: "sd15", 1024: "sd2"}.get(shape[1], "sdxl")
+            widths: dict[int, Family] = {768: "sd15", 1024: "sd2"}
+            return widths.get(shape[1], "sdxl")
     adm = any(k.startswith(("label_emb.", "add_embedding.")) for k in shapes)
     return "sdxl" if adm else "sd15"
 
