@@ -129,3 +129,24 @@ def test_empty_folder_and_missing_path(tmp_path: Path) -> None:
         analyze_model(tmp_path / "empty")
     with pytest.raises(ModelFileError, match="no such file"):
         analyze_model(tmp_path / "missing.safetensors")
+
+
+def test_gguf_diffusion_model_keeps_its_quantised_size(tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf", reason="the gguf package writes the real GGUF files for this test")
+    path = tmp_path / "flux1-dev-Q4_K.gguf"
+    writer = gguf.GGUFWriter(str(path), arch="flux")
+    for i in range(4):
+        writer.add_tensor(f"double_blocks.{i}.img_attn.qkv.weight", np.zeros((9216, 3072 // 256 * 144), dtype=np.uint8),
+                          raw_dtype=gguf.GGMLQuantizationType.Q4_K)
+        writer.add_tensor(f"double_blocks.{i}.img_attn.norm.key_norm.scale", np.ones(128, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    info = analyze_model(path)
+    assert (info.format, info.layout, info.family) == ("gguf", "diffusion_model", "flux")
+    (dm,) = info.components
+    assert dm.dtype_bytes["Q4_K"] == 4 * 9216 * 3072 // 256 * 144
+    # Quantised weights stay quantised on the GPU; the F32 norms become 16-bit.
+    assert dm.gpu_bytes == dm.dtype_bytes["Q4_K"] + 4 * 128 * 2
+    assert {b.name: b.count for b in dm.blocks} == {"double_blocks": 4}
