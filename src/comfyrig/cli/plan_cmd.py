@@ -86,7 +86,7 @@ def plan_cmd(
     if selection.is_cpu and not cpu_only:
         why = inventory.problem or "the driver reports no GPU"
         raise ConfigError(
-            f"No GPU to plan for: {why}.",
+            f"No GPU to plan for: {why.rstrip('.')}.",
             hint="Plan for the CPU with --cpu, or simulate GPUs with COMFYRIG_FAKE_GPUS.",
         )
     plan = plan_fit(

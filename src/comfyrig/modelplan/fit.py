@@ -528,6 +528,12 @@ def _distribute(
         )
     verdict: Verdict = "offload" if spill else "multi" if len(used) > 1 else "single"
     plain = _plain_flags(placements, len(used)) if spill else ()
+    if plain:
+        reasons.append(
+            f"Two ways to run it: plain ComfyUI with {plain[0][0]} (it decides the split itself and keeps the text "
+            "encoder on the CPU), or ComfyUI-MultiGPU's DisTorch2 loader with the allocation below (then no "
+            f"{plain[0][0]} is needed)."
+        )
     return _finish(verdict, placements, used, slots, reserve, reasons, warnings, flags + plain, ram_available, 0)
 
 

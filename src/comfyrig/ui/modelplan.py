@@ -128,9 +128,16 @@ def _nodes(models: Sequence[ModelInfo], plan: FitPlan) -> list[str]:
             out.append(f"{m.name}: {node} (compute_device {dm.device})" if dm.split else f"{m.name}: {node} (device {dm.device})")
         else:
             p = mine[0]
-            if p.component.kind == "text_encoder":
-                base = "CLIPLoaderGGUF" if gguf else "CLIPLoader"
-                out.append(f"{m.name}: {base}MultiGPU, or Dual/Triple/QuadrupleCLIPLoader{'GGUF' if gguf else ''}MultiGPU with the other text encoders (device {p.device})")
-            elif p.component.kind == "vae":
+            if p.component.kind == "vae":
                 out.append(f"{m.name}: VAELoaderMultiGPU (device {p.device})")
+    te_models = [
+        (m, p) for m in models if m.layout == "text_encoder"
+        for p in plan.placements if p.model.path == m.path and p.component.kind == "text_encoder"
+    ]
+    if te_models and plan.verdict != "cpu" and not all(p.device == "cuda:0" for _, p in te_models):
+        count = {1: "", 2: "Dual", 3: "Triple", 4: "Quadruple"}.get(len(te_models))
+        gguf = "GGUF" if any(m.format == "gguf" for m, _ in te_models) else ""
+        names = " + ".join(m.name for m, _ in te_models)
+        node = f"{count}CLIPLoader{gguf}MultiGPU" if count is not None else "one CLIP loader per text encoder, MultiGPU"
+        out.append(f"{names}: {node} (device {te_models[0][1].device})")
     return out
