@@ -193,3 +193,17 @@ def test_default_reserve_follows_family_and_resolution() -> None:
 def test_reserve_from_cli_becomes_reserve_vram(flux_t5_vae: list[ModelInfo]) -> None:
     plan = plan_fit(flux_t5_vae, gpus((49152, 0)), reserve=Reserve(4 * GIB, "cli"), ram_available=None, reserve_from_cli=True)
     assert plan.verdict == "single" and plan.comfyui_flags == ("--reserve-vram", "2.7")
+
+
+def test_text_encoder_alone_too_big_for_the_gpu_runs_on_the_cpu(tmp_path: Path) -> None:
+    t5 = model(tmp_path, "t5xxl_fp16.safetensors", t5xxl_layout())
+    plan = plan_fit([t5], gpus((6144, 100)), reserve=default_reserve("unknown", 2.0, None), ram_available=32 * GIB)
+    assert plan.verdict == "single" and plan.placements[0].device == "cpu"
+    assert any("no diffusion model" in r for r in plan.reasons)
+    assert any("text encoder runs on the CPU" in w for w in plan.warnings)
+
+
+def test_video_family_reserve_counts_frames() -> None:
+    wan = default_reserve("wan", 5120 / 2222, None)
+    assert wan.resolution == (832, 480) and "21 latent frames" in wan.explain()
+    assert wan.activations > 10 * GIB  # ComfyUI's estimate for 81 frames at 832x480 with CFG

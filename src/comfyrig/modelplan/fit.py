@@ -92,10 +92,11 @@ class Reserve:
         if self.source == "cli":
             return f"{format_gib(self.bytes)} working memory on the compute GPU (--reserve)"
         w, h = self.resolution
-        fam = FAMILIES[self.family].title
+        info = FAMILIES[self.family]
+        frames = f", {info.frames} latent frames" if info.frames > 1 else ""
         return (
             f"{format_gib(self.bytes)} working memory on the compute GPU: CUDA context {format_gib(CUDA_CONTEXT)} + "
-            f"ComfyUI's inference reserve for {fam} at {w}x{h}, batch {self.batch} "
+            f"ComfyUI's inference reserve for {info.title} at {w}x{h}{frames}, batch {self.batch} "
             f"(activations ≈ {format_gib(self.activations)}, at least {format_gib(COMFY_MIN_INFERENCE + COMFY_EXTRA_RESERVED)})"
         )
 
@@ -521,11 +522,13 @@ def _distribute(
             "DisTorch is memory offloading, not parallel compute: the other GPUs hold weights, cuda:0 does the work "
             "(slower than one GPU that holds the whole model)."
         )
-    else:
+    elif dms:
         reasons.append(
             f"The diffusion model ({format_gib(dm_total)}) fits on cuda:0 beside the working memory; "
             "the other components go where they fit."
         )
+    else:
+        reasons.append("There is no diffusion model among the files; each component goes where it fits.")
     verdict: Verdict = "offload" if spill else "multi" if len(used) > 1 else "single"
     plain = _plain_flags(placements, len(used)) if spill else ()
     if plain:

@@ -136,8 +136,8 @@ def _nodes(models: Sequence[ModelInfo], plan: FitPlan) -> list[str]:
     ]
     if te_models and plan.verdict != "cpu" and not all(p.device == "cuda:0" for _, p in te_models):
         count = {1: "", 2: "Dual", 3: "Triple", 4: "Quadruple"}.get(len(te_models))
-        gguf = "GGUF" if any(m.format == "gguf" for m, _ in te_models) else ""
+        suffix = "GGUF" if any(m.format == "gguf" for m, _ in te_models) else ""
         names = " + ".join(m.name for m, _ in te_models)
-        node = f"{count}CLIPLoader{gguf}MultiGPU" if count is not None else "one CLIP loader per text encoder, MultiGPU"
+        node = f"{count}CLIPLoader{suffix}MultiGPU" if count is not None else "one CLIP loader per text encoder, MultiGPU"
         out.append(f"{names}: {node} (device {te_models[0][1].device})")
     return out
