@@ -64,6 +64,12 @@ def test_json_report(flux_files: list[str], capsys: pytest.CaptureFixture[str]) 
     gpu0 = data["devices"][0]
     assert gpu0["device"] == "cuda:0" and gpu0["headroom_bytes"] >= 0
     assert data["reserve"]["family"] == "flux" and data["reserve"]["source"] == "default"
+    nodes = {entry["files"]: (entry["node"], entry["inputs"].get("device")) for entry in data["loaders"]}
+    assert nodes == {
+        "flux1-dev.safetensors": ("UNETLoaderDisTorch2MultiGPU", None),
+        "t5xxl_fp16.safetensors": ("CLIPLoaderMultiGPU", "cuda:1"),
+        "ae.safetensors": ("VAELoaderMultiGPU", "cuda:1"),
+    }
 
 
 def test_sdxl_on_one_12gb_gpu(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

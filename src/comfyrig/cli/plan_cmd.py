@@ -15,7 +15,7 @@ from ..gpu.probe import probe_inventory
 from ..modelplan.components import ModelInfo, analyze_model
 from ..modelplan.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
 from ..modelplan.ram import mem_available
-from ..modelplan.workflow import NodeChange, find_loaders, load_workflow, model_folders, rewrite_workflow
+from ..modelplan.workflow import NodeChange, find_loaders, load_workflow, model_folders, rewrite_workflow, suggested_loaders
 from ..ui.console import make_console
 from ..ui.modelplan import plan_view
 from . import options as o
@@ -169,5 +169,6 @@ def _report(infos: list[ModelInfo], plan: FitPlan, changes: list[NodeChange], no
     return {
         "models": [m.to_json() for m in infos],
         **plan.to_json(),
+        "loaders": [{"files": files, "node": c.new_class, "inputs": dict(c.inputs)} for files, c in suggested_loaders(plan, infos)],
         "workflow": {"written": str(write) if write else None, "changes": [c.to_json() for c in changes], "notes": notes},
     }

@@ -33,6 +33,7 @@ __all__ = [
     "load_workflow",
     "model_folders",
     "rewrite_workflow",
+    "suggested_loaders",
 ]
 
 
@@ -198,6 +199,40 @@ def rewrite_workflow(
     if not changes and not notes:
         notes.append("Nothing to rewrite: the standard loaders already run this plan (everything on cuda:0).")
     return out, changes, notes
+
+
+def suggested_loaders(plan: FitPlan, models: Sequence[ModelInfo]) -> list[tuple[str, NodeChange]]:
+    """The MultiGPU loader each planned file needs, as the rewrite would set it:
+    (file names, change). Text encoders share one Dual/Triple/Quadruple loader.
+    Files the standard loaders already serve are left out."""
+    if plan.verdict == "cpu":
+        return []
+    out: list[tuple[str, NodeChange]] = []
+    groups: list[tuple[str, list[ModelInfo]]] = []
+    te = [m for m in models if m.layout == "text_encoder"]
+    for m in models:
+        if m.layout in _PLAIN:
+            base = "UnetLoaderGGUF" if m.layout == "diffusion_model" and m.format == "gguf" else _PLAIN[m.layout]
+            groups.append((base, [m]))
+    if te:
+        count = {1: "", 2: "Dual", 3: "Triple", 4: "Quadruple"}.get(len(te), "Quadruple")
+        groups.append((f"{count}CLIPLoader" + ("GGUF" if any(m.format == "gguf" for m in te) else ""), te))
+    for base, members in groups:
+        loader = LoaderNode("", base, base, tuple(m.name for m in members))
+        paths = {m.path for m in members}
+        placements = [p for p in plan.placements if p.model.path in paths and _wanted(loader.layout, p)]
+        change = _rewrite_node(loader, placements, plan)
+        if change is not None:
+            out.append((" + ".join(loader.files), change))
+    return out
+
+
+_PLAIN: dict[Layout, str] = {
+    "checkpoint": "CheckpointLoaderSimple",
+    "diffusion_model": "UNETLoader",
+    "vae": "VAELoader",
+    "diffusers": "DiffusersLoader",
+}
 
 
 def _wanted(layout: Layout, p: Placement) -> bool:

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from ..modelplan.components import ModelInfo
 from ..modelplan.fit import GIB, FitPlan
-from ..modelplan.workflow import NodeChange
+from ..modelplan.workflow import NodeChange, suggested_loaders
 
 __all__ = ["plan_view"]
 
@@ -106,38 +106,7 @@ def plan_view(
 def _nodes(models: Sequence[ModelInfo], plan: FitPlan) -> list[str]:
     """Which ComfyUI-MultiGPU loader to use for each file, in words."""
     out = []
-    for m in models:
-        mine = [p for p in plan.placements if p.model.path == m.path]
-        if not mine:
-            continue
-        dm = next((p for p in mine if p.component.kind == "diffusion_model"), None)
-        gguf = m.format == "gguf"
-        if plan.verdict == "cpu" or all(p.device == "cuda:0" and not p.split for p in mine):
-            continue  # the standard loaders already do this
-        if m.layout == "checkpoint" and dm:
-            others = {p.device for p in mine if p is not dm}
-            if dm.split:
-                node = "CheckpointLoaderSimpleDisTorch2MultiGPU" if others <= {dm.device} else "CheckpointLoaderAdvancedDisTorch2MultiGPU"
-            else:
-                node = "CheckpointLoaderSimpleMultiGPU" if others <= {dm.device} else "CheckpointLoaderAdvancedMultiGPU"
-            parts = dict.fromkeys(f"{p.component.title} on {p.device}" for p in mine if p.component.kind != "diffusion_model")
-            out.append(f"{m.name}: {node} (diffusion model on {dm.device}, " + ", ".join(parts) + ")")
-        elif dm:
-            base = "UnetLoaderGGUF" if gguf else "DiffusersLoader" if m.layout == "diffusers" else "UNETLoader"
-            node = f"{base}DisTorch2MultiGPU" if dm.split else f"{base}MultiGPU"
-            out.append(f"{m.name}: {node} (compute_device {dm.device})" if dm.split else f"{m.name}: {node} (device {dm.device})")
-        else:
-            p = mine[0]
-            if p.component.kind == "vae":
-                out.append(f"{m.name}: VAELoaderMultiGPU (device {p.device})")
-    te_models = [
-        (m, p) for m in models if m.layout == "text_encoder"
-        for p in plan.placements if p.model.path == m.path and p.component.kind == "text_encoder"
-    ]
-    if te_models and plan.verdict != "cpu" and not all(p.device == "cuda:0" for _, p in te_models):
-        count = {1: "", 2: "Dual", 3: "Triple", 4: "Quadruple"}.get(len(te_models))
-        suffix = "GGUF" if any(m.format == "gguf" for m, _ in te_models) else ""
-        names = " + ".join(m.name for m, _ in te_models)
-        node = f"{count}CLIPLoader{suffix}MultiGPU" if count is not None else "one CLIP loader per text encoder, MultiGPU"
-        out.append(f"{names}: {node} (device {te_models[0][1].device})")
+    for files, change in suggested_loaders(plan, models):
+        inputs = ", ".join(f"{k} {v}" for k, v in change.inputs.items() if k.endswith("device"))
+        out.append(f"{files}: {change.new_class} ({inputs})")
     return out
