@@ -6,7 +6,9 @@ for bad input::
 
     ComfyrigError                 exit 2 unless stated
     ├── ConfigError               a flag, variable or .env line that cannot be used
-    │   └── SelectionError        a GPU selection that does not fit this machine
+    │   ├── SelectionError        a GPU selection that does not fit this machine
+    │   ├── ModelFileError        a model file or folder whose header cannot be read
+    │   └── WorkflowError         a workflow that cannot be read or rewritten
     ├── GpuProbeError             NVML / nvidia-smi answered with an error
     ├── ComfyUINotFoundError      no ComfyUI directory or interpreter
     ├── LaunchError               ComfyUI could not be started or supervised (exit 1)
@@ -23,8 +25,10 @@ __all__ = [
     "ConfigError",
     "GpuProbeError",
     "LaunchError",
+    "ModelFileError",
     "PortInUseError",
     "SelectionError",
+    "WorkflowError",
 ]
 
 
@@ -51,6 +55,14 @@ class ConfigError(ComfyrigError):
 
 class SelectionError(ConfigError):
     """A GPU selection names GPUs this machine does not have, or repeats one."""
+
+
+class ModelFileError(ConfigError):
+    """Not a safetensors/GGUF file, a corrupt or truncated header, an empty folder."""
+
+
+class WorkflowError(ConfigError):
+    """A workflow file that is not API-format JSON, or has no loader to rewrite."""
 
 
 class GpuProbeError(ComfyrigError):
