@@ -45,7 +45,7 @@ def multigpu_verdict(plan: LaunchPlan, nodes: tuple[str, ...] | None) -> Text | 
     others = ", ".join(f"GPU {g.index}" for g in plan.selection.gpus[1:])
     return Text(
         f"⚠ No multi-GPU node pack is loaded: ComfyUI computes only on cuda:0 (GPU {plan.selection.gpus[0].index}); "
-        f"{others} stay idle. Install ComfyUI-MultiGPU into custom_nodes/ to place models on them, "
+        f"{others} {'stays' if len(plan.selection.gpus) == 2 else 'stay'} idle. Install ComfyUI-MultiGPU into custom_nodes/ to place models on them, "
         "or run 'comfyrig launch --workers' for one ComfyUI per GPU (throughput).",
         style="bold yellow",
     )
