@@ -45,6 +45,9 @@ if [[ "$(cat "$SITE/.comfyrig-wheels" 2>/dev/null)" == "$_rs_stamp" ]]; then
 else
     "$COMFYUI_PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --disable-pip-version-check --target "$SITE" "$BUNDLE"/wheels/*.whl
+    # Byte-compile now, in parallel, so the first ComfyUI start measured is not
+    # slower than the others for compiling (pip's --no-compile does it serially).
+    "$COMFYUI_PYTHON" -m compileall -q -j 0 "$SITE" > /dev/null || true
     echo "$_rs_stamp" > "$SITE/.comfyrig-wheels"
     _rs_log "wheels: installed $(find "$BUNDLE/wheels" -name '*.whl' | wc -l) into $SITE"
 fi
@@ -58,6 +61,7 @@ if [[ "$(cat "$COMFYUI_DIR/.comfyrig-bundle" 2>/dev/null)" == "$_rs_stamp" ]]; t
 else
     mkdir -p "$COMFYUI_DIR"
     tar -xJf "$BUNDLE/comfyui.tar.xz" -C "$COMFYUI_DIR" --strip-components=1
+    "$COMFYUI_PYTHON" -m compileall -q -j 0 "$COMFYUI_DIR" > /dev/null || true
     echo "$_rs_stamp" > "$COMFYUI_DIR/.comfyrig-bundle"
     _rs_log "comfyui: unpacked $(cd "$COMFYUI_DIR" && "$COMFYUI_PYTHON" -c 'import comfyui_version as v; print(v.__version__)' 2>/dev/null || echo '?') into $COMFYUI_DIR"
 fi
