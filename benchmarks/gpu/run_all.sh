@@ -12,6 +12,9 @@
 # Each step has its own time limit and none stops the others; the whole run
 # stays under RUN_ALL_BUDGET_S (default 520 s), inside the tool's 600 s.
 # A bench script must accept --out DIR and --budget-s SECONDS; BENCH_ARGS adds
+# arguments to every bench. To split the work over two device calls:
+#   PYTEST=0 skips the tests; BENCHES="bench_fleet bench_startup" runs only those
+#   benches (default: all); PYTEST_LIMIT_S (default 200) bounds the tests.
 # arguments to every bench (for a quick check: BENCH_ARGS="--jobs 4").
 set -uo pipefail
 
@@ -50,11 +53,13 @@ fi
 
 # --- 2. tests marked gpu or comfyui (comfyui ones need COMFYUI_DIR/COMFYUI_PYTHON from setup).
 say "pytest -m 'gpu or comfyui'"
-if [[ ! -d tests ]]; then
+if [[ "${PYTEST:-1}" == 0 ]]; then
+    record pytest -1 0 0 "skipped (PYTEST=0)"
+elif [[ ! -d tests ]]; then
     record pytest -1 0 0 "no tests/ directory in this checkout"
     echo "no tests/ directory" | tee "$OUT/pytest.log"
 else
-    limit=$(min 120 "$(left)")
+    limit=$(min "${PYTEST_LIMIT_S:-200}" "$(left)")
     start=$SECONDS
     timeout -k 10 "$limit" python3 -m pytest -m "gpu or comfyui" -v -p no:cacheprovider tests/ \
         --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/pytest.log"
@@ -67,6 +72,13 @@ fi
 
 # --- 3. benchmarks, each with what is left of the budget (shared fairly among those not yet run).
 mapfile -t benches < <(find benchmarks/gpu -maxdepth 1 -name "bench_*.py" | sort)
+if [[ -n "${BENCHES:-}" ]]; then
+    wanted=()
+    for b in "${benches[@]}"; do
+        [[ " $BENCHES " == *" $(basename "$b" .py) "* ]] && wanted+=("$b")
+    done
+    benches=("${wanted[@]}")
+fi
 for i in "${!benches[@]}"; do
     b="${benches[$i]}"
     name="$(basename "$b" .py)"

@@ -1,0 +1,192 @@
+"""Throughput of ComfyUI configurations started by comfyrig itself (issues #4, #9).
+
+Real ComfyUI, the random-weight SD1.5 checkpoint, 512x512, 20 steps, one job
+in flight per server, the same jobs (distinct seeds, so nothing is cached)
+for every configuration, all in one run on one machine:
+
+    seed-dual      comfyrig --dual --placement none          one ComfyUI, both GPUs visible (old dual mode)
+    one-default    comfyrig --single 0 --placement none      one ComfyUI on GPU 0, default threads
+    one-placed     comfyrig --single 0 --placement auto      one ComfyUI on GPU 0, pinned + thread budget
+    fleet-none     comfyrig --workers --placement none       one ComfyUI per GPU, defaults
+    fleet-auto     comfyrig --workers --placement auto       one ComfyUI per GPU, pinned + thread budget
+
+Writes fleet.json and fleet.md to --out. Needs COMFYUI_DIR/COMFYUI_PYTHON
+(benchmarks/gpu/remote_setup.sh exports them) and comfyrig on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import comfy_http  # noqa: E402
+
+CONFIGS: list[tuple[str, list[str]]] = [
+    ("one-default", ["--single", "0", "--placement", "none"]),
+    ("fleet-auto", ["--workers", "--gpus", "0,1", "--placement", "auto"]),
+    ("seed-dual", ["--dual", "--placement", "none"]),
+    ("one-placed", ["--single", "0", "--placement", "auto"]),
+    ("fleet-none", ["--workers", "--gpus", "0,1", "--placement", "none"]),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def comfyrig() -> list[str]:
+    exe = shutil.which("comfyrig")
+    return [exe] if exe else [sys.executable, "-m", "comfyrig"]
+
+
+class Launch:
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout, open(self.log, "w") as f:
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                f.write(line)
+
+    def ready_urls(self, count: int, timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            urls = re.findall(r"READY (http://127\.0\.0\.1:\d+)", "\n".join(self.lines))
+            if len(urls) >= count:
+                return urls[:count]
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"comfyrig exited {self.proc.returncode}: " + "\n".join(self.lines[-20:]))
+            time.sleep(0.1)
+        raise TimeoutError("not ready: " + "\n".join(self.lines[-20:]))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.reader.join(timeout=5)
+        return int(self.proc.returncode)
+
+
+def run_jobs(urls: list[str], workflow: dict[str, Any], seeds: list[int], timeout: float) -> dict[str, Any]:
+    """One job in flight per server; each server takes the next seed when it frees up."""
+    lock = threading.Lock()
+    queue = list(seeds)
+    per_server: dict[str, list[float]] = {u: [] for u in urls}
+    errors: list[str] = []
+
+    def worker(url: str) -> None:
+        while True:
+            with lock:
+                if not queue or errors:
+                    return
+                seed = queue.pop(0)
+            try:
+                _, seconds = comfy_http.run(url, comfy_http.patch(workflow, seed=seed), timeout)
+                per_server[url].append(seconds)
+            except Exception as exc:  # recorded, ends the configuration
+                errors.append(f"{url}: {exc}")
+                return
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(u,)) for u in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    done = sum(len(v) for v in per_server.values())
+    return {
+        "wall_s": round(wall, 2),
+        "jobs": done,
+        "images_per_min": round(60 * done / wall, 1) if wall else None,
+        "per_server_jobs": {u: len(v) for u, v in per_server.items()},
+        "per_server_mean_s": {u: round(sum(v) / len(v), 3) for u, v in per_server.items() if v},
+        "errors": errors,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=os.environ.get("OUT") or "gpu-results")
+    p.add_argument("--jobs", type=int, default=48)
+    p.add_argument("--budget-s", type=float, default=360.0)
+    p.add_argument("--workflow", default="sd15_txt2img_512")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    comfy_dir, python = os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PYTHON"]
+    workflow = comfy_http.load_workflow(args.workflow)
+    t0 = time.monotonic()
+    results: dict[str, Any] = {"jobs": args.jobs, "workflow": args.workflow, "configs": {}}
+    logs = Path("/tmp/comfyrig-fleet-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    for n, (name, flags) in enumerate(CONFIGS):
+        if time.monotonic() - t0 > args.budget_s - 60:
+            results["configs"][name] = {"skipped": "budget"}
+            continue
+        servers = 2 if "--workers" in flags else 1
+        argv = [*comfyrig(), "launch", "--plain", "--comfyui-dir", comfy_dir, "--python", python,
+                "--port", str(free_port() if servers == 1 else 8300 + 10 * n), "--log-dir", str(logs), *flags]
+        launch = Launch(argv, logs / f"{name}.comfyrig.log")
+        record: dict[str, Any] = {"flags": " ".join(flags)}
+        try:
+            started = time.perf_counter()
+            urls = launch.ready_urls(servers, 240)
+            record["ready_s"] = round(time.perf_counter() - started, 2)
+            record["placement"] = [line.split("mode, ", 1)[-1] for line in launch.lines if "CUDA_VISIBLE_DEVICES=" in line and "comfyrig:" in line]
+            warm = comfy_http.run  # first job per server loads the model: not counted
+            for i, url in enumerate(urls):
+                warm(url, comfy_http.patch(workflow, seed=10_000 + i), 240)
+            record.update(run_jobs(urls, workflow, list(range(args.jobs)), 240))
+        except Exception as exc:
+            record["error"] = str(exc)[-2000:]
+        finally:
+            record["comfyrig_exit"] = launch.stop()
+        results["configs"][name] = record
+        print(json.dumps({name: record}), flush=True)
+    base = results["configs"].get("one-placed", {}).get("images_per_min") or results["configs"].get("one-default", {}).get("images_per_min")
+    dual = results["configs"].get("seed-dual", {}).get("images_per_min")
+    rows = ["| configuration | comfyrig flags | ready s | images/min | vs one placed GPU | vs seed dual |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, rec in results["configs"].items():
+        ipm = rec.get("images_per_min")
+        rows.append(
+            f"| {name} | `{rec.get('flags', '')}` | {rec.get('ready_s', '-')} | {ipm if ipm is not None else rec.get('error', rec.get('skipped', '-'))[:80]} | "
+            f"{f'{ipm / base:.2f}x' if ipm and base else '-'} | {f'{ipm / dual:.2f}x' if ipm and dual else '-'} |"
+        )
+    md = "\n".join([
+        f"# Fleet throughput ({args.workflow}, {args.jobs} jobs, one in flight per server)", "",
+        *rows, "",
+        "Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual.",
+    ]) + "\n"
+    (out / "fleet.json").write_text(json.dumps(results, indent=2))
+    (out / "fleet.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
