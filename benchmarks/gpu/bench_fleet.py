@@ -91,7 +91,7 @@ class Launch:
         return int(self.proc.returncode)
 
 
-def run_jobs(urls: list[str], workflow: dict[str, Any], seeds: list[int], timeout: float) -> dict[str, Any]:
+def run_jobs(urls: list[str], workflow: dict[str, Any], seeds: list[int], timeout: float, vary: str = "seed") -> dict[str, Any]:
     """One job in flight per server; each server takes the next seed when it frees up."""
     lock = threading.Lock()
     queue = list(seeds)
@@ -105,7 +105,7 @@ def run_jobs(urls: list[str], workflow: dict[str, Any], seeds: list[int], timeou
                     return
                 seed = queue.pop(0)
             try:
-                _, seconds = comfy_http.run(url, comfy_http.patch(workflow, seed=seed), timeout)
+                _, seconds = comfy_http.run(url, comfy_http.patch(workflow, **{vary: seed}), timeout)
                 per_server[url].append(seconds)
             except Exception as exc:  # recorded, ends the configuration
                 errors.append(f"{url}: {exc}")
@@ -135,6 +135,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=48)
     p.add_argument("--budget-s", type=float, default=360.0)
     p.add_argument("--workflow", default="sd15_txt2img_512")
+    p.add_argument("--vary", default="seed", help="the input given a distinct value per job (defeats ComfyUI's cache)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,8 +161,8 @@ def main() -> int:
             record["placement"] = [line.split("mode, ", 1)[-1] for line in launch.lines if "CUDA_VISIBLE_DEVICES=" in line and "comfyrig:" in line]
             warm = comfy_http.run  # first job per server loads the model: not counted
             for i, url in enumerate(urls):
-                warm(url, comfy_http.patch(workflow, seed=10_000 + i), 240)
-            record.update(run_jobs(urls, workflow, list(range(args.jobs)), 240))
+                warm(url, comfy_http.patch(workflow, **{args.vary: 10_000 + i}), 240)
+            record.update(run_jobs(urls, workflow, list(range(args.jobs)), 240, args.vary))
         except Exception as exc:
             record["error"] = str(exc)[-2000:]
         finally:

@@ -23,6 +23,7 @@ cd "$REPO" || exit 1
 OUT="${OUT:-$REPO/gpu-results}"
 mkdir -p "$OUT"
 export OUT PYTHONUNBUFFERED=1
+export COMFYRIG_RESULTS_DIR="$OUT"  # gpu-marked tests record what they observed there
 BUDGET="${RUN_ALL_BUDGET_S:-520}"
 SUMMARY_RESERVE=25
 T0=$SECONDS
@@ -61,7 +62,7 @@ elif [[ ! -d tests ]]; then
 else
     limit=$(min "${PYTEST_LIMIT_S:-200}" "$(left)")
     start=$SECONDS
-    timeout -k 10 "$limit" python3 -m pytest -m "gpu or comfyui" -v -p no:cacheprovider tests/ \
+    timeout -k 10 "$limit" python3 -m pytest -m "${PYTEST_MARKERS:-gpu or comfyui}" -v -p no:cacheprovider tests/ \
         --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/pytest.log"
     rc=${PIPESTATUS[0]}
     note=""
