@@ -132,7 +132,7 @@ def run_jobs(urls: list[str], workflow: dict[str, Any], seeds: list[int], timeou
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.environ.get("OUT") or "gpu-results")
-    p.add_argument("--jobs", type=int, default=48)
+    p.add_argument("--jobs", type=int, default=32)
     p.add_argument("--budget-s", type=float, default=360.0)
     p.add_argument("--workflow", default="sd15_txt2img_512")
     p.add_argument("--vary", default="seed", help="the input given a distinct value per job (defeats ComfyUI's cache)")
