@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from comfyrig.monitor.host import HostSampler
+
+
+def write(root: Path, user: int, idle: int) -> None:
+    (root / "stat").write_text(f"cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 1 2 3 4\n")
+
+
+def test_cpu_between_calls_and_memory(tmp_path: Path) -> None:
+    (tmp_path / "meminfo").write_text("MemTotal:       16384000 kB\nMemFree:  1 kB\nMemAvailable:    8192000 kB\n")
+    write(tmp_path, user=100, idle=900)
+    host = HostSampler(tmp_path)
+    first = host.sample()
+    assert first.cpu_pct is None  # one reading is not a rate
+    assert (first.ram_total_mib, first.ram_used_mib) == (16000, 8000)
+    write(tmp_path, user=130, idle=970)
+    assert host.sample().cpu_pct == 30.0
+
+
+def test_no_proc_gives_none(tmp_path: Path) -> None:
+    sample = HostSampler(tmp_path / "missing").sample()
+    assert (sample.cpu_pct, sample.ram_used_mib, sample.ram_total_mib) == (None, None, None)
+    assert sample.cpu_count >= 1
