@@ -42,28 +42,23 @@ INSTANCES = (
 FULL = """\
 comfyrig monitor · 22:13:20 · 2 GPUs via simulated (COMFYRIG_FAKE_GPUS) · driver 550.54 · CPU 12% of
 16 cores · RAM 10.2/62.8 GiB
-
- #   GPU                util            memory GiB           temp   power W   SM/mem MHz   ComfyUI
- ─────────────────────────────────────────────────────────────────────────────────────────────────
- 0   GeForce RTX 3090   ████░░░░  45%   ████░░░░ 12.0/24.0   65°C   250/350    1980/9501   :8188
-                        ▁▅█             ▅▅▅
- 1   GeForce RTX 3090             N/A   ░░░░░░░░  0.0/24.0    N/A       N/A          N/A   -
-                                        ▁▁▁
+  #  GPU                    util           memory GiB           temp    power W  SM/mem MHz  ComfyUI
+ ───────────────────────────────────────────────────────────────────────────────────────────────────
+  0  GeForce RTX 3090       ████░░░░  45%  ████░░░░ 12.0/24.0   65°C    250/350   1980/9501  :8188
+                            ▁▅█            ▅▅▅
+  1  GeForce RTX 3090                 N/A  ░░░░░░░░  0.0/24.0    N/A        N/A         N/A  -
+                                           ▁▁▁
 
 GPU processes
-
- GPU    pid   user       memory   command
- ───────────────────────────────────────────────────────────
-   0   4242   alice   12000 MiB   python main.py --port 8188
+ GPU      pid  user           memory  command
+ ───────────────────────────────────────────────────────────────────────────────────────────────────
+   0     4242  alice       12000 MiB  python main.py --port 8188
 
 ComfyUI instances
-
- URL                     state   running   pending   GPUs   last error
- ──────────────────────────────────────────────────────────────────────────────────────────────────
- http://127.0.0.1:8188   up            1         3   0
- http://127.0.0.1:8189   down          -         -   -      22:13:19 /prompt: nothing answers
-                                                            (connection refused).
-
+ URL                    state  running  pending  GPUs   last error
+ ───────────────────────────────────────────────────────────────────────────────────────────────────
+ http://127.0.0.1:8188  up           1        3  0
+ http://127.0.0.1:8189  down         -        -  -      22:13:19 /prompt: nothing answers (connecti…
 """
 
 

@@ -7,11 +7,12 @@ compare text. "N/A" marks a value the driver could not give.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from rich import box
+from dataclasses import dataclass
+from typing import Union
+
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
-from rich.table import Table
 from rich.text import Text
 
 from ..monitor.history import Trend
@@ -32,7 +33,7 @@ __all__ = [
 NA = "N/A"
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _SOURCES = {"nvml": "NVML", "simulated": "simulated (COMFYRIG_FAKE_GPUS)", "none": "no driver"}
-_FULL_WIDTH = 100  # columns the full GPU table needs
+_FULL_WIDTH = 100  # from this width the GPU table shows clocks and power limits
 _STATE_STYLE = {"up": "green", "down": "red", "error": "yellow"}
 
 
@@ -95,19 +96,13 @@ def header(snapshot: Snapshot) -> Text:
     return text
 
 
-def _util_cell(gpu: GpuSample, trend: Trend | None) -> Text:
+def _util_cell(gpu: GpuSample) -> Text:
     pct = gpu.utilization_pct
-    cell = bar(pct, 8) + Text(f" {_num(pct, '%'):>4}")
-    if trend is not None:
-        cell.append("\n" + sparkline(trend.utilization, 13), style="cyan")
-    return cell
+    return bar(pct, 8) + Text(f" {_num(pct, '%'):>4}")
 
 
-def _memory_cell(gpu: GpuSample, trend: Trend | None) -> Text:
-    cell = bar(gpu.memory_pct, 8) + Text(f" {_gib(gpu.memory_used_mib):>4}/{_gib(gpu.memory_total_mib)}")
-    if trend is not None:
-        cell.append("\n" + sparkline(trend.memory, 13), style="magenta")
-    return cell
+def _memory_cell(gpu: GpuSample) -> Text:
+    return bar(gpu.memory_pct, 8) + Text(f" {_gib(gpu.memory_used_mib):>4}/{_gib(gpu.memory_total_mib)}")
 
 
 def _short_name(name: str) -> str:
@@ -131,70 +126,89 @@ def _owner(gpu: GpuSample) -> str:
     return " ".join(f":{p}" for p in gpu.owner_ports) or "-"
 
 
-def gpu_table(snapshot: Snapshot, trends: Mapping[str, Trend] | None = None, *, compact: bool = False) -> Table:
+# The tables are laid out by hand in fixed-width columns: a monitor redraws
+# them every second, and Rich's Table (which measures every cell) cost ten
+# times more CPU than this for eight GPUs.
+@dataclass(frozen=True)
+class _Col:
+    title: str
+    width: int
+    right: bool = False
+
+
+Cell = Union[str, Text]
+_GAP = "  "
+
+
+def _fit(cell: Cell, col: _Col) -> Text:
+    text = Text(cell) if isinstance(cell, str) else cell
+    text.truncate(col.width, overflow="ellipsis")
+    pad = Text(" " * (col.width - text.cell_len))
+    return pad + text if col.right else text + pad
+
+
+def _grid(title: str | None, cols: Sequence[_Col], lines: Sequence[Sequence[Cell]]) -> Text:
+    """A title, a header, a rule and the lines, columns padded or cut to their widths."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    if title:
+        out.append("\n" + title + "\n", style="bold")
+    header = Text(_GAP.join(_fit(c.title, c).plain for c in cols).rstrip(), style="bold")
+    out.append(" ").append(header).append("\n ")
+    out.append("─" * (sum(c.width for c in cols) + len(_GAP) * (len(cols) - 1)), style="dim")
+    for line in lines:
+        row = Text(" ")
+        for n, (cell, col) in enumerate(zip(line, cols)):
+            if n:
+                row.append(_GAP)
+            row.append_text(_fit(cell, col))
+        row.rstrip()
+        out.append("\n").append_text(row)
+    return out
+
+
+def _width_left(width: int, fixed: Sequence[_Col], low: int, high: int) -> int:
+    used = 1 + sum(c.width for c in fixed) + len(_GAP) * len(fixed)
+    return max(low, min(high, width - used))
+
+
+def gpu_table(snapshot: Snapshot, trends: Mapping[str, Trend] | None = None, *, width: int = _FULL_WIDTH) -> Text:
     """One row per GPU; with ``trends``, a sparkline under the util and memory bars.
 
-    ``compact`` (for terminals under 100 columns) drops the clocks and the power limit.
+    Under 100 columns the clocks and the power limit are left out, and the
+    name column shrinks before any number does.
     """
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, expand=False)
-    table.add_column("#", justify="right", no_wrap=True)
-    # Only the name may wrap: on a narrow terminal it gives way before the numbers do.
-    table.add_column("GPU", min_width=8)
-    table.add_column("util", no_wrap=True)
-    table.add_column("memory GiB", no_wrap=True)
-    table.add_column("temp", justify="right", no_wrap=True)
-    table.add_column("power W", justify="right", no_wrap=True)
-    if not compact:
-        table.add_column("SM/mem MHz", justify="right", no_wrap=True)
-    table.add_column("ComfyUI", no_wrap=True)
-    for gpu in snapshot.gpus:
+    compact = width < _FULL_WIDTH
+    memory = [_memory_cell(gpu) for gpu in snapshot.gpus]
+    fixed = [_Col("#", 2, True), _Col("util", 13), _Col("memory GiB", max([18, *(m.cell_len for m in memory)])), _Col("temp", 5, True)]
+    fixed += [_Col("power W", 7, True)] if compact else [_Col("power W", 9, True), _Col("SM/mem MHz", 10, True)]
+    fixed.append(_Col("ComfyUI", 7))
+    cols = [fixed[0], _Col("GPU", _width_left(width, fixed, 8, 24)), *fixed[1:]]
+    lines: list[list[Cell]] = []
+    for gpu, memory_cell in zip(snapshot.gpus, memory):
+        power = _num(gpu.power_w) if compact else _power(gpu)
+        extra = [] if compact else [_clocks(gpu)]
+        lines.append([str(gpu.index), _short_name(gpu.name), _util_cell(gpu), memory_cell,
+                      _num(gpu.temperature_c, "°C"), power, *extra, _owner(gpu)])
         trend = trends.get(gpu.uuid) if trends is not None else None
-        cells: list[RenderableType] = [
-            str(gpu.index),
-            _short_name(gpu.name),
-            _util_cell(gpu, trend),
-            _memory_cell(gpu, trend),
-            _num(gpu.temperature_c, "°C"),
-            _num(gpu.power_w) if compact else _power(gpu),
-        ]
-        if not compact:
-            cells.append(_clocks(gpu))
-        cells.append(_owner(gpu))
-        table.add_row(*cells)
-    return table
+        if trend is not None:
+            lines.append(["", "", Text(sparkline(trend.utilization, 13), style="cyan"),
+                          Text(sparkline(trend.memory, 13), style="magenta")])
+    return _grid(None, cols, lines)
 
 
-class _FitGpuTable:
-    """Chooses the full or the compact GPU table for the width it is drawn at."""
-
-    def __init__(self, snapshot: Snapshot, trends: Mapping[str, Trend] | None) -> None:
-        self.snapshot = snapshot
-        self.trends = trends
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield gpu_table(self.snapshot, self.trends, compact=options.max_width < _FULL_WIDTH)
-
-
-def process_table(snapshot: Snapshot) -> Table | None:
+def process_table(snapshot: Snapshot, *, width: int = _FULL_WIDTH) -> Text | None:
     """The processes on the GPUs (pid, user, memory, command), or None when there are none."""
     rows = [(gpu, proc) for gpu in snapshot.gpus for proc in gpu.processes]
     if not rows:
         return None
-    table = Table(title="GPU processes", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    table.add_column("GPU", justify="right")
-    table.add_column("pid", justify="right")
-    table.add_column("user", max_width=12, overflow="ellipsis", no_wrap=True)
-    table.add_column("memory", justify="right")
-    table.add_column("command", overflow="ellipsis")
-    for gpu, proc in rows:
-        table.add_row(
-            str(gpu.index),
-            str(proc.pid),
-            proc.user or NA,
-            NA if proc.memory_mib is None else f"{proc.memory_mib} MiB",
-            proc.command or NA,
-        )
-    return table
+    fixed = [_Col("GPU", 3, True), _Col("pid", 7, True), _Col("user", 10), _Col("memory", 9, True)]
+    cols = [*fixed, _Col("command", _width_left(width, fixed, 10, 200))]
+    lines: list[list[Cell]] = [
+        [str(gpu.index), str(proc.pid), proc.user or NA,
+         NA if proc.memory_mib is None else f"{proc.memory_mib} MiB", proc.command or NA]
+        for gpu, proc in rows
+    ]
+    return _grid("GPU processes", cols, lines)
 
 
 def _instance_gpus(instance: InstanceSample, gpus: Sequence[GpuSample]) -> str:
@@ -202,45 +216,52 @@ def _instance_gpus(instance: InstanceSample, gpus: Sequence[GpuSample]) -> str:
     return ",".join(owned) or "-"
 
 
-def instance_table(snapshot: Snapshot) -> Table | None:
+def instance_table(snapshot: Snapshot, *, width: int = _FULL_WIDTH) -> Text | None:
     """The watched ComfyUI instances, or None when none is watched."""
     if not snapshot.instances:
         return None
-    table = Table(title="ComfyUI instances", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    table.add_column("URL", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("running", justify="right", no_wrap=True)
-    table.add_column("pending", justify="right", no_wrap=True)
-    table.add_column("GPUs", no_wrap=True)
-    table.add_column("last error", overflow="ellipsis")
-    for inst in snapshot.instances:
-        table.add_row(
-            inst.url,
-            Text(inst.state, style=_STATE_STYLE[inst.state]),
-            "-" if inst.running is None else str(inst.running),
-            "-" if inst.pending is None else str(inst.pending),
-            _instance_gpus(inst, snapshot.gpus),
-            inst.last_error or "",
-        )
-    return table
+    url_width = min(max(len(i.url) for i in snapshot.instances), 40)
+    fixed = [_Col("URL", url_width), _Col("state", 5), _Col("running", 7, True), _Col("pending", 7, True), _Col("GPUs", 5)]
+    cols = [*fixed, _Col("last error", _width_left(width, fixed, 10, 200))]
+    lines: list[list[Cell]] = [
+        [inst.url, Text(inst.state, style=_STATE_STYLE[inst.state]),
+         "-" if inst.running is None else str(inst.running), "-" if inst.pending is None else str(inst.pending),
+         _instance_gpus(inst, snapshot.gpus), inst.last_error or ""]
+        for inst in snapshot.instances
+    ]
+    return _grid("ComfyUI instances", cols, lines)
+
+
+class _AtWidth:
+    """Builds its renderable for the width it is drawn at."""
+
+    def __init__(self, build: Callable[[int], RenderableType]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.build(options.max_width)
 
 
 def monitor_view(snapshot: Snapshot, trends: Mapping[str, Trend] | None = None) -> Group:
     """The whole live view for one tick."""
-    parts: list[RenderableType] = [header(snapshot)]
-    if snapshot.gpus:
-        parts.append(_FitGpuTable(snapshot, trends))
-        procs = process_table(snapshot)
-        if procs is not None:
-            parts.append(procs)
-    else:
-        why = snapshot.problem or "the driver reports no GPU"
-        parts.append(Text(f"No GPU to show: {why} Showing CPU and RAM only.", style="yellow"))
-    instances = instance_table(snapshot)
-    if instances is not None:
-        parts.append(instances)
-    parts.extend(Text(note, style="dim") for note in snapshot.notes)
-    return Group(*parts)
+
+    def body(width: int) -> Group:
+        parts: list[RenderableType] = [header(snapshot)]
+        if snapshot.gpus:
+            parts.append(gpu_table(snapshot, trends, width=width))
+            procs = process_table(snapshot, width=width)
+            if procs is not None:
+                parts.append(procs)
+        else:
+            why = snapshot.problem or "the driver reports no GPU"
+            parts.append(Text(f"No GPU to show: {why} Showing CPU and RAM only.", style="yellow"))
+        instances = instance_table(snapshot, width=width)
+        if instances is not None:
+            parts.append(instances)
+        parts.extend(Text(note, style="dim") for note in snapshot.notes)
+        return Group(*parts)
+
+    return Group(_AtWidth(body))
 
 
 # nvidia-smi dmon's layout: '#' header lines, then one right-aligned line per GPU per tick.
