@@ -146,3 +146,12 @@ def test_zero_gpus_says_so() -> None:
     sampler = NvmlSampler(FakeNvml(count=0), procinfo=FakeProcInfo())  # type: ignore[arg-type]
     assert sampler.sample(0) == ()
     assert sampler.problem == "the NVIDIA driver reports no GPU"
+
+
+def test_the_fake_speaks_real_pynvml() -> None:
+    # The sampler is tested against FakeNvml; every name the fake offers must exist in the real module,
+    # so a typo in the sampler cannot pass here and fail on a GPU machine.
+    pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed")
+    offered = [name for name in vars(FakeNvml) if name.startswith(("nvml", "NVML"))]
+    assert len(offered) > 15
+    assert [name for name in offered if not hasattr(pynvml, name)] == []
