@@ -73,9 +73,17 @@ def test_live_mode_runs_and_stops(fake_gpus: dict[str, Any], capsys: Capture) ->
 
 
 def test_no_gpu_at_all(clean_env: pytest.MonkeyPatch, capsys: Capture) -> None:
-    clean_env.setenv("COMFYRIG_FAKE_GPUS", "[]")
+    from comfyrig.monitor.sampler import NoGpuSampler
+
+    why = "No NVIDIA GPU or driver found: NVML could not start: Driver Not Loaded."
+    clean_env.setattr("comfyrig.cli.monitor_cmd.open_sampler", lambda fake: NoGpuSampler(why))
     code, out, _ = run_cli(capsys, "monitor", "--once")
-    assert code == 0 and "No GPU to show" in out and "CPU" in out
+    assert code == 0 and "No GPU to show: No NVIDIA GPU or driver found" in out and "CPU" in out and "RAM" in out
+    code, out, err = run_cli(capsys, "monitor", "--dmon", "--once")
+    assert code == 0 and out.startswith("#Time") and "no GPU to show: No NVIDIA GPU" in err
+    code, out, _ = run_cli(capsys, "monitor", "--json", "--once")
+    data = json.loads(out)
+    assert data["gpus"] == [] and data["source"] == "none" and data["problem"].startswith("No NVIDIA GPU")
 
 
 @pytest.mark.parametrize(

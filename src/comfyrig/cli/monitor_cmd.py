@@ -105,6 +105,8 @@ def monitor_cmd(
             indent = 2 if once else None
             run_ticks(monitor, interval, _each(record, lambda s: _write_json(s, indent)), ticks=ticks)
         elif dmon:
+            if sampler.problem:
+                sys.stderr.write(f"comfyrig monitor: no GPU to show: {sampler.problem}\n")
             sys.stdout.write("\n".join(dmon_header()) + "\n")
             run_ticks(monitor, interval, _each(record, _write_dmon), ticks=ticks)
         elif once:
