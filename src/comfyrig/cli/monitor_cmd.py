@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,6 +25,7 @@ from ..errors import ComfyAPIError, ConfigError
 from ..monitor.collect import MIN_INTERVAL_S, Monitor, run_ticks
 from ..monitor.csvlog import CsvLog
 from ..monitor.history import History
+from ..monitor.host import MIN_WINDOW_S, HostSampler
 from ..monitor.instances import InstancePoller, normalise_url
 from ..monitor.sampler import open_sampler
 from ..monitor.snapshot import Snapshot
@@ -91,7 +93,11 @@ def monitor_cmd(
 
     urls, notes = _watched(settings, url)
     sampler = open_sampler(settings.fake_gpus)
-    monitor = Monitor(sampler, poller=InstancePoller(urls) if urls else None, notes=notes)
+    host = HostSampler()
+    if once:
+        # One figure only: let it describe the machine over a short idle wait, not comfyrig starting up.
+        time.sleep(MIN_WINDOW_S)
+    monitor = Monitor(sampler, host=host, poller=InstancePoller(urls) if urls else None, notes=notes)
     csv_log = CsvLog(csv_path) if csv_path is not None else None
     ticks = 1 if once else count
     history = History(interval=interval)

@@ -56,9 +56,9 @@ def check_settings(ctx: DoctorContext) -> CheckResult:
     assert ctx.settings is not None
     counts = Counter(_origin(v) for v in ctx.settings.table().values())
     parts = [f"{n} from {origin}" for origin, n in sorted(counts.items()) if origin != "default"]
-    where = f" ({ctx.settings.env_file})" if ctx.settings.env_file else ""
     summary = ", ".join(parts) if parts else "all defaults"
-    return CheckResult("config.settings", title, "pass", f"Resolved: {summary}{where}. 'comfyrig config' lists them.")
+    where = f" The .env is {ctx.settings.env_file}." if ctx.settings.env_file else ""
+    return CheckResult("config.settings", title, "pass", f"Resolved: {summary}.{where} 'comfyrig config' lists them.")
 
 
 def _origin(value: Sourced) -> str:

@@ -34,7 +34,6 @@ class Monitor:
     ) -> None:
         self.sampler = sampler
         self.host = host or HostSampler()
-        self.host.sample()  # primes the CPU counters, so even the first snapshot has a CPU %
         self.poller = poller
         self._clock = clock
         self._tick = 0

@@ -18,7 +18,7 @@ __all__ = ["plot_csv"]
 INSTALL_HINT = "pip install 'comfyrig[plot]'"
 
 
-def _matplotlib() -> Any:
+def _matplotlib() -> tuple[Any, Any]:
     try:
         import matplotlib
     except ImportError as exc:
@@ -26,9 +26,10 @@ def _matplotlib() -> Any:
             f"Plotting needs matplotlib, which is not installed ({exc.msg}).", hint=f"Run: {INSTALL_HINT}"
         ) from exc
     matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.dates as dates
     import matplotlib.pyplot as plt
 
-    return plt
+    return plt, dates
 
 
 def _float(text: str | None) -> float | None:
@@ -50,7 +51,7 @@ def plot_csv(csv_path: Path, out_path: Path) -> int:
         used, total = _float(row.get("memory_used_mib")), _float(row.get("memory_total_mib"))
         mem = 100.0 * used / total if used is not None and total else None
         series.setdefault(row["index"], []).append((stamp, _float(row.get("utilization_pct")), mem))
-    plt = _matplotlib()
+    plt, dates = _matplotlib()
     fig, (ax_util, ax_mem) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
     for index, points in sorted(series.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0):
         times = [p[0] for p in points]
@@ -63,7 +64,10 @@ def plot_csv(csv_path: Path, out_path: Path) -> int:
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
     ax_util.set_title(f"comfyrig monitor: {csv_path.name}")
-    fig.autofmt_xdate()
+    locator = dates.AutoDateLocator()
+    ax_mem.xaxis.set_major_locator(locator)
+    ax_mem.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
+    ax_mem.set_xlabel("time (UTC)")
     try:
         fig.savefig(out_path, dpi=100)
     except OSError as exc:
