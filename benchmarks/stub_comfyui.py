@@ -38,8 +38,10 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=4)
+    parser.add_argument("--port", type=int, default=0, help="first port (then port+1, ...); 0: any free ones")
     args = parser.parse_args()
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(args.count)]
+    ports = [args.port + i if args.port else 0 for i in range(args.count)]
+    servers = [ThreadingHTTPServer(("127.0.0.1", port), Handler) for port in ports]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     print("PORTS " + ",".join(str(s.server_address[1]) for s in servers), flush=True)

@@ -169,3 +169,15 @@ def test_running_probe_uses_the_configured_address(tmp_path: Path) -> None:
 
     make_ctx(tmp_path, CliOverrides(port="8190", listen="0.0.0.0"), http=record)
     assert seen == ["http://127.0.0.1:8190/system_stats"]
+
+
+def test_manager_flag_missing_in_an_older_comfyui(tmp_path: Path) -> None:
+    old = comfy_tree(tmp_path / "ComfyUI", version="0.3.64", flags=("--listen", "--port", "--lowvram"))
+    result = check_args(make_ctx(tmp_path, CliOverrides(comfyui_dir=old, enable_manager=True)))
+    assert result.status == "warn"
+    assert result.message == (
+        "ENABLE_COMFYUI_MANAGER is on, but ComfyUI 0.3.64 has no --enable-manager (it came with 0.3.76), "
+        "so comfyrig leaves it out."
+    )
+    new = comfy_tree(tmp_path / "New")
+    assert check_args(make_ctx(tmp_path, CliOverrides(comfyui_dir=new, enable_manager=True))).status == "pass"

@@ -139,8 +139,6 @@ def check_args(ctx: DoctorContext) -> CheckResult:
     if ctx.settings is None:
         return CheckResult("comfyui.args", title, "skip", _SKIP_NO_SETTINGS)
     args = ctx.args
-    if not args:
-        return CheckResult("comfyui.args", title, "pass", "No extra ComfyUI flags.")
     findings: list[tuple[Status, str, str | None]] = []
     version = f"ComfyUI {ctx.version}" if ctx.version else "This ComfyUI"
     for token in args:
@@ -160,10 +158,12 @@ def check_args(ctx: DoctorContext) -> CheckResult:
     findings.extend(_cuda_device_findings(ctx))
     findings.extend(_override_findings(ctx))
     if not findings:
-        return CheckResult("comfyui.args", title, "pass", f"{' '.join(args)}: every flag exists in {version}.")
+        found = f"{' '.join(args)}: every flag exists in {version}." if args else "No extra ComfyUI flags."
+        return CheckResult("comfyui.args", title, "pass", found)
     statuses = [s for s, _, _ in findings]
     fixes = " ".join(dict.fromkeys(f for _, _, f in findings if f))
-    return CheckResult("comfyui.args", title, _worst(statuses), f"In {_args_source(ctx)}: " + "; ".join(m for _, m, _ in findings) + ".", fixes or None)
+    where = f"In {_args_source(ctx)}: " if args else ""
+    return CheckResult("comfyui.args", title, _worst(statuses), where + "; ".join(m for _, m, _ in findings) + ".", fixes or None)
 
 
 def _cuda_device_findings(ctx: DoctorContext) -> list[tuple[Status, str, str | None]]:
@@ -203,6 +203,10 @@ def _override_findings(ctx: DoctorContext) -> list[tuple[Status, str, str | None
             continue
         found.append(("warn", f"{flag} {value} overrides {setting} ({configured}), since ComfyUI keeps the last value",
                       f"Set it with comfyrig's --{flag[2:]} or {setting} instead, so comfyrig checks and shows the real value."))
+    if ctx.settings.enable_manager.value and ctx.flags is not None and "--enable-manager" not in ctx.flags:
+        found.append(("warn", f"ENABLE_COMFYUI_MANAGER is on, but ComfyUI {ctx.version or ''} has no --enable-manager "
+                      "(it came with 0.3.76), so comfyrig leaves it out".replace("  ", " "),
+                      "Install ComfyUI-Manager into custom_nodes instead, or update ComfyUI."))
     if "--cpu" in ctx.args and ctx.selection is not None and not ctx.selection.is_cpu:
         found.append(("warn", f"--cpu leaves the selected GPUs ({ctx.selection.cuda_visible_devices}) unused",
                       "Use comfyrig's --cpu mode instead, or remove --cpu."))
