@@ -4,7 +4,8 @@ from pathlib import Path
 
 from comfyrig.config.settings import CliOverrides
 from comfyrig.doctor.checks_comfyui import check_settings
-from comfyrig.doctor.checks_env import check_env_file, check_env_keys, check_env_pytorch, scan_env_file
+from comfyrig.doctor.checks_env import check_env_file, check_env_keys, check_env_pytorch
+from comfyrig.doctor.envscan import scan_env_file
 from tests.doctor.conftest import comfy_tree, fake_python, make_ctx
 
 SEED_STYLE = """\

@@ -1,19 +1,10 @@
-"""Checks of the .env file: every line parsed, no typo'd keys, PyTorch variables that work.
-
-The file is scanned here with python-dotenv's parser, leniently, so every bad
-line is named at once (comfyrig itself stops at the first).
-"""
+"""Checks of the .env file: every line parsed, no typo'd keys, PyTorch variables that work."""
 
 from __future__ import annotations
 
 import difflib
-import io
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
-
-from dotenv.parser import parse_stream
 
 from ..config.settings import KNOWN_KEYS
 from .args import resolve_flag
@@ -21,7 +12,7 @@ from .checks_torch import parse_version
 from .context import DoctorContext
 from .result import CheckResult
 
-__all__ = ["EnvScan", "PYTORCH_VARS", "check_env_file", "check_env_keys", "check_env_pytorch", "scan_env_file"]
+__all__ = ["PYTORCH_VARS", "check_env_file", "check_env_keys", "check_env_pytorch"]
 
 # Variables PyTorch reads (found in torch 2.14's Python sources and libraries),
 # the ones a ComfyUI user could plausibly mean; PYTORCH_TUNABLEOP_*, PYTORCH_JIT*,
@@ -49,46 +40,16 @@ _PYTORCH_FAMILIES = ("PYTORCH_TUNABLEOP_", "PYTORCH_JIT", "PYTORCH_TENSOREXPR", 
 _COMFY_LIKE = re.compile(r"^COMFY(UI)?_")
 
 
-@dataclass(frozen=True)
-class EnvScan:
-    keys: dict[str, int]  # name -> line of its last assignment
-    errors: list[tuple[int, str]]  # (line, text) of lines that do not parse
-
-
-def scan_env_file(path: Path) -> EnvScan:
-    """Parse every line of ``path``; raises OSError / UnicodeDecodeError when it cannot be read."""
-    text = path.read_text(encoding="utf-8")
-    keys: dict[str, int] = {}
-    errors: list[tuple[int, str]] = []
-    for binding in parse_stream(io.StringIO(text)):
-        line = binding.original.line
-        if binding.error:
-            errors.append((line, binding.original.string.strip()))
-        elif binding.key is not None:
-            keys[binding.key] = line
-    return EnvScan(keys=keys, errors=errors)
-
-
-def _scan(ctx: DoctorContext) -> tuple[Path | None, EnvScan | None, str | None]:
-    path = ctx.env_file
-    if path is None:
-        return None, None, None
-    try:
-        return path, scan_env_file(path), None
-    except (OSError, UnicodeDecodeError) as exc:
-        return path, None, f"{path} cannot be read: {exc}."
-
-
 def check_env_file(ctx: DoctorContext) -> CheckResult:
     title = ".env file"
-    path, scan, error = _scan(ctx)
+    scan, path = ctx.env_scan, ctx.env_file
     if path is None:
         looked = ", ".join(str(p) for p in ctx.env_candidates)
         if len(ctx.env_candidates) == 1 and ctx.settings_error is not None:
             return CheckResult("env.file", title, "fail", f"--env-file {looked}: no such file.", "Give an existing file.")
         return CheckResult("env.file", title, "pass", f"No .env (looked for {looked}); it is optional.")
     if scan is None:
-        return CheckResult("env.file", title, "fail", error or f"{path} cannot be read.", "Make it a readable UTF-8 text file.")
+        return CheckResult("env.file", title, "fail", ctx.env_error or f"{path} cannot be read.", "Make it a readable UTF-8 text file.")
     if scan.errors:
         bad = "; ".join(f"line {line}: {text!r}" for line, text in scan.errors)
         return CheckResult(
@@ -105,7 +66,7 @@ def _suggest(name: str, candidates: Iterable[str]) -> str | None:
 
 def check_env_keys(ctx: DoctorContext) -> CheckResult:
     title = ".env keys"
-    path, scan, _ = _scan(ctx)
+    scan = ctx.env_scan
     typos: list[str] = []
     passed: list[str] = []
     for key, line in (scan.keys.items() if scan else ()):
@@ -113,7 +74,7 @@ def check_env_keys(ctx: DoctorContext) -> CheckResult:
             continue
         guess = _suggest(key, KNOWN_KEYS)
         if guess:
-            typos.append(f"{key} ({path}, line {line}): did you mean {guess}?")
+            typos.append(f"{key} ({ctx.env_file}, line {line}): did you mean {guess}?")
         else:
             passed.append(key)
     for key in sorted(ctx.environ):
@@ -130,16 +91,17 @@ def check_env_keys(ctx: DoctorContext) -> CheckResult:
     return CheckResult("env.keys", title, "pass", f"Every comfyrig-like name is a known setting.{extra}")
 
 
-def _where(ctx: DoctorContext, key: str, scan: EnvScan | None, path: Path | None) -> str:
+def _where(ctx: DoctorContext, key: str) -> str:
     if key in ctx.environ:
         return "your environment"
+    scan = ctx.env_scan
     line = scan.keys.get(key) if scan else None
-    return f"{path}, line {line}" if line else ".env"
+    return f"{scan.path}, line {line}" if scan and line else ".env"
 
 
 def check_env_pytorch(ctx: DoctorContext) -> CheckResult:
     title = "PyTorch vars"
-    path, scan, _ = _scan(ctx)
+    scan = ctx.env_scan
     names = {k for k in ctx.environ if k.startswith("PYTORCH_")} | {k for k in (scan.keys if scan else ()) if k.startswith("PYTORCH_")}
     findings: list[str] = []
     fixes: list[str] = []
@@ -147,11 +109,11 @@ def check_env_pytorch(ctx: DoctorContext) -> CheckResult:
         if name in PYTORCH_VARS or name.startswith(_PYTORCH_FAMILIES):
             continue
         guess = _suggest(name, PYTORCH_VARS)
-        findings.append(f"PyTorch does not read {name} ({_where(ctx, name, scan, path)})" + (f"; did you mean {guess}?" if guess else ""))
+        findings.append(f"PyTorch does not read {name} ({_where(ctx, name)})" + (f"; did you mean {guess}?" if guess else ""))
         fixes.append(f"Remove or rename {name}.")
     alloc = ctx.settings.pytorch_alloc_conf.value if ctx.settings is not None else ctx.environ.get("PYTORCH_ALLOC_CONF")
     if alloc is not None:
-        where = _where(ctx, "PYTORCH_ALLOC_CONF", scan, path)
+        where = _where(ctx, "PYTORCH_ALLOC_CONF")
         torch_version = (ctx.torch or {}).get("torch_version")
         version = parse_version(torch_version)
         if version is not None and version < (2, 9):

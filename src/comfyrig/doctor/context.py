@@ -11,7 +11,7 @@ something is wrong.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..gpu.torchcheck import run_torch_check
 from ..plan import plan_launch
 from ..supervise.ports import PortHolder, port_is_free, who_holds
 from .args import effective_listen, effective_port, user_args
+from .envscan import EnvScan, scan_env_file
 
 __all__ = ["DoctorContext", "HttpState", "PortState", "Probes", "gather"]
 
@@ -62,14 +63,11 @@ class DoctorContext:
     version: str | None = None  # ComfyUI's, from comfyui_version.py
     torch: Mapping[str, Any] | None = None  # the torch child's JSON; None when not run
     torch_note: str = ""  # why the torch check ran, or why not
-    child_env: Mapping[str, str] = field(default_factory=dict)  # what comfyrig sets for ComfyUI
     port: PortState | None = None
     http: HttpState | None = None
-
-    @property
-    def env_file(self) -> Path | None:
-        """The .env comfyrig reads (the first candidate that exists)."""
-        return next((p for p in self.env_candidates if p.is_file()), None)
+    env_file: Path | None = None  # the .env comfyrig reads (the first candidate that exists)
+    env_scan: EnvScan | None = None  # its lines, when it could be read
+    env_error: str | None = None  # why it could not
 
     @property
     def comfyui_dir(self) -> Path | None:
@@ -97,10 +95,8 @@ def gather(
 ) -> DoctorContext:
     """Probe everything once. ``torch`` None means: on when a ComfyUI interpreter was found."""
     dir_hint = cli.comfyui_dir if cli.comfyui_dir is not None else environ.get("COMFYUI_DIR")
-    found: dict[str, Any] = {
-        "environ": environ,
-        "env_candidates": env_file_candidates(cli.env_file, dir_hint, cwd),
-    }
+    candidates = env_file_candidates(cli.env_file, dir_hint, cwd)
+    found: dict[str, Any] = {"environ": environ, "env_candidates": candidates, **_env_scan(candidates)}
     try:
         settings = resolve_settings(cli, environ, cwd)
     except ComfyrigError as exc:
@@ -130,16 +126,27 @@ def gather(
         found["flags"] = supported_flags(comfyui_dir)
         found["version"] = comfyui_version(comfyui_dir)
     port = effective_port(settings)
+    child_env: Mapping[str, str] = {}
     if selection is not None:
         # The exact variables ComfyUI would get, so the torch child sees what ComfyUI will.
         plan = plan_launch(settings, selection, [port or DEFAULT_PORT], supported_flags=found.get("flags"))
-        found["child_env"] = dict(plan.instances[0].env)
+        child_env = plan.instances[0].env
     simulated = inventory is not None and inventory.source == "simulated"
-    found.update(_torch(settings, selection, found["child_env"] if selection else {}, torch, simulated, probes))
+    found.update(_torch(settings, selection, child_env, torch, simulated, probes))
     host = effective_listen(settings)
     found["port"] = _port_state(port, host, probes)
     found["http"] = _http_state(local_url(host, port or DEFAULT_PORT), probes)
     return DoctorContext(**found)
+
+
+def _env_scan(candidates: tuple[Path, ...]) -> dict[str, Any]:
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        return {}
+    try:
+        return {"env_file": path, "env_scan": scan_env_file(path)}
+    except (OSError, UnicodeDecodeError) as exc:
+        return {"env_file": path, "env_error": f"{path} cannot be read: {exc}."}
 
 
 def _torch(
