@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +30,19 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+# Which module registers each command. Only the module of the command being
+# run is imported, so 'comfyrig gpus' does not pay for httpx, the monitor or
+# the batch machinery; --help imports them all.
+COMMAND_MODULES: dict[str, str] = {
+    "launch": "launch_cmd",
+    "gpus": "commands",
+    "config": "commands",
+    "status": "status_cmd",
+    "stop": "status_cmd",
+    "plan": "plan_cmd",
+    "doctor": "doctor_cmd",
+    "monitor": "monitor_cmd",
+}
 SUBCOMMANDS: set[str] = set()
 
 
@@ -81,16 +95,17 @@ def _with_default_command(args: list[str]) -> list[str]:
     if not args:
         return ["launch"]
     first = args[0]
-    if first in SUBCOMMANDS or first in ("-h", "--help", "--version"):
+    if first in COMMAND_MODULES or first in ("-h", "--help", "--version"):
         return args
     return ["launch", *args]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from . import commands, launch_cmd, plan_cmd, status_cmd  # noqa: F401  registers the commands
-
     args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    wanted = COMMAND_MODULES.get(args[0])
+    for module in sorted(set(COMMAND_MODULES.values())) if wanted is None else [wanted]:
+        importlib.import_module(f"{__package__}.{module}")
     try:
         app(args=args, prog_name="comfyrig")
     except SystemExit as exc:

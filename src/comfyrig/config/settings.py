@@ -25,6 +25,7 @@ __all__ = [
     "RestartPolicy",
     "Settings",
     "Sourced",
+    "env_file_candidates",
     "mask_secret",
     "parse_gpu_list",
     "resolve_settings",
@@ -226,18 +227,23 @@ def resolve_settings(cli: CliOverrides, environ: Mapping[str, str], cwd: Path) -
     )
 
 
+def env_file_candidates(explicit: Path | None, comfyui_dir: object | None, cwd: Path) -> tuple[Path, ...]:
+    """Where the .env is looked for, in order: --env-file alone, else COMFYUI_DIR/.env, then ./.env."""
+    if explicit is not None:
+        return (explicit if explicit.is_absolute() else cwd / explicit,)
+    candidates = []
+    if comfyui_dir is not None:
+        candidates.append(Path(str(comfyui_dir)).expanduser() / ".env")
+    candidates.append(cwd / ".env")
+    return tuple(candidates)
+
+
 def _load_env_file(
     explicit: Path | None, dir_hint: Sourced | None, cwd: Path, environ: Mapping[str, str]
 ) -> EnvFile | None:
-    if explicit is not None:
-        path = explicit if explicit.is_absolute() else cwd / explicit
-        if not path.is_file():
-            raise ConfigError(f"--env-file {explicit}: no such file.")
-        return read_env_file(path, environ)
-    candidates = []
-    if dir_hint is not None:
-        candidates.append(Path(str(dir_hint.value)).expanduser() / ".env")
-    candidates.append(cwd / ".env")
+    candidates = env_file_candidates(explicit, dir_hint.value if dir_hint is not None else None, cwd)
+    if explicit is not None and not candidates[0].is_file():
+        raise ConfigError(f"--env-file {explicit}: no such file.")
     for path in candidates:
         if path.is_file():
             return read_env_file(path, environ)

@@ -9,7 +9,9 @@ Each GPU object takes ``name`` and ``memory_total_mib`` (required), and
 ``uuid``, ``pci_bus_id``, ``memory_used_mib``, ``compute_capability``,
 ``processes`` ([{pid, used_memory_mib, name}]), ``mig_uuids``,
 ``cpu_affinity`` (list of CPU numbers). Missing identities are made up
-deterministically so two runs describe the same machine.
+deterministically so two runs describe the same machine. ``comfyrig
+monitor`` reads further, optional keys (utilisation, temperature, power,
+clocks, a per-tick "script"): see ``comfyrig.monitor.simulated``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from ..errors import ConfigError
 from .inventory import Gpu, GpuProcess, Inventory
 
-__all__ = ["load_simulated", "parse_simulated"]
+__all__ = ["load_simulated", "parse_simulated", "read_simulated_json"]
 
 _VAR = "COMFYRIG_FAKE_GPUS"
 
@@ -30,6 +32,15 @@ def load_simulated(spec: str) -> Inventory:
     """Read the simulated inventory named by ``spec`` (path or inline JSON).
 
     Raises ConfigError naming the variable when the text is not usable.
+    """
+    data, origin = read_simulated_json(spec)
+    return parse_simulated(data, origin=origin)
+
+
+def read_simulated_json(spec: str) -> tuple[Any, str]:
+    """The decoded JSON named by ``spec`` and where it came from (for messages).
+
+    Raises ConfigError. The monitor reads its extra keys from the same data.
     """
     text = spec.strip()
     origin = f"{_VAR} (inline JSON)"
@@ -45,12 +56,11 @@ def load_simulated(spec: str) -> Inventory:
                 '\'[{"name": "RTX 3090", "memory_total_mib": 24576}]\'.',
             ) from exc
     try:
-        data = json.loads(text)
+        return json.loads(text), origin
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{origin} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
         ) from exc
-    return parse_simulated(data, origin=origin)
 
 
 def parse_simulated(data: Any, *, origin: str = _VAR) -> Inventory:

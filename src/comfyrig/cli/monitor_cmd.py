@@ -1,0 +1,154 @@
+"""``comfyrig monitor``: GPUs, their processes and the ComfyUI instances, live.
+
+Output modes: the Rich live view (default), ``--json`` (one object with
+``--once``, else one line per tick), ``--dmon`` (nvidia-smi dmon's scrolling
+lines); ``--csv FILE`` records alongside any of them. ``--plot FILE.csv``
+turns a recording into a PNG instead of monitoring.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from ..comfy.probe_http import get_prompt_counts, local_url, make_client
+from ..config.settings import DEFAULT_PORT, Settings
+from ..errors import ComfyAPIError, ConfigError
+from ..monitor.collect import MIN_INTERVAL_S, Monitor, run_ticks
+from ..monitor.csvlog import CsvLog
+from ..monitor.history import History
+from ..monitor.host import MIN_WINDOW_S, HostSampler
+from ..monitor.instances import InstancePoller, normalise_url
+from ..monitor.sampler import open_sampler
+from ..monitor.snapshot import Snapshot
+from ..ui.console import make_console
+from ..ui.monitor_view import dmon_header, dmon_line, monitor_view
+from . import options as o
+from .app import command
+
+__all__: list[str] = []
+
+
+def _watched(settings: Settings, urls: list[str] | None) -> tuple[list[str], tuple[str, ...]]:
+    """The URLs to poll and a note when the default one is left out."""
+    if urls:
+        return [normalise_url(u) for u in urls], ()
+    port = settings.port.value if isinstance(settings.port.value, int) else DEFAULT_PORT
+    url = local_url(str(settings.listen.value), port)
+    with make_client() as client:
+        try:
+            get_prompt_counts(client, url)
+        except ComfyAPIError:
+            return [], (f"No ComfyUI answers at {url}; watch instances with --url URL (repeatable).",)
+    return [url], ()
+
+
+def _check_flags(interval: float, json_out: bool, dmon: bool, plot: Path | None, others: dict[str, bool]) -> None:
+    if interval < MIN_INTERVAL_S:
+        raise ConfigError(f"--interval {interval:g}: the shortest interval is {MIN_INTERVAL_S} s.")
+    if json_out and dmon:
+        raise ConfigError("Choose one output format: --json or --dmon, not both.")
+    if plot is not None:
+        given = [name for name, on in {"--json": json_out, "--dmon": dmon, **others}.items() if on]
+        if given:
+            raise ConfigError(f"--plot turns a recorded CSV into a PNG; it does not take {', '.join(given)}.")
+
+
+def _plot(plot: Path, out: Path | None, console: Console) -> int:
+    from ..monitor.plot import plot_csv
+
+    target = out or plot.with_suffix(".png")
+    count = plot_csv(plot, target)
+    console.print(f"Wrote {target} ({count} GPU{'s' if count != 1 else ''}).")
+    return 0
+
+
+@command("monitor", help="Watch the GPUs, their processes and the ComfyUI instances, live (Ctrl-C stops).")
+def monitor_cmd(
+    interval: Annotated[float, typer.Option("--interval", "-i", metavar="SECONDS", help=f"Seconds between refreshes (at least {MIN_INTERVAL_S}).")] = 1.0,
+    url: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A ComfyUI to watch (repeatable); default: the configured port, if it answers.", show_default=False)] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
+    count: Annotated[Optional[int], typer.Option("--count", "-c", min=1, metavar="N", help="Stop after this many refreshes.", show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON: one object with --once, else one line per refresh.")] = False,
+    dmon: Annotated[bool, typer.Option("--dmon", help="nvidia-smi dmon's compact scrolling lines, one per GPU.")] = False,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE", help="Also append one row per GPU per refresh to FILE.", show_default=False)] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.csv", help="Turn a recorded CSV into a PNG and exit (needs: pip install 'comfyrig\\[plot]').", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.png", help="Where --plot writes (default: the CSV's name with .png).", show_default=False)] = None,
+    port: o.Port = None,
+    env_file: o.EnvFile = None,
+) -> int:
+    _check_flags(interval, json_out, dmon, plot, {"--once": once, "--csv": csv_path is not None, "--url": bool(url)})
+    settings = o.settings_from(o.overrides(port=port, env_file=env_file))
+    console = make_console(settings.environ)
+    if plot is not None:
+        return _plot(plot, out, console)
+
+    urls, notes = _watched(settings, url)
+    sampler = open_sampler(settings.fake_gpus)
+    host = HostSampler()
+    if once:
+        # One figure only: let it describe the machine over a short idle wait, not comfyrig starting up.
+        time.sleep(MIN_WINDOW_S)
+    monitor = Monitor(sampler, host=host, poller=InstancePoller(urls) if urls else None, notes=notes)
+    csv_log = CsvLog(csv_path) if csv_path is not None else None
+    ticks = 1 if once else count
+    history = History(interval=interval)
+
+    def record(snapshot: Snapshot) -> None:
+        if csv_log is not None:
+            csv_log.write(snapshot)
+
+    try:
+        if json_out:
+            indent = 2 if once else None
+            run_ticks(monitor, interval, _each(record, lambda s: _write_json(s, indent)), ticks=ticks)
+        elif dmon:
+            if sampler.problem:
+                sys.stderr.write(f"comfyrig monitor: no GPU to show: {sampler.problem}\n")
+            sys.stdout.write("\n".join(dmon_header()) + "\n")
+            run_ticks(monitor, interval, _each(record, _write_dmon), ticks=ticks)
+        elif once:
+            snapshot = monitor.snapshot()
+            record(snapshot)
+            console.print(monitor_view(snapshot))
+        else:
+            with Live(console=console, auto_refresh=False) as live:
+
+                def show(snapshot: Snapshot) -> None:
+                    history.record(snapshot)
+                    live.update(monitor_view(snapshot, history.trends()), refresh=True)
+
+                run_ticks(monitor, interval, _each(record, show), ticks=ticks)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a monitor is meant to stop
+    finally:
+        monitor.close()
+        if csv_log is not None:
+            csv_log.close()
+    return 0
+
+
+def _each(*actions: Callable[[Snapshot], None]) -> Callable[[Snapshot], None]:
+    def run(snapshot: Snapshot) -> None:
+        for action in actions:
+            action(snapshot)
+
+    return run
+
+
+def _write_json(snapshot: Snapshot, indent: int | None) -> None:
+    sys.stdout.write(json.dumps(snapshot.to_json(), indent=indent) + "\n")
+    sys.stdout.flush()
+
+
+def _write_dmon(snapshot: Snapshot) -> None:
+    sys.stdout.write("".join(dmon_line(snapshot, gpu) + "\n" for gpu in snapshot.gpus))
+    sys.stdout.flush()

@@ -1,0 +1,198 @@
+"""Everything the doctor's checks look at, gathered once.
+
+``gather`` does all the probing (settings, GPUs, the ComfyUI checkout, the
+torch child, the port, one HTTP request); the checks are then pure functions
+of the resulting ``DoctorContext``, so tests build contexts directly. A
+failure while gathering is kept in the context for the check that reports
+it, never raised: the doctor has to work on exactly the machines where
+something is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..comfy.checkout import comfyui_version, supported_flags
+from ..comfy.probe_http import ComfyUnreachable, get_system_stats, local_url, make_client
+from ..config.modes import Selection, select_gpus
+from ..config.settings import DEFAULT_PORT, CliOverrides, Settings, env_file_candidates, resolve_settings
+from ..errors import ComfyAPIError, ComfyrigError
+from ..gpu.inventory import Inventory
+from ..gpu.probe import probe_inventory
+from ..gpu.torchcheck import run_torch_check
+from ..plan import plan_launch
+from ..supervise.ports import PortHolder, port_is_free, who_holds
+from .args import effective_listen, effective_port, user_args
+from .envscan import EnvScan, scan_env_file
+
+__all__ = ["DoctorContext", "HttpState", "PortState", "Probes", "gather"]
+
+
+@dataclass(frozen=True)
+class PortState:
+    port: int | None  # None: "auto" (the next free one is taken at launch)
+    host: str
+    free: bool
+    holder: PortHolder | None = None
+
+
+@dataclass(frozen=True)
+class HttpState:
+    url: str
+    stats: Mapping[str, Any] | None = None  # GET /system_stats, when ComfyUI answered
+    error: str | None = None
+    reachable: bool = False  # something answered HTTP, even if not as ComfyUI
+
+
+@dataclass(frozen=True)
+class DoctorContext:
+    environ: Mapping[str, str]
+    env_candidates: tuple[Path, ...] = ()  # where a .env is looked for, in order
+    settings: Settings | None = None
+    settings_error: ComfyrigError | None = None
+    inventory: Inventory | None = None
+    inventory_error: ComfyrigError | None = None
+    selection: Selection | None = None
+    selection_error: ComfyrigError | None = None
+    flags: frozenset[str] | None = None  # ComfyUI's own flags, from comfy/cli_args.py
+    version: str | None = None  # ComfyUI's, from comfyui_version.py
+    torch: Mapping[str, Any] | None = None  # the torch child's JSON; None when not run
+    torch_note: str = ""  # why the torch check ran, or why not
+    port: PortState | None = None
+    http: HttpState | None = None
+    env_file: Path | None = None  # the .env comfyrig reads (the first candidate that exists)
+    env_scan: EnvScan | None = None  # its lines, when it could be read
+    env_error: str | None = None  # why it could not
+
+    @property
+    def comfyui_dir(self) -> Path | None:
+        return self.settings.comfyui_dir.value if self.settings is not None else None
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """The ComfyUI flags the user added (COMFYUI_ARGS, then those after --)."""
+        return user_args(self.settings) if self.settings is not None else ()
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The side-effecting collaborators, replaceable in tests."""
+
+    inventory: Callable[[str | None], Inventory] = probe_inventory
+    torch: Callable[..., dict[str, Any]] = run_torch_check
+    port_is_free: Callable[[int, str], bool] = port_is_free
+    who_holds: Callable[[int], PortHolder | None] = who_holds
+    http_client: Callable[[], httpx.Client] = make_client
+
+
+def gather(
+    cli: CliOverrides, environ: Mapping[str, str], cwd: Path, *, torch: bool | None, probes: Probes = Probes()
+) -> DoctorContext:
+    """Probe everything once. ``torch`` None means: on when a ComfyUI interpreter was found."""
+    dir_hint = cli.comfyui_dir if cli.comfyui_dir is not None else environ.get("COMFYUI_DIR")
+    candidates = env_file_candidates(cli.env_file, dir_hint, cwd)
+    found: dict[str, Any] = {"environ": environ, "env_candidates": candidates, **_env_scan(candidates)}
+    try:
+        settings = resolve_settings(cli, environ, cwd)
+    except ComfyrigError as exc:
+        settings = None
+        found["settings_error"] = exc
+    found["settings"] = settings
+    fake = settings.fake_gpus if settings is not None else environ.get("COMFYRIG_FAKE_GPUS")
+    try:
+        inventory = probes.inventory(fake)
+    except ComfyrigError as exc:
+        inventory = None
+        found["inventory_error"] = exc
+    found["inventory"] = inventory
+    if settings is None:
+        found["torch_note"] = "skipped: the settings could not be resolved"
+        return DoctorContext(**found)
+
+    selection = None
+    if inventory is not None:
+        try:
+            selection = select_gpus(settings.gpu_request.value, inventory)
+        except ComfyrigError as exc:
+            found["selection_error"] = exc
+    found["selection"] = selection
+    comfyui_dir = settings.comfyui_dir.value
+    if comfyui_dir is not None:
+        found["flags"] = supported_flags(comfyui_dir)
+        found["version"] = comfyui_version(comfyui_dir)
+    port = effective_port(settings)
+    child_env: Mapping[str, str] = {}
+    if selection is not None:
+        # The exact variables ComfyUI would get, so the torch child sees what ComfyUI will.
+        plan = plan_launch(settings, selection, [port or DEFAULT_PORT], supported_flags=found.get("flags"))
+        child_env = plan.instances[0].env
+    simulated = inventory is not None and inventory.source == "simulated"
+    found.update(_torch(settings, selection, child_env, torch, simulated, probes))
+    host = effective_listen(settings)
+    found["port"] = _port_state(port, host, probes)
+    found["http"] = _http_state(local_url(host, port or DEFAULT_PORT), probes)
+    return DoctorContext(**found)
+
+
+def _env_scan(candidates: tuple[Path, ...]) -> dict[str, Any]:
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        return {}
+    try:
+        return {"env_file": path, "env_scan": scan_env_file(path)}
+    except (OSError, UnicodeDecodeError) as exc:
+        return {"env_file": path, "env_error": f"{path} cannot be read: {exc}."}
+
+
+def _torch(
+    settings: Settings,
+    selection: Selection | None,
+    child_env: Mapping[str, str],
+    wanted: bool | None,
+    simulated: bool,
+    probes: Probes,
+) -> dict[str, Any]:
+    python = settings.python.value
+    found_interpreter = settings.python.source != "default"
+    if wanted is False:
+        return {"torch_note": "skipped (--no-torch)"}
+    if wanted is None and simulated:
+        # Real torch against made-up GPUs would only report mismatches.
+        return {"torch_note": "skipped: the GPUs are simulated (COMFYRIG_FAKE_GPUS); --torch asks anyway"}
+    if wanted is None and not found_interpreter:
+        return {
+            "torch_note": "skipped: no ComfyUI interpreter was found (set COMFYUI_PYTHON or --python), "
+            "so torch was not asked; --torch asks comfyrig's own interpreter"
+        }
+    if selection is None:
+        return {"torch_note": "skipped: the GPU selection is invalid (see gpu.mode)"}
+    why = "--torch" if wanted else f"on by default: ComfyUI's interpreter {python} was found"
+    try:
+        answer = probes.torch(python, child_env, settings.environ)
+    except OSError as exc:  # e.g. not executable; FileNotFoundError is answered by run_torch_check itself
+        answer = {"error": f"the interpreter {python} cannot be run: {exc.strerror or exc}"}
+    return {"torch": answer, "torch_note": why}
+
+
+def _port_state(port: int | None, host: str, probes: Probes) -> PortState:
+    if port is None:
+        return PortState(port=None, host=host, free=True)
+    bind_host = host.split(",")[0].strip()
+    if probes.port_is_free(port, bind_host):
+        return PortState(port=port, host=host, free=True)
+    return PortState(port=port, host=host, free=False, holder=probes.who_holds(port))
+
+
+def _http_state(url: str, probes: Probes) -> HttpState:
+    with probes.http_client() as client:
+        try:
+            return HttpState(url=url, stats=get_system_stats(client, url), reachable=True)
+        except ComfyUnreachable as exc:
+            return HttpState(url=url, error=exc.message)
+        except ComfyAPIError as exc:
+            return HttpState(url=url, error=exc.message, reachable=True)

@@ -1,0 +1,1 @@
+"""``comfyrig monitor``'s service side: samplers -> immutable snapshots -> sinks."""

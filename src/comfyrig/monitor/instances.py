@@ -1,0 +1,89 @@
+"""Polling the watched ComfyUI instances: one small request each per tick.
+
+The request is ``GET /prompt`` (a few bytes: ``queue_remaining``) rather than
+``GET /queue``, whose answer carries every queued workflow and grows with a
+batch; ComfyUI runs one prompt at a time, so the two give the same counts.
+Instances are polled in parallel so one that hangs delays a tick by at most
+the probe timeout, not by the timeout times the number of instances.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..comfy.probe_http import ComfyUnreachable, get_prompt_counts, make_client
+from ..errors import ComfyAPIError, ConfigError
+from .snapshot import InstanceSample, InstanceState
+
+__all__ = ["InstancePoller", "normalise_url"]
+
+
+def normalise_url(url: str) -> str:
+    """"127.0.0.1:8188" -> "http://127.0.0.1:8188"; raises ConfigError for a non-URL."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    try:
+        parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        valid = False
+    else:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    if not valid:
+        raise ConfigError(f"--url {url!r} is not an http(s) URL such as http://127.0.0.1:8188.")
+    return text.rstrip("/")
+
+
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class InstancePoller:
+    """Keeps each instance's last error across ticks; ``client`` is injectable."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.urls = tuple(urls)
+        self._client = client or make_client()
+        self._clock = clock
+        self._last_error: dict[str, str] = {}
+        self._pool = ThreadPoolExecutor(max_workers=min(len(self.urls), 8)) if len(self.urls) > 1 else None
+
+    def poll(self) -> tuple[InstanceSample, ...]:
+        if self._pool is None:
+            return tuple(self._one(url) for url in self.urls)
+        return tuple(self._pool.map(self._one, self.urls))
+
+    def _one(self, url: str) -> InstanceSample:
+        try:
+            counts = get_prompt_counts(self._client, url)
+        except ComfyAPIError as exc:
+            state: InstanceState = "down" if isinstance(exc, ComfyUnreachable) else "error"
+            stamp = time.strftime("%H:%M:%S", time.localtime(self._clock()))
+            # The table shows the URL already; keep the route and the reason.
+            self._last_error[url] = f"{stamp} {exc.message.removeprefix(url)}"
+            return InstanceSample(url=url, state=state, last_error=self._last_error[url], port=_port(url))
+        return InstanceSample(
+            url=url,
+            state="up",
+            running=counts.running,
+            pending=counts.pending,
+            last_error=self._last_error.get(url),
+            port=_port(url),
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        self._client.close()

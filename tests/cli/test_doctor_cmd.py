@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfyrig.doctor.runner import CHECKS
+from tests.cli.conftest import run_cli
+from tests.doctor.conftest import MULTIGPU_263, comfy_tree, fake_python
+
+Capture = pytest.CaptureFixture[str]
+
+
+def healthy_comfyui(root: Path) -> Path:
+    comfy = comfy_tree(root, comfy_modules=("model_management", "utils", "memory_management"),
+                       packs={"ComfyUI-MultiGPU": MULTIGPU_263})
+    fake_python(comfy)
+    return comfy
+
+
+def test_json_shape_and_exit_0_when_nothing_failed(fake_gpus: dict[str, Any], tmp_path: Path, capsys: Capture) -> None:
+    comfy = healthy_comfyui(tmp_path / "ComfyUI")
+    code, out, _ = run_cli(capsys, "doctor", "--json", "--comfyui-dir", str(comfy), "--single", "1")
+    data = json.loads(out)
+    assert list(data) == ["checks"]
+    assert all(list(c) == ["id", "status", "message", "fix"] for c in data["checks"])
+    assert len(data["checks"]) == len(CHECKS) == len({c["id"] for c in data["checks"]})
+    statuses = {c["id"]: c["status"] for c in data["checks"]}
+    assert "fail" not in statuses.values(), data
+    assert statuses["torch.import"] == "skip"  # simulated GPUs: torch is not asked by default
+    assert code == 0
+
+
+def test_a_failure_exits_1(fake_gpus: dict[str, Any], tmp_path: Path, capsys: Capture) -> None:
+    comfy = healthy_comfyui(tmp_path / "ComfyUI")
+    code, out, _ = run_cli(capsys, "doctor", "--json", "--comfyui-dir", str(comfy), "--single", "1", "--", "--medvram")
+    failed = [c["id"] for c in json.loads(out)["checks"] if c["status"] == "fail"]
+    assert (code, failed) == (1, ["comfyui.args"])
+
+
+def test_table(fake_gpus: dict[str, Any], tmp_path: Path, capsys: Capture) -> None:
+    code, out, _ = run_cli(capsys, "doctor", "--no-torch")
+    assert code == 1  # no ComfyUI directory here
+    assert "comfyrig doctor" in out and "No ComfyUI found" in out
+    assert out.rstrip().splitlines()[-1] == "13 passed, 2 warnings, 1 failed, 6 skipped"
+
+
+def test_torch_flag_runs_the_child(fake_gpus: dict[str, Any], tmp_path: Path, capsys: Capture) -> None:
+    comfy = healthy_comfyui(tmp_path / "ComfyUI")
+    _, out, _ = run_cli(capsys, "doctor", "--json", "--torch", "--comfyui-dir", str(comfy), "--dual")
+    statuses = {c["id"]: c["status"] for c in json.loads(out)["checks"]}
+    assert [statuses[i] for i in ("torch.import", "torch.build", "torch.devices")] == ["pass", "pass", "pass"]
+
+
+def test_conflicting_modes_are_a_usage_error(fake_gpus: dict[str, Any], capsys: Capture) -> None:
+    code, _, err = run_cli(capsys, "doctor", "--dual", "--cpu")
+    assert code == 2 and "Choose one GPU mode" in err
