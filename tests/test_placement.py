@@ -74,3 +74,31 @@ def test_affinity_applied_to_a_real_child() -> None:
     allowed = next(line for line in lines if line.startswith("Cpus_allowed_list"))
     assert allowed.split()[-1] == str(mine[-1])
     assert "OMP 1" in lines
+
+
+def test_hyperthread_siblings_stay_with_one_worker() -> None:
+    # 32 vCPUs = 16 cores x 2 threads, siblings (k, k+16), as many cloud VMs number them.
+    cores = [(k, k + 16) for k in range(16)]
+    placements, _ = plan_placement([tuple(range(32))] * 2, frozenset(range(32)), cores=cores)
+    assert [format_cpus(p.cpus) for p in placements] == ["0-7,16-23", "8-15,24-31"]
+    for p in placements:
+        assert all(((c + 16) % 32 in p.cpus) for c in p.cpus)  # whole cores only
+    assert [p.threads for p in placements] == [4, 4]
+
+
+def test_thread_budget_counts_physical_cores() -> None:
+    cores = [(0, 2), (1, 3)]
+    placements, _ = plan_placement([None, None], frozenset(range(4)), cores=cores)
+    assert [format_cpus(p.cpus) for p in placements] == ["0,2", "1,3"]
+    assert [p.threads for p in placements] == [1, 1]
+
+
+def test_cpu_cores_from_sysfs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from comfyrig.system import cpu_cores
+
+    for cpu, siblings in {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"}.items():
+        topo = tmp_path / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "core_cpus_list").write_text(siblings + "\n")
+    assert cpu_cores(frozenset({0, 1, 2, 3}), tmp_path) == [(0, 2), (1, 3)]
+    assert cpu_cores(frozenset({0, 1, 9}), tmp_path) is None

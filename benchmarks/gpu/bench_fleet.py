@@ -39,7 +39,21 @@ CONFIGS: list[tuple[str, list[str]]] = [
     ("seed-dual", ["--dual", "--placement", "none"]),
     ("one-placed", ["--single", "0", "--placement", "auto"]),
     ("fleet-none", ["--workers", "--gpus", "0,1", "--placement", "none"]),
+    ("fleet-auto-t2", ["--workers", "--gpus", "0,1", "--threads-per-worker", "2"]),
+    ("fleet-auto-t8", ["--workers", "--gpus", "0,1", "--threads-per-worker", "8"]),
 ]
+
+
+def topology() -> dict[str, Any]:
+    """Hyperthread siblings and NUMA nodes, to read the placement results against."""
+    from collections import Counter
+
+    root = Path("/sys/devices/system/cpu")
+    siblings = Counter()
+    for topo in root.glob("cpu[0-9]*/topology/core_cpus_list"):
+        siblings[topo.read_text().strip()] += 1
+    nodes = {p.name: (p / "cpulist").read_text().strip() for p in Path("/sys/devices/system/node").glob("node[0-9]*")}
+    return {"cores": sorted(siblings), "numa": nodes, "cpus": os.cpu_count()}
 
 
 def free_port() -> int:
@@ -132,7 +146,7 @@ def run_jobs(urls: list[str], workflow: dict[str, Any], seeds: list[int], timeou
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.environ.get("OUT") or "gpu-results")
-    p.add_argument("--jobs", type=int, default=32)
+    p.add_argument("--jobs", type=int, default=24)
     p.add_argument("--budget-s", type=float, default=360.0)
     p.add_argument("--workflow", default="sd15_txt2img_512")
     p.add_argument("--vary", default="seed", help="the input given a distinct value per job (defeats ComfyUI's cache)")
@@ -142,7 +156,7 @@ def main() -> int:
     comfy_dir, python = os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PYTHON"]
     workflow = comfy_http.load_workflow(args.workflow)
     t0 = time.monotonic()
-    results: dict[str, Any] = {"jobs": args.jobs, "workflow": args.workflow, "configs": {}}
+    results: dict[str, Any] = {"jobs": args.jobs, "workflow": args.workflow, "configs": {}, "cpu_topology": topology()}
     logs = Path("/tmp/comfyrig-fleet-logs")
     logs.mkdir(parents=True, exist_ok=True)
     for n, (name, flags) in enumerate(CONFIGS):

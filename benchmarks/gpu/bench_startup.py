@@ -28,6 +28,8 @@ def main() -> int:
     for name, extra in (
         ("bench_gpus.py", ["--torch-python", python, "--rounds", str(args.rounds)]),
         ("bench_launch.py", ["--mode", "single", "--rounds", "3"]),
+        ("bench_doctor.py", ["--source", "nvml", "--runs", "10"]),
+        ("bench_monitor.py", ["--source", "nvml", "--seconds", "20", "--gpus", "2", "--instances", "2"]),
     ):
         target = out / f"{Path(name).stem}.md"
         result = subprocess.run([sys.executable, str(HERE.parent / name), *extra, "--out", str(target)],

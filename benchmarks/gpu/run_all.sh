@@ -62,7 +62,8 @@ elif [[ ! -d tests ]]; then
 else
     limit=$(min "${PYTEST_LIMIT_S:-200}" "$(left)")
     start=$SECONDS
-    timeout -k 10 "$limit" python3 -m pytest -m "${PYTEST_MARKERS:-gpu or comfyui}" -v -p no:cacheprovider tests/ \
+    # shellcheck disable=SC2086  # PYTEST_PATHS is a list on purpose
+    timeout -k 10 "$limit" python3 -m pytest -m "${PYTEST_MARKERS:-gpu or comfyui}" -v -p no:cacheprovider ${PYTEST_PATHS:-tests/} \
         --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/pytest.log"
     rc=${PIPESTATUS[0]}
     note=""

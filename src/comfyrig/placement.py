@@ -59,12 +59,16 @@ def plan_placement(
     cpus_per_worker: int | None = None,
     threads_per_worker: int | None = None,
     cpu_quota: float | None = None,
+    cores: Sequence[tuple[int, ...]] | None = None,
 ) -> tuple[list[Placement], list[str]]:
     """One Placement per worker (in order), and notes worth telling the user.
 
     ``gpu_affinities[i]`` are the CPUs NVML calls local to worker i's GPU
     (None: unknown, any CPU). ``available`` is what comfyrig itself may use
     (``os.sched_getaffinity``), ``cpu_quota`` a cgroup CPU limit in CPUs.
+    ``cores`` groups hyperthread siblings (from /sys); when given, a worker
+    gets whole physical cores, so two workers never share one core's
+    execution units, and its thread budget counts cores, not CPUs.
     """
     if not available:
         raise ValueError("no CPUs available")
@@ -77,6 +81,16 @@ def plan_placement(
     if count > len(available):
         notes.append(f"{count} workers but only {len(available)} CPUs: workers share CPUs")
 
+    core_of = {cpu: n for n, core in enumerate(cores or ()) for cpu in core}
+    per_core = max((len([c for c in core if c in available]) for core in cores or ()), default=1) or 1
+
+    def in_order(cpus: frozenset[int]) -> list[int]:
+        # Siblings side by side, so a run of CPUs is a run of whole cores.
+        return sorted(cpus, key=lambda c: (core_of.get(c, len(core_of) + c), c))
+
+    def whole_cores(n: int) -> int:
+        return n - n % per_core if n >= per_core else n
+
     taken: set[int] = set()
     placements: list[Placement] = []
     # Workers whose GPUs share a NUMA node split that node's CPUs evenly.
@@ -88,14 +102,14 @@ def plan_placement(
     for node, members in groups.items():
         share = max(1, len(node) // len(members))
         for i in members:
-            quota[i] = min(per_worker, share) if cpus_per_worker is None else cpus_per_worker
+            quota[i] = whole_cores(min(per_worker, share)) if cpus_per_worker is None else cpus_per_worker
 
     for i, affinity in enumerate(gpu_affinities):
-        near = sorted((frozenset(affinity) & available) if affinity else available)
+        near = in_order((frozenset(affinity) & available) if affinity else available)
         want = quota[i]
         chosen = [c for c in near if c not in taken][:want]
         if len(chosen) < want:  # local CPUs exhausted: take other free ones, nearest numbers first
-            chosen += [c for c in sorted(available) if c not in taken and c not in chosen][: want - len(chosen)]
+            chosen += [c for c in in_order(available) if c not in taken and c not in chosen][: want - len(chosen)]
         shared = False
         if len(chosen) < want:  # nothing free at all: share, round robin over the allowed CPUs
             pool = sorted(available)
@@ -104,7 +118,8 @@ def plan_placement(
             chosen = sorted(set(chosen) | set(extra))[:want] if chosen else extra
             shared = True
         taken.update(chosen)
-        budget = threads_per_worker or min(len(chosen), DEFAULT_THREAD_CAP, max(1, usable // count))
+        physical = len({core_of.get(c, -1 - c) for c in chosen})
+        budget = threads_per_worker or min(physical, DEFAULT_THREAD_CAP, max(1, usable // count))
         placements.append(Placement(cpus=tuple(sorted(chosen)), threads=max(1, budget), shared=shared))
     if any(p.shared for p in placements) and not any("share" in n for n in notes):
         notes.append("some workers share CPUs")

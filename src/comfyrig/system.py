@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["available_cpus", "cgroup_cpu_quota"]
+__all__ = ["available_cpus", "cgroup_cpu_quota", "cpu_cores"]
 
 
 def available_cpus() -> frozenset[int]:
@@ -27,3 +27,31 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
         return int(quota) / int(period)
     except (ValueError, ZeroDivisionError):
         return None
+
+
+def _parse_cpu_list(text: str) -> tuple[int, ...]:
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            cpus.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            cpus.append(int(part))
+    return tuple(cpus)
+
+
+def cpu_cores(cpus: frozenset[int], root: Path = Path("/sys/devices/system/cpu")) -> list[tuple[int, ...]] | None:
+    """Hyperthread siblings grouped by physical core, for the given CPUs; None if unknown."""
+    cores: dict[tuple[int, ...], None] = {}
+    for cpu in sorted(cpus):
+        topology = root / f"cpu{cpu}" / "topology"
+        for name in ("core_cpus_list", "thread_siblings_list"):
+            try:
+                siblings = _parse_cpu_list((topology / name).read_text())
+                break
+            except (OSError, ValueError):
+                continue
+        else:
+            return None
+        cores[tuple(c for c in siblings if c in cpus)] = None
+    return list(cores)

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..gpu.probe import probe_inventory
 from ..placement import Placement, plan_placement
 from ..plan import LaunchPlan, plan_launch
-from ..system import available_cpus, cgroup_cpu_quota
+from ..system import available_cpus, cgroup_cpu_quota, cpu_cores
 from ..supervise.ports import free_ports, port_is_free, who_holds
 from ..ui.console import make_console
 from ..ui.panel import gpu_config_panel
@@ -64,12 +64,14 @@ def build_plan(settings: Settings, *, workers: bool, placement: PlacementRequest
     mode = placement.mode or ("auto" if workers and count > 1 else "none")
     if mode == "auto":
         affinities = [g.cpu_affinity for g in selection.gpus] if workers and selection.gpus else [None]
+        available = available_cpus()
         placements, notes = plan_placement(
             affinities,
-            available_cpus(),
+            available,
             cpus_per_worker=placement.cpus_per_worker,
             threads_per_worker=placement.threads_per_worker,
             cpu_quota=cgroup_cpu_quota(),
+            cores=cpu_cores(available),
         )
     return plan_launch(
         settings, selection, _ports(settings, count, workers), workers=workers, supported_flags=flags,
