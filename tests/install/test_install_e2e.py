@@ -124,6 +124,21 @@ def test_wrong_torch_is_replaced(site: Site, installed: subprocess.CompletedProc
     assert pip_list(site)["torch"] == "2.5.1+cu124"
 
 
+def test_half_written_packages_are_repaired(site: Site, installed: subprocess.CompletedProcess[str]) -> None:
+    # What a full disk or Ctrl-C in the middle of pip leaves: files half there, RECORD (written last) missing.
+    site_packages = next((site.target / ".venv" / "lib").glob("python*/site-packages"))
+    for name, version in (("tinypkg", "1.0"), ("torch", "2.5.1+cu124")):
+        (site_packages / f"{name}-{version}.dist-info" / "RECORD").unlink()
+    shutil.rmtree(site_packages / "torch" / "cuda")
+    (site_packages / "tinypkg" / "__init__.py").unlink()
+    result = site.cli()(*site.install_args())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Reinstall half-installed packages" in result.stdout and "--ignore-installed" in result.stdout
+    assert "torch sees exactly the selected GPUs" in result.stdout
+    check = subprocess.run([venv_python(site), "-c", "import tinypkg; print(tinypkg.VALUE)"], capture_output=True, text=True)
+    assert check.stdout.strip() == "1"
+
+
 def test_deleted_venv_is_rebuilt_and_user_files_stay(site: Site, installed: subprocess.CompletedProcess[str]) -> None:
     t = site.target
     (t / "models" / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -196,3 +196,11 @@ def test_cpu_machine_gets_cpu_wheels() -> None:
     cpu = parse_simulated([])
     plan = plan_install(cpu, ExistingState.fresh(T), opts())
     assert plan.step("torch").argv[-1] == "https://download.pytorch.org/whl/cpu"  # type: ignore[union-attr]
+
+
+def test_half_installed_packages_are_reinstalled_over() -> None:
+    state = installed(venv=good_venv(broken={"torch": "2.9.0+cu128", "av": "14.2.0"}))
+    plan = plan_install(GPUS, state, opts())
+    assert keys(plan, todo=True) == ["torch", "repair-packages"]
+    assert plan.step("torch").argv[6:8] == ("torchaudio", "--ignore-installed")  # type: ignore[union-attr]
+    assert plan.step("repair-packages").argv[-1] == "av==14.2.0"  # type: ignore[union-attr]

@@ -105,8 +105,10 @@ def test_cuda_override() -> None:
 def test_custom_index_and_local_folder(tmp_path: Any) -> None:
     remote = choose_torch(machine("12.4"), index_url="https://mirror.example/whl/cu130")
     assert remote.kind == "custom" and remote.tag == "cu130" and not remote.local and remote.warnings
-    local = choose_torch(machine("12.4"), index_url=f"file://{tmp_path}/cu124")
+    local = choose_torch(machine("12.4"), index_url=f"{tmp_path}/cu124")
     assert local.local and local.url == f"{tmp_path}/cu124" and local.tag == "cu124" and not local.warnings
+    mirror = choose_torch(machine("12.4"), index_url="file:///srv/mirror/simple")
+    assert not mirror.local and mirror.url == "file:///srv/mirror/simple"
     cpu_on_gpus = choose_torch(machine("12.4"), index_url=str(tmp_path / "cpu"))
     assert "CPU builds" in cpu_on_gpus.warnings[0]
     assert choose_torch(machine("12.4"), index_url=str(tmp_path / "wheels")).tag is None

@@ -70,7 +70,8 @@ MULTIGPU_REFS: tuple[PackRef, ...] = (
         "v2.5.11",
         (0, 3, 76),
         None,
-        "known to load in ComfyUI 0.3.76 and register its 25 nodes (measured on 2 x H200, COMFYUI-FACTS.md); "
+        # measured on 2 x H200 (shared/COMFYUI-FACTS.md)
+        "known to load in ComfyUI 0.3.76 and register its 25 nodes (measured on 2 x H200); "
         "the last release before comfy.memory_management became a requirement.",
     ),
     PackRef(

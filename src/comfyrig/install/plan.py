@@ -165,6 +165,7 @@ def plan_install(inventory: Inventory, state: ExistingState, options: InstallOpt
         torch, family = _torch(inventory, state, options, warnings)
         _venv_steps(state, options, python, steps)
         _torch_steps(state, options, python, torch, family, steps)
+        _repair_step(state, options, python, steps)
         _requirements_step(state, options, python, steps)
     else:
         if not state.is_comfyui:
@@ -218,7 +219,8 @@ def _checkout_steps(
     checkout = Step(
         key="checkout",
         title=f"Check out {shown}",
-        why=f"{shown} is {source}" if ref else "the newest release, not whatever the default branch holds today",
+        why=(f"{shown}: given with --ref" if options.ref else
+             f"{shown}: the newest release tag (git ls-remote), not whatever the default branch holds today"),
         check=f"ComfyUI's files are there and HEAD is {shown}",
         satisfied=at_ref,
         argv=(*git, "checkout", "--detach", shown),
@@ -237,6 +239,9 @@ def _checkout_steps(
     if state.exists and not state.is_dir:
         raise NotComfyUIError(f"{target} is a file, not a folder; choose another install folder.")
     if state.is_comfyui:
+        origin = state.git.origin if state.git else None
+        if repo != COMFYUI_REPO and origin and origin.rstrip("/") != repo.rstrip("/"):
+            warnings.append(f"{target} was cloned from {origin}; --repo {repo} applies to new clones only.")
         if options.ref is None:
             version = state.comfyui_version or "(version unknown)"
             head = f" at {state.git.head[:12]}" if state.git and state.git.head else ""
@@ -386,7 +391,11 @@ def _torch_steps(
                 verify=False,
             )
         )
+    broken = [n for n in family if n in venv.broken]
     source = ("--no-index", "--find-links", torch.url) if torch.local else ("--index-url", torch.url)
+    if broken:
+        # pip believes a half-written torch is installed and cannot uninstall it without RECORD
+        source = ("--ignore-installed", *source)
     extra = ("--find-links", str(options.wheels)) if options.wheels and options.torch_index else ()
     build = f"a {expected} build" if expected else "installed"
     steps.append(
@@ -395,9 +404,27 @@ def _torch_steps(
             title=f"Install {', '.join(family)} ({expected or 'custom index'})",
             why=torch.reason,
             check=f"torch is {build}",
-            satisfied=installed and not wrong and venv.family_complete(family),
+            satisfied=installed and not wrong and venv.family_complete(family) and not broken,
             argv=_pip(python, "install", *family, *source, *extra),
             retry="If pip ran out of disk space, free some (torch needs several GB) and run again.",
+        )
+    )
+
+
+def _repair_step(state: ExistingState, options: InstallOptions, python: Path, steps: list[Step]) -> None:
+    broken = {n: v for n, v in state.venv.broken.items() if n not in TORCH_FAMILY}
+    if not broken or not state.venv.runs:
+        return
+    pins = [f"{name}=={version}" for name, version in sorted(broken.items())]
+    steps.append(
+        Step(
+            key="repair-packages",
+            title="Reinstall half-installed packages",
+            why=f"{', '.join(pins)} {'was' if len(pins) == 1 else 'were'} not completely written (a full disk or Ctrl-C "
+            "during pip?); pip would call them installed",
+            check="every package in the venv was completely installed",
+            satisfied=False,
+            argv=_pip(python, "install", "--no-deps", "--ignore-installed", *pins, *_wheel_args(options)),
         )
     )
 

@@ -63,6 +63,9 @@ class VenvState:
     torch_version: str | None = None  # None: not installed
     torch_build: str | None = None  # "cpu", "cu128"; None when not installed or unknown
     family: Mapping[str, str | None] = field(default_factory=dict)  # torch, torchvision, torchaudio -> version
+    # Distributions whose files were never completely written (no RECORD: pip
+    # writes it last), e.g. after a full disk or Ctrl-C mid-install: name -> version.
+    broken: Mapping[str, str] = field(default_factory=dict)
     unmet: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # requirements file -> lines not satisfied
     unchecked: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # lines that could not be evaluated
 
@@ -151,6 +154,14 @@ for name in ("torch", "torchvision", "torchaudio"):
         out["family"][name] = md.version(name)
     except md.PackageNotFoundError:
         out["family"][name] = None
+out["broken"] = {}
+for dist in md.distributions():
+    try:
+        complete = dist.read_text("RECORD") is not None
+    except OSError:
+        complete = False
+    if not complete and dist.metadata["Name"]:
+        out["broken"][dist.metadata["Name"].lower()] = dist.version
 try:
     from pip._vendor.packaging.requirements import Requirement
     out["pip"] = True
@@ -241,6 +252,7 @@ def _venv_state(target: Path, requirement_files: list[Path], environ: Mapping[st
         torch_version=data["torch_version"],
         torch_build=build,
         family=dict(data["family"]),
+        broken=dict(data["broken"]),
         unmet={rel[k]: tuple(v) for k, v in data["unmet"].items()},
         unchecked={rel[k]: tuple(v) for k, v in data["unchecked"].items()},
     )

@@ -271,10 +271,11 @@ class Installer:
 
 
 def _gist(output: tuple[str, ...]) -> str:
-    """The most telling output line: the last error-looking one, else the last one."""
-    for line in reversed(output):
-        if re.search(r"error|fatal|denied|no space|not found|could not|failed", line, re.I):
-            return line.strip()
+    """The telling output: the first and last error-looking lines (git names the
+    cause first, pip last), else the last line."""
+    found = [line.strip() for line in output if re.search(r"error|fatal|denied|no space|not found|could not|failed", line, re.I)]
+    if found:
+        return " / ".join(dict.fromkeys((found[0], found[-1])))
     return output[-1].strip() if output else "no output"
 
 
@@ -283,6 +284,11 @@ def _retry_hint(step: Step, result: RunResult) -> str:
     parts = []
     if re.search(r"No space left on device|Errno 28|ENOSPC", text):
         parts.append("The disk is full: free some space (torch alone needs several GB).")
+    elif step.key == "torch" and re.search(r"No matching distribution found for torch", text):
+        parts.append(
+            "That index has no torch wheel for this Python version or platform: create the venv with another "
+            "interpreter (--python python3.12; remove DIR/.venv first) or pick another build (--cuda X.Y)."
+        )
     elif step.retry:
         parts.append(step.retry)
     parts.append(

@@ -141,7 +141,8 @@ def cuda_from_driver(driver_version: str | None) -> tuple[int, int] | None:
 
 
 def _is_local(url: str) -> bool:
-    return urlparse(url).scheme not in ("http", "https")
+    """A plain path is a folder of wheels; any URL (file:// too) is a package index."""
+    return not urlparse(url).scheme
 
 
 def _cc(text: str | None) -> tuple[int, int] | None:
@@ -249,8 +250,6 @@ def _forced(cuda: str, inventory: Inventory, driver_cuda: tuple[int, int] | None
 
 def _custom(url: str, inventory: Inventory, driver_cuda: tuple[int, int] | None) -> TorchChoice:
     local = _is_local(url)
-    if local and url.startswith("file://"):
-        url = urlparse(url).path
     tag = index_tag(url)
     warnings: list[str] = []
     if tag and tag != "cpu" and driver_cuda is not None:
