@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -35,7 +36,7 @@ TORCH_PANEL = "PyTorch"
 
 Repo = Annotated[str, typer.Option("--repo", help="ComfyUI's git URL (or a local path / file:// URL).")]
 Ref = Annotated[Optional[str], typer.Option("--ref", metavar="TAG|COMMIT", help="What to check out (default: the newest release tag). Moves an existing checkout.", show_default=False)]
-TorchIndex = Annotated[Optional[str], typer.Option("--torch-index", metavar="URL|DIR", help="PyTorch wheel index URL, or a folder of wheels (installed with --no-index --find-links).", rich_help_panel=TORCH_PANEL, show_default=False)]
+TorchIndex = Annotated[Optional[str], typer.Option("--torch-index", metavar="URL|DIR", help="PyTorch wheel index URL (pip --index-url; file:// too), or a folder of wheels (pip --no-index --find-links).", rich_help_panel=TORCH_PANEL, show_default=False)]
 Cuda = Annotated[Optional[str], typer.Option("--cuda", metavar="X.Y", help="Take PyTorch's CUDA X.Y build instead of the one chosen for the driver.", rich_help_panel=TORCH_PANEL, show_default=False)]
 ReinstallTorch = Annotated[bool, typer.Option("--reinstall-torch", help="Uninstall and reinstall torch even if it looks right.", rich_help_panel=TORCH_PANEL)]
 Wheels = Annotated[Optional[Path], typer.Option("--wheels", metavar="DIR", help="Offline: every pip install uses --no-index --find-links DIR.", show_default=False)]
@@ -63,12 +64,13 @@ def _existing_dir(path: Path | None, flag: str) -> Path | None:
 
 
 def _torch_index(value: str | None) -> str | None:
-    """A URL stays as it is; anything else is a folder of wheels and must exist."""
-    if value is None or value.startswith(("http://", "https://")):
+    """A URL (http, https, file) is an index and stays as it is; a path is a
+    folder of wheels and must exist."""
+    if value is None or "://" in value:
         return value
-    path = Path(value.removeprefix("file://")).expanduser().absolute()
+    path = Path(value).expanduser().absolute()
     if not path.is_dir():
-        raise ConfigError(f"--torch-index {value}: not an http(s) URL and no such folder.")
+        raise ConfigError(f"--torch-index {value}: not a URL, and no such folder.")
     return str(path)
 
 
@@ -164,6 +166,7 @@ def install_cmd(
         environ,
     )
     report = judge_torch(str(result.plan.venv_python), raw, len(selection.gpus), len(inventory.gpus))
+    report = _companions_import(report, result.plan, environ)
     if json_out:
         _print_json(_result_json(result, report))
     else:
@@ -171,6 +174,27 @@ def install_cmd(
         console.print(_torch_table(report.to_json()))
         _next_steps(console, result, report)
     return 0 if report.ok else 1
+
+
+def _companions_import(report: TorchReport, plan: InstallPlan, environ: dict[str, str]) -> TorchReport:
+    """torchvision/torchaudio built for another torch import fine as metadata and
+    fail in ComfyUI's first import ("operator torchvision::nms does not exist"),
+    which happens when pip mixes indexes (a find-links or extra index in pip.conf)."""
+    names = [n for n in plan.torch_packages if n != "torch"]
+    if not names or not report.ok:
+        return report
+    code = "import torch\n" + "".join(f"import {n}\n" for n in names)
+    try:
+        done = subprocess.run([str(plan.venv_python), "-c", code], env=environ, capture_output=True, text=True,
+                              timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return replace(report, ok=False, problems=(*report.problems, f"importing {', '.join(names)} failed: {exc}"))
+    if done.returncode == 0:
+        return report
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    problem = (f"{' or '.join(names)} does not import with this torch ({last}): they must come from the same index "
+               "as torch (check pip.conf for find-links or extra-index-url).")
+    return replace(report, ok=False, problems=(*report.problems, problem))
 
 
 def _result_json(result: InstallResult, report: TorchReport | None) -> dict[str, Any]:
