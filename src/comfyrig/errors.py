@@ -13,7 +13,14 @@ for bad input::
     ├── ComfyUINotFoundError      no ComfyUI directory or interpreter
     ├── LaunchError               ComfyUI could not be started or supervised (exit 1)
     │   └── PortInUseError        the port is taken (names the holder)
-    └── ComfyAPIError             ComfyUI's HTTP/websocket API failed (exit 1)
+    ├── ComfyAPIError             ComfyUI's HTTP/websocket API failed (exit 1)
+    └── InstallError              ``comfyrig install`` could not finish (exit 1)
+        ├── GitNotFoundError      no git on PATH
+        ├── RemoteError           a git remote could not be reached (names the URL)
+        ├── DriverTooOldError     no supported PyTorch CUDA build runs on this driver
+        ├── NotComfyUIError       the target folder holds something else (exit 2)
+        ├── StepFailedError       a command failed; carries its output and the retry
+        └── InstallInterrupted    Ctrl-C during a step (exit 130)
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ __all__ = [
     "ComfyUINotFoundError",
     "ComfyrigError",
     "ConfigError",
+    "DriverTooOldError",
+    "GitNotFoundError",
     "GpuProbeError",
+    "InstallError",
+    "InstallInterrupted",
+    "NotComfyUIError",
+    "RemoteError",
+    "StepFailedError",
     "LaunchError",
     "ModelFileError",
     "PortInUseError",
@@ -87,3 +101,41 @@ class ComfyAPIError(ComfyrigError):
     """ComfyUI's HTTP or websocket API answered with an error or not at all."""
 
     exit_code = 1
+
+
+class InstallError(ComfyrigError):
+    """``comfyrig install`` (or ``nodes add``) stopped before finishing.
+
+    Every step checks what is already on disk, so running the same command
+    again picks up where it stopped; the hints say so.
+    """
+
+    exit_code = 1
+
+
+class GitNotFoundError(InstallError):
+    """A step needs git and there is none on PATH."""
+
+
+class RemoteError(InstallError):
+    """A git remote (GitHub or the --repo URL) did not answer; the message names it."""
+
+
+class DriverTooOldError(InstallError):
+    """The NVIDIA driver is older than every PyTorch CUDA build comfyrig knows."""
+
+
+class NotComfyUIError(InstallError):
+    """The install folder exists and holds something other than ComfyUI."""
+
+    exit_code = 2
+
+
+class StepFailedError(InstallError):
+    """A step's command exited non-zero, or ran but its check still fails."""
+
+
+class InstallInterrupted(InstallError):
+    """Ctrl-C arrived during a step."""
+
+    exit_code = 130

@@ -122,7 +122,7 @@ def test_no_comfyui_yet_shows_panel_plan_and_how_to_get_it(cli: Cli) -> None:
     assert result.returncode == 0
     assert "GPU Configuration" in result.stdout and "Launch plan" in result.stdout
     flat = " ".join(result.stdout.split())
-    assert "No ComfyUI found" in flat and "--comfyui-dir DIR" in flat and "git clone" in flat
+    assert "No ComfyUI found" in flat and "--comfyui-dir DIR" in flat and "comfyrig install" in flat
 
 
 def test_module_entry_point(cli: Cli) -> None:

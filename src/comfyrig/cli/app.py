@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import ComfyrigError
 from ..ui.console import make_console
 
-__all__ = ["app", "main", "SUBCOMMANDS"]
+__all__ = ["add_group", "app", "command", "main", "SUBCOMMANDS"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,6 +42,8 @@ COMMAND_MODULES: dict[str, str] = {
     "plan": "plan_cmd",
     "doctor": "doctor_cmd",
     "monitor": "monitor_cmd",
+    "install": "install_cmd",
+    "nodes": "install_cmd",
 }
 SUBCOMMANDS: set[str] = set()
 
@@ -53,9 +55,12 @@ def report_error(exc: ComfyrigError) -> None:
     err.print(f"[bold red]comfyrig: error:[/] {escape(exc.message)}{hint}", soft_wrap=True)
 
 
-def command(name: str, **kwargs: Any) -> Callable[[F], F]:
+def command(name: str, *, group: typer.Typer | None = None, **kwargs: Any) -> Callable[[F], F]:
     """Register a command whose int result is the exit code and whose
-    ComfyrigError becomes a message: the one place errors meet the user."""
+    ComfyrigError becomes a message: the one place errors meet the user.
+
+    ``group`` registers it under a sub-app (``comfyrig nodes add``) instead.
+    """
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
@@ -70,11 +75,20 @@ def command(name: str, **kwargs: Any) -> Callable[[F], F]:
             if code:
                 raise typer.Exit(int(code))
 
-        SUBCOMMANDS.add(name)
-        app.command(name, **kwargs)(wrapper)
+        if group is None:
+            SUBCOMMANDS.add(name)
+            app.command(name, **kwargs)(wrapper)
+        else:
+            group.command(name, **kwargs)(wrapper)
         return fn
 
     return decorate
+
+
+def add_group(name: str, group: typer.Typer, help: str) -> None:
+    """Register a sub-app such as ``comfyrig nodes``."""
+    SUBCOMMANDS.add(name)
+    app.add_typer(group, name=name, help=help)
 
 
 def _version(value: bool) -> None:

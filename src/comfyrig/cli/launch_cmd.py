@@ -32,8 +32,8 @@ __all__: list[str] = []
 NO_COMFYUI = (
     "No ComfyUI found: none was given and the current folder has no main.py. "
     "Point comfyrig at a checkout with --comfyui-dir DIR or COMFYUI_DIR=DIR (in the environment or .env), "
-    "or get one: git clone https://github.com/Comfy-Org/ComfyUI, then install its requirements.txt "
-    "into a venv inside it (comfyrig finds ComfyUI/.venv by itself)."
+    "or get one with 'comfyrig install' (ComfyUI in ./ComfyUI with its own .venv and the PyTorch build "
+    "this machine's driver runs; comfyrig finds ComfyUI/.venv by itself)."
 )
 
 
