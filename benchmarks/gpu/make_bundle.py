@@ -350,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bundle")
     p.add_argument("--layout", type=Path, default=DEFAULT_LAYOUT)
     p.add_argument("--max-mib", type=float, default=60.0)
+    p.add_argument("--multigpu-src", type=Path, default=None,
+                   help="an exported ComfyUI-MultiGPU tree (e.g. commit c5e3e6a, v2.5.11, known to load in 0.3.76); "
+                   "packed as multigpu.tar.xz for bench_distorch.py")
     args = p.parse_args(argv)
 
     src, out = args.comfyui_src.resolve(), args.out.resolve()
@@ -363,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     for note in download_wheels(wheels):
         print("  " + note)
     print("  " + build_frontend_wheel(wheels, frontend_version(src)))
+    if args.multigpu_src is not None:
+        with tarfile.open(out / "multigpu.tar.xz", "w:xz") as tar:
+            tar.add(args.multigpu_src, arcname="ComfyUI-MultiGPU",
+                    filter=lambda ti: None if "/.git" in ti.name or ti.name.endswith((".gif", ".png", ".jpg")) else ti)
+        print(f"  multigpu.tar.xz {(out / 'multigpu.tar.xz').stat().st_size / 2**20:.2f} MiB from {args.multigpu_src}")
     shutil.copyfile(args.layout, out / "sd15_checkpoint_layout.json")
     json.loads((out / "sd15_checkpoint_layout.json").read_text())  # fail early on a broken copy
 
