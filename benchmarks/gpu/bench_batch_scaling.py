@@ -26,7 +26,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_fleet import Launch, comfyrig, free_port  # noqa: E402
+from bench_fleet import Launch, comfyrig  # noqa: E402
 
 SETUPS = [
     ("one-gpu", ["--single", "0", "--placement", "auto"], 1),
