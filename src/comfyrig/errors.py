@@ -6,12 +6,14 @@ for bad input::
 
     ComfyrigError                 exit 2 unless stated
     ├── ConfigError               a flag, variable or .env line that cannot be used
-    │   └── SelectionError        a GPU selection that does not fit this machine
+    │   ├── SelectionError        a GPU selection that does not fit this machine
+    │   └── WorkflowError         a workflow, --set or --sweep that cannot be used (names node and field)
     ├── GpuProbeError             NVML / nvidia-smi answered with an error
     ├── ComfyUINotFoundError      no ComfyUI directory or interpreter
     ├── LaunchError               ComfyUI could not be started or supervised (exit 1)
     │   └── PortInUseError        the port is taken (names the holder)
-    └── ComfyAPIError             ComfyUI's HTTP/websocket API failed (exit 1)
+    ├── ComfyAPIError             ComfyUI's HTTP/websocket API failed (exit 1)
+    └── JournalError              a batch journal that is unreadable or breaks a state rule (exit 1)
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ __all__ = [
     "ComfyrigError",
     "ConfigError",
     "GpuProbeError",
+    "JournalError",
     "LaunchError",
     "PortInUseError",
     "SelectionError",
+    "WorkflowError",
 ]
 
 
@@ -53,6 +57,10 @@ class SelectionError(ConfigError):
     """A GPU selection names GPUs this machine does not have, or repeats one."""
 
 
+class WorkflowError(ConfigError):
+    """A workflow file, or a --set/--sweep/--seed against it, that cannot be used."""
+
+
 class GpuProbeError(ComfyrigError):
     """The GPU driver answered, but with an error."""
 
@@ -72,6 +80,21 @@ class PortInUseError(LaunchError):
 
 
 class ComfyAPIError(ComfyrigError):
-    """ComfyUI's HTTP or websocket API answered with an error or not at all."""
+    """ComfyUI's HTTP or websocket API answered with an error or not at all.
+
+    ``status`` is the HTTP status when there was an answer (None: no answer at
+    all, a system failure); ``body`` its decoded JSON, when it was JSON.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None, body: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.body = body
+
+
+class JournalError(ComfyrigError):
+    """The batch journal cannot be used, or a job state change breaks its rules."""
 
     exit_code = 1

@@ -88,7 +88,7 @@ def _with_default_command(args: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from . import commands, launch_cmd, status_cmd  # noqa: F401  registers the commands
+    from . import batch_cmd, commands, launch_cmd, status_cmd  # noqa: F401  registers the commands
 
     args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
     try:
