@@ -315,13 +315,12 @@ def coerce(value: Any, ftype: FieldType, where: str) -> Any:
     elif kind == "STRING":
         out = value if isinstance(value, str) else str(value)
     elif kind == "COMBO":
+        # Choices are not enforced: they are often model files, and workers may hold
+        # different ones; a worker without it rejects the job (an application error).
         out = value if isinstance(value, str) else str(value)
         if ftype.options is not None and out not in ftype.options:
-            # A number-valued combo (rare) still matches by its text.
-            match = [o for o in ftype.options if str(o) == out]
-            if not match:
-                raise bad(" (the server lists these choices)" if ftype.from_schema else "")
-            out = match[0]
+            match = [o for o in ftype.options if str(o) == out]  # a number-valued combo
+            out = match[0] if match else out
     else:
         if isinstance(value, str):
             try:

@@ -28,7 +28,7 @@ def duration(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
-def _overall(snap: BatchSnapshot) -> Table:
+def _overall(snap: BatchSnapshot) -> RenderableType:
     grid = Table.grid(padding=(0, 1), expand=True)
     grid.add_column(ratio=1)
     grid.add_column(no_wrap=True)
@@ -48,14 +48,15 @@ def _overall(snap: BatchSnapshot) -> Table:
         speed.append(f" · {snap.done_before} done by an earlier run", style="dim")
     if snap.stopping:
         speed.append("  STOPPING" + (" (interrupting)" if snap.stopping == "hard" else " (finishing running jobs)"), style="bold yellow")
-    grid.add_row(speed, "")
-    return grid
+    return Group(grid, speed)
 
 
 def _step(row: WorkerRow) -> RenderableType:
     if row.step and row.step[1]:
         value, total = row.step
-        return ProgressBar(total=float(total), completed=float(value), width=20)
+        cell = Table.grid(padding=(0, 1))
+        cell.add_row(ProgressBar(total=float(total), completed=float(value), width=12), Text(f"{value:g}/{total:g}"))
+        return cell
     return Text("")
 
 
