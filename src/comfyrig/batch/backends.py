@@ -25,8 +25,10 @@ class Backend(Protocol):
     kind: str
 
     def members(self) -> list[tuple[str, str, str]]: ...
-    def start(self) -> None: ...
-    def endpoints(self, emit: Emit, sink: OutputSink, client_id: str) -> list[Endpoint]: ...
+    def start(self, client_id: str, say: Callable[[str], None] | None = None) -> None:
+        """Start (or join) the workers; ``client_id`` is the websocket id jobs are sent with."""
+
+    def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]: ...
     def object_info(self, timeout_s: float) -> dict[str, Any]: ...
     def stop(self) -> None: ...
 
@@ -56,6 +58,7 @@ class UrlBackend:
 
     def __init__(self, urls: list[str]) -> None:
         self.urls = [u.rstrip("/") for u in urls]
+        self.client_id = ""
 
     def members(self) -> list[tuple[str, str, str]]:
         names = []
@@ -63,11 +66,11 @@ class UrlBackend:
             names.append((f"url-{n}", url, url.split("://", 1)[-1]))
         return names
 
-    def start(self) -> None:
-        pass
+    def start(self, client_id: str, say: Callable[[str], None] | None = None) -> None:
+        self.client_id = client_id
 
-    def endpoints(self, emit: Emit, sink: OutputSink, client_id: str) -> list[Endpoint]:
-        return [HttpWorker(name, url, label, client_id=client_id, emit=emit, sink=sink) for name, url, label in self.members()]
+    def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]:
+        return [HttpWorker(name, url, label, client_id=self.client_id, emit=emit, sink=sink) for name, url, label in self.members()]
 
     def object_info(self, timeout_s: float) -> dict[str, Any]:
         return wait_object_info(self.urls, timeout_s, what="--url server")
@@ -83,18 +86,22 @@ class FleetBackend:
 
     def __init__(self, fleet: LocalFleet) -> None:
         self.fleet = fleet
+        self.client_id = ""
 
     def members(self) -> list[tuple[str, str, str]]:
         return self.fleet.members
 
-    def start(self) -> None:
+    def start(self, client_id: str, say: Callable[[str], None] | None = None) -> None:
+        self.client_id = client_id
+        self.fleet.on_event = say
         self.fleet.start()
 
-    def endpoints(self, emit: Emit, sink: OutputSink, client_id: str) -> list[Endpoint]:
+    def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]:
         return [
             HttpWorker(
-                name, url, label, client_id=client_id, emit=emit, sink=sink,
+                name, url, label, client_id=self.client_id, emit=emit, sink=sink,
                 is_gone=lambda name=name: self.fleet.is_gone(name),  # type: ignore[misc]
+                is_ready=lambda name=name: self.fleet.is_ready(name),  # type: ignore[misc]
                 on_restart=lambda name=name: self.fleet.restart(name),  # type: ignore[misc]
             )
             for name, url, label in self.members()

@@ -41,18 +41,17 @@ class LocalFleet:
         environ: Mapping[str, str],
         options: SupervisorOptions,
         log_dir: Path,
-        *,
-        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.log_dir = log_dir
+        self.on_event: Callable[[str], None] | None = None  # supervisor news, one line each
         self.supervisor = Supervisor(
             plan.instances,
             environ,
             options,
             probe=_probe,
             log_files={i.name: log_dir / f"comfyui-{i.port}.log" for i in plan.instances},
-            on_event=on_event,
+            on_event=lambda text: self.on_event(text) if self.on_event is not None else None,
         )
         self._thread = threading.Thread(target=self._run, name="batch-fleet", daemon=True)
         self._snapshot: FleetSnapshot = self.supervisor.snapshot()
@@ -88,6 +87,10 @@ class LocalFleet:
         """True once the Supervisor gave up on ``name`` (start limit, bad flag, ...)."""
         view = next((w for w in self.snapshot().workers if w.name == name), None)
         return view is not None and view.phase in ("failed", "exited") and not self.supervisor.stopping
+
+    def is_ready(self, name: str) -> bool:
+        view = next((w for w in self.snapshot().workers if w.name == name), None)
+        return view is not None and view.phase == "ready"
 
     def why_gone(self, name: str) -> str:
         view = next((w for w in self.snapshot().workers if w.name == name), None)

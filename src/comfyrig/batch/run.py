@@ -124,8 +124,11 @@ def run_batch(req: BatchRequest, backend: Backend, console: Console, *, err_cons
     journal = Journal(req.out_dir / JOURNAL_NAME)
     progress_console = err_console if req.json_out and err_console is not None else console
     plain = req.plain or req.json_out or not progress_console.is_terminal
+    say = _sayer(progress_console) if plain else None
     try:
-        backend.start()
+        # One websocket client id per output folder: a resumed run hears its earlier prompts' events.
+        client_id = journal.meta_default("client_id", lambda: f"comfyrig-batch-{uuid.uuid4().hex}")
+        backend.start(client_id, say)
         try:
             object_info = backend.object_info(req.ready_timeout_s)
             wf = convert_ui(wf, object_info)
@@ -140,12 +143,10 @@ def run_batch(req: BatchRequest, backend: Backend, console: Console, *, err_cons
             spec = _spec(wf, req, salt_value, object_info)
             journal.set_meta("workflow", wf.digest)
             journal.set_meta("workflow_source", str(req.workflow))
-            client_id = journal.meta_default("client_id", lambda: f"comfyrig-batch-{uuid.uuid4().hex}")
-            say = _sayer(progress_console) if plain else None
             dispatcher = Dispatcher(wf, spec, journal, options, on_line=say)
             sink = LocalSink(req.out_dir)
             sink.clean_partials()
-            dispatcher.prepare(backend.endpoints(dispatcher.post, sink, client_id))
+            dispatcher.prepare(backend.endpoints(dispatcher.post, sink))
             title = (f"comfyrig {__version__} · batch {req.workflow.name} -> {req.out_dir} · "
                      f"{len(dispatcher.endpoints)} worker(s) ({backend.kind})")
             if say is not None:

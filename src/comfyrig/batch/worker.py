@@ -187,7 +187,8 @@ class _Shared:
 class HttpWorker:
     """A ComfyUI server at ``url``. ``emit`` receives every WorkerEvent (thread-safe queue put);
     ``sink`` stores downloaded outputs; ``is_gone()`` tells when the server will never come back
-    (a local fleet that gave up on it); ``on_restart`` kills it for a restart (local fleet only)."""
+    (a local fleet that gave up on it); ``is_ready()`` whether the process we started is the
+    one answering (its supervisor saw it become ready); ``on_restart`` kills it for a restart."""
 
     def __init__(
         self,
@@ -199,6 +200,7 @@ class HttpWorker:
         emit: Callable[[WorkerEvent], None],
         sink: OutputSink,
         is_gone: Callable[[], bool] = lambda: False,
+        is_ready: Callable[[], bool] = lambda: True,
         on_restart: Callable[[], None] | None = None,
         poll_s: float = 5.0,
         http_timeout_s: float = 30.0,
@@ -210,6 +212,7 @@ class HttpWorker:
         self._emit = emit
         self._sink = sink
         self._is_gone = is_gone
+        self._is_ready = is_ready
         self._on_restart = on_restart
         self._poll_s = poll_s
         self._timeout = http_timeout_s
@@ -378,6 +381,9 @@ class HttpWorker:
                     self._out("down", data=("it was given up (see its log)", True))
                     return
                 try:
+                    if not self._is_ready():
+                        # Our own process is not up: whatever answers on its port is not ours.
+                        raise ComfyAPIError(f"{self.name} is not running (starting or restarting)")
                     client.queue_remaining()
                     ws = ComfyEvents(self.url, self.client_id)
                 except ComfyAPIError as exc:

@@ -25,8 +25,14 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _child_setup() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGKILL us
-    # when the parent dies, so a killed comfyrig leaves no ComfyUI behind.
+    # Runs in the child between fork and exec. A parent that ignores or blocks
+    # SIGINT (a Ray worker does) would hand that on through exec, and ComfyUI
+    # would then ignore the first step of every stop: give it the defaults.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    # Ask the kernel to SIGKILL us when the parent dies, so a killed comfyrig
+    # leaves no ComfyUI behind.
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
