@@ -107,6 +107,7 @@ def test_types_from_values_and_from_the_schema() -> None:
     ("0x10", FieldType("INT"), 16),
     ("7.5", FieldType("NUMBER"), 7.5),
     ("8", FieldType("NUMBER"), 8),
+    ("0xff0000", FieldType("NUMBER"), 0xFF0000),
     ("1e-3", FieldType("FLOAT"), 0.001),
     ("Yes", FieldType("BOOLEAN"), True),
     ("off", FieldType("BOOLEAN"), False),

@@ -256,6 +256,12 @@ def resolve_field(wf: Workflow, text: str, option: str, object_info: Mapping[str
     return FieldRef(node_id, field), field_type(wf, node_id, field, object_info)
 
 
+def _int(text: str) -> int:
+    """A whole number; 0x.. hexadecimal too (colours: 0xff0000)."""
+    text = text.strip()
+    return int(text, 16) if text.lower().lstrip("-+").startswith("0x") else int(text)
+
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -281,7 +287,7 @@ def coerce(value: Any, ftype: FieldType, where: str) -> Any:
             out = int(value)
         else:
             try:
-                out = int(str(value).strip(), 0) if str(value).strip().lower().startswith(("0x", "-0x")) else int(str(value).strip())
+                out = _int(str(value))
             except ValueError:
                 raise bad() from None
     elif kind == "NUMBER":
@@ -292,7 +298,7 @@ def coerce(value: Any, ftype: FieldType, where: str) -> Any:
         else:
             text = str(value).strip()
             try:
-                out = int(text)
+                out = _int(text)
             except ValueError:
                 try:
                     out = float(text)
