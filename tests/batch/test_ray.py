@@ -81,7 +81,8 @@ def test_ray_actors_run_the_batch_and_survive_an_actor_death(tmp_path: Path, mon
         assert report["done"] == 10 and {w["gpu"].rsplit(" ", 1)[-1] for w in report["workers"]} == {"0", "1"}
         assert check_invariants(out, total=10)["files"] == 10
         log = console.file.getvalue()  # type: ignore[attr-defined]
-        assert "ray-0: down: Ray actor failed" in log, log
+        # Down: seen as the actor's ComfyUI closing, or as the actor call failing (Ray then restarts it).
+        assert "ray-0: down: " in log, log
         assert any(a["worker"] == "ray-0" and a["outcome"] in ("requeued", "released") for a in attempts(out)), log
     finally:
         ray.shutdown()

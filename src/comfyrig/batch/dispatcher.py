@@ -159,7 +159,7 @@ class Dispatcher:
                 yield job.id, job.index, job.values
 
         self.journal.add_jobs(listed())
-        retry_failed = []
+        retry_failed: list[str] = []
         now = self._clock()
         with self.journal.transaction():
             for row in self.journal.rows():
@@ -169,9 +169,9 @@ class Dispatcher:
             if retry_failed:
                 self.journal.reopen_failed(retry_failed)
                 for job in retry_failed:
-                    row = self.journal.get(job)
-                    assert row is not None
-                    self.scheduler.add_job(job, attempt=row.attempt, failures=0)
+                    reopened = self.journal.get(job)
+                    assert reopened is not None
+                    self.scheduler.add_job(job, attempt=reopened.attempt, failures=0)
         self._done_before = self.scheduler.done
         self.manifest.reconcile(self.journal)
 

@@ -18,7 +18,7 @@ MAX_FAILURES_LISTED = 200
 
 def build_report(journal: Journal, job_ids: Collection[str], result: BatchResult, *, workflow: str, out_dir: Path) -> dict[str, Any]:
     snap = result.snapshot
-    failures = []
+    failures: list[dict[str, Any]] = []
     files = 0
     for row in journal.rows(with_values=False):
         if row.id not in job_ids:

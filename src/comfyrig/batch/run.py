@@ -185,7 +185,7 @@ def _sayer(console: Console) -> Callable[[str], None]:
 
 
 def _dry_run(wf: Workflow, spec: VariationSpec, backend: Backend, console: Console, req: BatchRequest) -> int:
-    first = []
+    first: list[tuple[int, str, dict[str, Any]]] = []
     for job in spec.jobs():
         if len(first) >= req.show_jobs:
             break

@@ -47,13 +47,13 @@ def _is_widget(spec: Any) -> bool:
 def _widget_names(schema: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
     inputs = schema.get("input", {})
     order = schema.get("input_order") or {k: list((inputs.get(k) or {}).keys()) for k in ("required", "optional")}
-    names = []
+    names: list[tuple[str, list[Any]]] = []
     for category in ("required", "optional"):
         specs = inputs.get(category) or {}
         for name in order.get(category, list(specs)):
             spec = specs.get(name)
-            if _is_widget(spec):
-                names.append((name, spec))
+            if isinstance(spec, list) and _is_widget(spec):
+                names.append((str(name), spec))
     return names
 
 

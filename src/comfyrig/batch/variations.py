@@ -271,7 +271,7 @@ def build_spec(
         sweeps=tuple(parsed_sweeps),
         zipped=zipped,
         repeat=repeat,
-        seed_mode=seed,  # type: ignore[arg-type]
+        seed_mode=seed,
         seed_refs=tuple(seed_refs),
         seed_bases=tuple(int(wf.prompt[r.node_id]["inputs"][r.field]) for r in seed_refs),
         seed_salt=seed_salt,

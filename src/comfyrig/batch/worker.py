@@ -114,7 +114,7 @@ def output_refs(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]
     """(node id, {filename, subfolder, type}) for every saved output in a history entry.
 
     Only ``type: output`` files count (SaveImage and the like); previews in temp do not."""
-    refs = []
+    refs: list[tuple[str, Mapping[str, Any]]] = []
     outputs = entry.get("outputs") or {}
     for node_id in sorted(outputs, key=lambda k: (len(str(k)), str(k))):
         for items in (outputs[node_id] or {}).values():
@@ -152,13 +152,13 @@ def summarize_400(body: Any) -> dict[str, Any]:
     """The reason of a rejected prompt (HTTP 400): the first node error, or the top-level error."""
     if not isinstance(body, dict):
         return {"message": "ComfyUI rejected the prompt (HTTP 400)"}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
     reason: dict[str, Any] = {"error_type": error.get("type"), "message": error.get("message") or "invalid prompt"}
     node_errors = body.get("node_errors") or {}
     if isinstance(node_errors, dict) and node_errors:
         node_id = sorted(node_errors, key=lambda k: (len(k), k))[0]
-        info = node_errors[node_id] or {}
-        first = (info.get("errors") or [{}])[0]
+        info: dict[str, Any] = node_errors[node_id] or {}
+        first: dict[str, Any] = (info.get("errors") or [{}])[0]
         reason.update(
             node=node_id,
             class_type=info.get("class_type"),

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..errors import WorkflowError
 
@@ -205,7 +205,8 @@ def type_from_spec(spec: list[Any]) -> FieldType:
         return FieldType("COMBO", tuple(choices) if isinstance(choices, list) else None, from_schema=True)
     if kind_raw in ("INT", "FLOAT", "STRING", "BOOLEAN"):
         lo, hi = opts.get("min"), opts.get("max")
-        return FieldType(kind_raw, None, lo if isinstance(lo, (int, float)) else None,
+        kind = cast(Kind, kind_raw)
+        return FieldType(kind, None, lo if isinstance(lo, (int, float)) else None,
                          hi if isinstance(hi, (int, float)) else None, from_schema=True)
     return FieldType("ANY", from_schema=True)
 
