@@ -211,3 +211,22 @@ def test_ui_format_workflow_is_converted(cli: Cli, tmp_path: Path, fakes: callab
     assert [harness.decode_png(p.read_bytes())[:2] for p in files] == [(6, 4), (6, 4)]
     no_server = cli("batch", str(wf), "--out", str(out), "--dry-run", "--comfyui-dir", str(FAKE_DIR))
     assert no_server.returncode == 2 and "UI format" in no_server.stderr
+
+
+def test_second_ctrl_c_interrupts_running_jobs(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
+    server = fakes(0, {"FAKE_COMFYUI_JOB_SECONDS": "30"})
+    wf = write(tmp_path / "wf.json", SLEEP_WF)
+    out = tmp_path / "out"
+    run = Launched(["batch", str(wf), "--out", str(out), "--sweep", "1.color=1..4", "--url", server.url, "--plain"], cli.env, cli.cwd)
+    try:
+        wait_until(lambda: server.get_json("/queue")["queue_running"], 30, "a job to run")
+        run.interrupt()
+        run.wait_for("running jobs finish")
+        run.interrupt()
+        assert run.wait(timeout=30) == 130
+    finally:
+        run.kill()
+    assert "interrupting the running jobs" in run.text
+    assert check_invariants(out, total=4, finished=False) == {"done": 0, "failed": 0, "pending": 4, "files": 0}
+    assert server.get_json("/queue") == {"queue_running": [], "queue_pending": []}
+    assert {json.loads(a["reason"])["kind"] for a in attempts(out)} <= {"interrupted", "cancelled"}

@@ -31,7 +31,7 @@ def test_live_view() -> None:
                  row("worker-1", "GPU 1", state="down", done=19, failed=2, mean_s=2.75)),
     )
     text = render(batch_view(snap, "comfyrig batch"))
-    assert "40 done · 2 failed · 4 running · 54 waiting · 100 total" in text
+    assert "40 done · 2 failed · 4 in flight · 54 waiting · 100 total" in text
     assert "24.0 jobs/min · ETA 2m25s · elapsed 2m05s · 10 done by an earlier run" in text
     lines = [line for line in text.splitlines() if "worker-" in line]
     assert "GPU 0" in lines[0] and "abcd1234abcd1234" in lines[0] and "21" in lines[0] and "2.5s" in lines[0]

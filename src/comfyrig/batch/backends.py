@@ -73,7 +73,9 @@ class UrlBackend:
         return [HttpWorker(name, url, label, client_id=self.client_id, emit=emit, sink=sink) for name, url, label in self.members()]
 
     def object_info(self, timeout_s: float) -> dict[str, Any]:
-        return wait_object_info(self.urls, timeout_s, what="--url server")
+        # These servers already run: a URL that does not answer soon is more likely a typo
+        # than a slow start, so do not wait the full start-up allowance.
+        return wait_object_info(self.urls, min(timeout_s, 15.0), what="--url server")
 
     def stop(self) -> None:
         pass

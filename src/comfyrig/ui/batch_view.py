@@ -38,7 +38,7 @@ def _overall(snap: BatchSnapshot) -> RenderableType:
     counts.append(f"{snap.done} done", style="green")
     counts.append(" · ")
     counts.append(f"{snap.failed} failed", style="red" if snap.failed else "dim")
-    counts.append(f" · {snap.active} running · {snap.pending} waiting · {snap.total} total")
+    counts.append(f" · {snap.active} in flight · {snap.pending} waiting · {snap.total} total")
     grid.add_row(bar, counts)
     speed = Text(style="cyan")
     speed.append(f"{snap.rate_per_min:.1f} jobs/min" if snap.rate_per_min else "- jobs/min")
