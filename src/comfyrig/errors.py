@@ -8,12 +8,13 @@ for bad input::
     ├── ConfigError               a flag, variable or .env line that cannot be used
     │   ├── SelectionError        a GPU selection that does not fit this machine
     │   ├── ModelFileError        a model file or folder whose header cannot be read
-    │   └── WorkflowError         a workflow that cannot be read or rewritten
+    │   └── WorkflowError         a workflow that cannot be read, rewritten or varied (--set/--sweep)
     ├── GpuProbeError             NVML / nvidia-smi answered with an error
     ├── ComfyUINotFoundError      no ComfyUI directory or interpreter
     ├── LaunchError               ComfyUI could not be started or supervised (exit 1)
     │   └── PortInUseError        the port is taken (names the holder)
     ├── ComfyAPIError             ComfyUI's HTTP/websocket API failed (exit 1)
+    ├── JournalError              a batch journal that is unreadable or breaks a state rule (exit 1)
     └── InstallError              ``comfyrig install`` could not finish (exit 1)
         ├── GitNotFoundError      no git on PATH
         ├── RemoteError           a git remote could not be reached (names the URL)
@@ -35,6 +36,7 @@ __all__ = [
     "GpuProbeError",
     "InstallError",
     "InstallInterrupted",
+    "JournalError",
     "NotComfyUIError",
     "RemoteError",
     "StepFailedError",
@@ -76,7 +78,8 @@ class ModelFileError(ConfigError):
 
 
 class WorkflowError(ConfigError):
-    """A workflow file that is not API-format JSON, or has no loader to rewrite."""
+    """A workflow that cannot be used: not API-format JSON, no loader to rewrite,
+    or a --set/--sweep/--seed that does not fit it."""
 
 
 class GpuProbeError(ComfyrigError):
@@ -98,7 +101,22 @@ class PortInUseError(LaunchError):
 
 
 class ComfyAPIError(ComfyrigError):
-    """ComfyUI's HTTP or websocket API answered with an error or not at all."""
+    """ComfyUI's HTTP or websocket API answered with an error or not at all.
+
+    ``status`` is the HTTP status when there was an answer (None: no answer at
+    all, a system failure); ``body`` its decoded JSON, when it was JSON.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None, body: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.body = body
+
+
+class JournalError(ComfyrigError):
+    """The batch journal cannot be used, or a job state change breaks its rules."""
 
     exit_code = 1
 

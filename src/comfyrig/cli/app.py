@@ -43,6 +43,7 @@ COMMAND_MODULES: dict[str, str] = {
     "doctor": "doctor_cmd",
     "monitor": "monitor_cmd",
     "install": "install_cmd",
+    "batch": "batch_cmd",
     "nodes": "install_cmd",
 }
 SUBCOMMANDS: set[str] = set()

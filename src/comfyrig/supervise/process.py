@@ -26,10 +26,16 @@ _PR_SET_PDEATHSIG = 1
 
 def _child_setup(cpus: tuple[int, ...] | None) -> Callable[[], None]:
     def setup() -> None:
-        # Runs in the child between fork and exec: ask the kernel to SIGKILL us
-        # when the parent dies, so a killed comfyrig leaves no ComfyUI behind;
-        # and pin it before torch starts its thread pools, which size
-        # themselves from the CPUs they are allowed.
+        # Runs in the child between fork and exec. A parent that ignores or
+        # blocks SIGINT (a Ray worker does) would hand that on through exec,
+        # and ComfyUI would then ignore the first step of every stop: give it
+        # the defaults.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        # Ask the kernel to SIGKILL us when the parent dies, so a killed
+        # comfyrig leaves no ComfyUI behind; and pin it before torch starts its
+        # thread pools, which size themselves from the CPUs they are allowed.
         if sys.platform.startswith("linux"):
             try:
                 libc = ctypes.CDLL(None, use_errno=True)

@@ -152,6 +152,11 @@ class Supervisor:
     def request_stop(self) -> None:
         self.events.put(("signal", signal.SIGTERM))
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one instance's process group (thread-safe: the loop acts); the restart
+        policy then decides, as for any crash. The batch dispatcher uses it for a hung worker."""
+        self.events.put(("kill", name))
+
     # -- the loop -----------------------------------------------------------------------
     def run(self, on_tick: Callable[[FleetSnapshot], None] | None = None, tick_s: float = 0.1) -> int:
         for worker in self.workers:
@@ -227,6 +232,11 @@ class Supervisor:
                         worker.tail.append(line)
             elif kind == "signal":
                 self._on_signal()
+            elif kind == "kill":
+                for worker in self.workers:
+                    if worker.spec.name == payload and worker.child is not None and worker.phase not in TERMINAL:
+                        signal_group(worker.child.pgid, signal.SIGKILL)
+                        worker.message = "killed: it stopped responding"
             try:
                 kind, payload = self.events.get_nowait()
             except queue.Empty:

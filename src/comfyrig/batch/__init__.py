@@ -1,0 +1,1 @@
+"""Batch processing: variations, workflow patching, journal, scheduler, fleets, Ray."""

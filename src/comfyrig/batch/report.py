@@ -1,0 +1,75 @@
+"""The end-of-batch summary: DIR/report.json and what ``--json`` prints."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from .dispatcher import BatchResult, reason_text
+from .journal import Journal
+
+__all__ = ["build_report", "write_report"]
+
+MAX_FAILURES_LISTED = 200
+
+
+def build_report(journal: Journal, job_ids: Collection[str], result: BatchResult, *, workflow: str, out_dir: Path) -> dict[str, Any]:
+    snap = result.snapshot
+    failures: list[dict[str, Any]] = []
+    files = 0
+    for row in journal.rows(with_values=False):
+        if row.id not in job_ids:
+            continue
+        if row.state == "done":
+            files += len(row.outputs)
+        elif row.state == "failed" and len(failures) < MAX_FAILURES_LISTED:
+            full = journal.get(row.id)
+            reason = dict(row.reason or {})
+            failures.append({
+                "job": row.id,
+                "index": row.index,
+                "values": dict(full.values) if full else {},
+                "worker": reason.get("worker"),
+                "kind": reason.get("kind"),
+                "node": reason.get("node"),
+                "class_type": reason.get("class_type"),
+                "exception_type": reason.get("exception_type"),
+                "message": reason.get("message"),
+                "text": reason_text(reason),
+            })
+    done_now = snap.done - snap.done_before
+    return {
+        "workflow": workflow,
+        "out_dir": str(out_dir),
+        "total": snap.total,
+        "done": snap.done,
+        "failed": snap.failed,
+        "unfinished": snap.pending + snap.active,
+        "done_before": snap.done_before,
+        "done_this_run": done_now,
+        "output_files": files,
+        "wall_s": round(snap.elapsed_s, 3),
+        "jobs_per_min": round(done_now / snap.elapsed_s * 60.0, 2) if snap.elapsed_s > 0 else None,
+        "interrupted": result.interrupted,
+        "stopped_because": result.gave_up,
+        "workers": [
+            {
+                "name": w.name, "gpu": w.label, "url": w.url, "device": w.device, "jobs": w.done,
+                "failed": w.failed, "retried": w.requeued,
+                "mean_s": None if w.mean_s is None else round(w.mean_s, 3),
+            }
+            for w in snap.workers
+        ],
+        "failures": failures,
+    }
+
+
+def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
+    path = out_dir / "report.json"
+    tmp = out_dir / f".report.json.{os.getpid()}.part"
+    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

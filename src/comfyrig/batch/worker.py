@@ -1,0 +1,519 @@
+"""One ComfyUI server as seen by the dispatcher: commands in, events out, over HTTP and /ws.
+
+Two threads per worker. The *command* thread submits prompts, interrupts,
+takes prompts back from the queue and downloads outputs. The *event* thread
+owns the connection: it probes the server, keeps the websocket open, turns
+ComfyUI's events into ``WorkerEvent``s, and when a prompt ends reads
+``/history/{prompt_id}`` to decide: success, application error or interrupt.
+A prompt is registered *before* it is posted, so events of a prompt that
+finishes before the POST returns are not lost. When nothing was heard about
+a prompt for ``poll_s`` seconds the history is read anyway (a missed event,
+or a prompt adopted from an earlier run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from ..comfy.client import ComfyClient
+from ..comfy.events import ComfyEvents
+from ..errors import ComfyAPIError
+from .journal import OutputFile
+
+__all__ = [
+    "Command",
+    "Endpoint",
+    "HttpWorker",
+    "LocalSink",
+    "OutputSink",
+    "WorkerEvent",
+    "classify_history",
+    "output_refs",
+    "summarize_400",
+]
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    """kind: up, down, started, activity, queued, completed, collected, app_failed,
+    system_failed, interrupted, cancelled."""
+
+    kind: str
+    worker: str
+    prompt_id: str | None = None
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """kind: submit (job, prompt), interrupt, cancel, recover, collect (job), restart, stop."""
+
+    kind: str
+    prompt_id: str | None = None
+    job: str | None = None
+    prompt: Mapping[str, Any] | None = None
+
+
+class Endpoint(Protocol):
+    name: str
+    url: str
+    label: str
+
+    def start(self) -> None: ...
+    def send(self, command: Command) -> None: ...
+    def stop(self) -> None: ...
+    def join(self, timeout: float) -> None: ...
+
+
+OutputSink = Callable[[str, str, int, str, bytes], OutputFile]
+
+
+class LocalSink:
+    """Writes outputs as ``outputs/<job>-<node>-<n><ext>`` under the output folder,
+    atomically: a hidden ``.part`` file in the same folder, then a rename."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.folder = out_dir / "outputs"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, job: str, node: str, n: int, source: str, data: bytes) -> OutputFile:
+        ext = os.path.splitext(source)[1] or ".bin"
+        safe_node = "".join(c if c.isalnum() or c in "-_" else "_" for c in node)
+        name = f"{job}-{safe_node}-{n}{ext}"
+        target = self.folder / name
+        tmp = self.folder / f".{name}.{os.getpid()}.{threading.get_ident()}.part"
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+        return OutputFile(
+            path=str(target.relative_to(self.out_dir)), sha256=hashlib.sha256(data).hexdigest(),
+            bytes=len(data), node=node, source=source,
+        )
+
+    def clean_partials(self) -> int:
+        """Remove ``.part`` files a killed run left behind; returns how many."""
+        n = 0
+        for stray in self.folder.glob(".*.part"):
+            stray.unlink(missing_ok=True)
+            n += 1
+        return n
+
+
+def output_refs(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(node id, {filename, subfolder, type}) for every saved output in a history entry.
+
+    Only ``type: output`` files count (SaveImage and the like); previews in temp do not."""
+    refs: list[tuple[str, Mapping[str, Any]]] = []
+    outputs = entry.get("outputs") or {}
+    for node_id in sorted(outputs, key=lambda k: (len(str(k)), str(k))):
+        for items in (outputs[node_id] or {}).values():
+            if not isinstance(items, list):
+                continue
+            for item in items:
+                if isinstance(item, dict) and item.get("filename") and item.get("type", "output") == "output":
+                    refs.append((str(node_id), item))
+    return refs
+
+
+def classify_history(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """-> ("success" | "error" | "interrupted" | "unknown", details) from a history entry's status."""
+    status = entry.get("status") or {}
+    messages = status.get("messages") or []
+    for message in messages:
+        if not isinstance(message, list) or len(message) < 2:
+            continue
+        event, data = message[0], message[1] if isinstance(message[1], dict) else {}
+        if event == "execution_error":
+            return "error", {
+                "node": str(data.get("node_id")),
+                "class_type": data.get("node_type"),
+                "exception_type": data.get("exception_type"),
+                "message": str(data.get("exception_message", "")).strip(),
+            }
+        if event == "execution_interrupted":
+            return "interrupted", {"node": str(data.get("node_id")), "class_type": data.get("node_type")}
+    if status.get("status_str") == "success" or status.get("completed") is True:
+        return "success", {}
+    return "unknown", {"message": f"ComfyUI reported status {status.get('status_str')!r} without an error message"}
+
+
+def summarize_400(body: Any) -> dict[str, Any]:
+    """The reason of a rejected prompt (HTTP 400): the first node error, or the top-level error."""
+    if not isinstance(body, dict):
+        return {"message": "ComfyUI rejected the prompt (HTTP 400)"}
+    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
+    reason: dict[str, Any] = {"error_type": error.get("type"), "message": error.get("message") or "invalid prompt"}
+    node_errors = body.get("node_errors") or {}
+    if isinstance(node_errors, dict) and node_errors:
+        node_id = sorted(node_errors, key=lambda k: (len(k), k))[0]
+        info: dict[str, Any] = node_errors[node_id] or {}
+        first: dict[str, Any] = (info.get("errors") or [{}])[0]
+        reason.update(
+            node=node_id,
+            class_type=info.get("class_type"),
+            exception_type=first.get("type"),
+            message=f"{first.get('message', '')}: {first.get('details', '')}".strip(": "),
+        )
+    elif error.get("details"):
+        reason["message"] = f"{reason['message']}: {error['details']}"
+    return reason
+
+
+@dataclass
+class _Flight:
+    job: str
+    last_heard: float
+    ended: bool = False
+
+
+@dataclass
+class _Shared:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    flights: dict[str, _Flight] = field(default_factory=dict)
+    results: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # history entries of successes
+
+
+class HttpWorker:
+    """A ComfyUI server at ``url``. ``emit`` receives every WorkerEvent (thread-safe queue put);
+    ``sink`` stores downloaded outputs; ``is_gone()`` tells when the server will never come back
+    (a local fleet that gave up on it); ``is_ready()`` whether the process we started is the
+    one answering (its supervisor saw it become ready); ``on_restart`` kills it for a restart."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        label: str,
+        *,
+        client_id: str,
+        emit: Callable[[WorkerEvent], None],
+        sink: OutputSink,
+        is_gone: Callable[[], bool] = lambda: False,
+        is_ready: Callable[[], bool] = lambda: True,
+        on_restart: Callable[[], None] | None = None,
+        poll_s: float = 5.0,
+        http_timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name, self.url, self.label = name, url.rstrip("/"), label
+        self.client_id = client_id
+        self._emit = emit
+        self._sink = sink
+        self._is_gone = is_gone
+        self._is_ready = is_ready
+        self._on_restart = on_restart
+        self._poll_s = poll_s
+        self._timeout = http_timeout_s
+        self._transport = transport
+        self._clock = clock
+        self._inbox: queue.Queue[Command] = queue.Queue()
+        self._stop = threading.Event()
+        self._reconnect = threading.Event()
+        self._shared = _Shared()
+        self._threads = [
+            threading.Thread(target=self._commands, name=f"batch-{name}-commands", daemon=True),
+            threading.Thread(target=self._events, name=f"batch-{name}-events", daemon=True),
+        ]
+
+    def _client(self, timeout: float | None = None) -> ComfyClient:
+        http = httpx.Client(timeout=timeout or self._timeout, transport=self._transport)
+        return ComfyClient(self.url, http=http)
+
+    # -- Endpoint ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def send(self, command: Command) -> None:
+        self._inbox.put(command)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._inbox.put(Command("stop"))
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+
+    def _out(self, kind: str, prompt_id: str | None = None, data: Any = None) -> None:
+        self._emit(WorkerEvent(kind, self.name, prompt_id, data))
+
+    # -- the command thread -------------------------------------------------------------------------
+    def _commands(self) -> None:
+        with self._client() as client:
+            while not self._stop.is_set():
+                command = self._inbox.get()
+                if command.kind == "stop":
+                    return
+                try:
+                    self._command(client, command)
+                except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
+                    if command.prompt_id:
+                        self._forget(command.prompt_id)
+                        self._out("system_failed", command.prompt_id, (f"{command.kind} failed: {exc!r}", True))
+
+    def _command(self, client: ComfyClient, command: Command) -> None:
+        pid = command.prompt_id
+        if command.kind == "submit":
+            assert pid is not None and command.job is not None and command.prompt is not None
+            with self._shared.lock:
+                self._shared.flights[pid] = _Flight(command.job, self._clock())
+            try:
+                client.submit(command.prompt, prompt_id=pid, client_id=self.client_id)
+            except ComfyAPIError as exc:
+                self._forget(pid)
+                if exc.status == 400:
+                    self._out("app_failed", pid, summarize_400(exc.body))
+                elif exc.status is None:
+                    # No answer: the server is going away; not the job's fault.
+                    self._out("system_failed", pid, (f"{self.name} did not take the prompt: {exc.message}", False))
+                else:
+                    self._out("system_failed", pid, (f"{self.name} answered POST /prompt with HTTP {exc.status}", True))
+        elif command.kind == "interrupt":
+            self._quietly(lambda: client.interrupt(pid))
+        elif command.kind == "cancel":
+            assert pid is not None
+            self._cancel(client, pid)
+        elif command.kind == "recover":
+            assert pid is not None and command.job is not None
+            with self._shared.lock:
+                self._shared.flights[pid] = _Flight(command.job, self._clock())
+            self._recover(client, pid)
+        elif command.kind == "collect":
+            assert pid is not None and command.job is not None
+            self._collect(client, command.job, pid)
+        elif command.kind == "restart":
+            if self._on_restart is not None:
+                self._on_restart()
+            self._reconnect.set()
+
+    @staticmethod
+    def _quietly(call: Callable[[], None]) -> None:
+        try:
+            call()
+        except ComfyAPIError:
+            pass
+
+    def _forget(self, prompt_id: str) -> None:
+        with self._shared.lock:
+            self._shared.flights.pop(prompt_id, None)
+            self._shared.results.pop(prompt_id, None)
+
+    def _cancel(self, client: ComfyClient, prompt_id: str) -> None:
+        try:
+            client.delete_queued([prompt_id])
+            running, pending = client.queue_ids()
+        except ComfyAPIError:
+            return  # the event thread will notice the server going away
+        if prompt_id in running or prompt_id in pending:
+            return  # it started meanwhile: it finishes normally
+        try:
+            if client.history(prompt_id) is not None:
+                return  # it finished meanwhile: the event thread reports it
+        except ComfyAPIError:
+            return
+        self._forget(prompt_id)
+        self._out("cancelled", prompt_id)
+
+    def _recover(self, client: ComfyClient, prompt_id: str) -> None:
+        """An earlier run submitted ``prompt_id`` here: finished, still queued, or lost?"""
+        try:
+            entry = client.history(prompt_id)
+            if entry is None:
+                running, pending = client.queue_ids()
+                if prompt_id in running:
+                    self._out("started", prompt_id)
+                    return
+                if prompt_id in pending:
+                    self._out("queued", prompt_id)
+                    return
+                entry = client.history(prompt_id)  # it may have finished between the two looks
+        except ComfyAPIError as exc:
+            self._forget(prompt_id)
+            self._out("system_failed", prompt_id, (f"recovery on {self.name} failed: {exc.message}", False))
+            return
+        if entry is None:
+            self._forget(prompt_id)
+            self._out("system_failed", prompt_id, (f"{self.name} no longer knows it (restarted since?)", False))
+            return
+        self._finish(prompt_id, entry)
+
+    def _collect(self, client: ComfyClient, job: str, prompt_id: str) -> None:
+        with self._shared.lock:
+            entry = self._shared.results.pop(prompt_id, None)
+        try:
+            if entry is None:
+                entry = client.history(prompt_id)
+                if entry is None:
+                    raise ComfyAPIError(f"{self.name} lost the history of prompt {prompt_id}")
+            files = []
+            counts: dict[str, int] = {}
+            for node, ref in output_refs(entry):
+                n = counts.get(node, 0)
+                counts[node] = n + 1
+                data = client.view(str(ref["filename"]), str(ref.get("subfolder") or ""), str(ref.get("type") or "output"))
+                files.append(self._sink(job, node, n, str(ref["filename"]), data))
+        except (ComfyAPIError, OSError) as exc:
+            message = exc.message if isinstance(exc, ComfyAPIError) else f"writing an output failed: {exc}"
+            self._out("system_failed", prompt_id, (f"downloading the outputs from {self.name} failed: {message}", True))
+            return
+        self._out("collected", prompt_id, files)
+
+    # -- the event thread ---------------------------------------------------------------------------
+    def _events(self) -> None:
+        down_reported = False
+        with self._client(timeout=5.0) as client:
+            while not self._stop.is_set():
+                if self._is_gone():
+                    self._out("down", data=("it was given up (see its log)", True))
+                    return
+                try:
+                    if not self._is_ready():
+                        # Our own process is not up: whatever answers on its port is not ours.
+                        raise ComfyAPIError(f"{self.name} is not running (starting or restarting)")
+                    client.queue_remaining()
+                    ws = ComfyEvents(self.url, self.client_id)
+                except ComfyAPIError as exc:
+                    if not down_reported:
+                        self._drop_flights()
+                        self._out("down", data=(exc.message, False))
+                        down_reported = True
+                    self._stop.wait(0.25)
+                    continue
+                down_reported = False
+                self._reconnect.clear()
+                self._out("up", data=self._device(client))
+                self._reconcile(client)
+                reason = self._listen(client, ws)
+                ws.close()
+                if self._stop.is_set():
+                    return
+                # The socket closed. A blip, or the server is gone? Ask it.
+                try:
+                    if self._reconnect.is_set():
+                        raise ComfyAPIError(reason)
+                    client.queue_remaining()
+                except ComfyAPIError:
+                    self._drop_flights()
+                    self._out("down", data=(reason, False))
+                    down_reported = True
+
+    def _device(self, client: ComfyClient) -> dict[str, Any]:
+        try:
+            stats = client.system_stats()
+            device = (stats.get("devices") or [{}])[0]
+            return {"device": device.get("name"), "comfyui": (stats.get("system") or {}).get("comfyui_version")}
+        except (ComfyAPIError, AttributeError, IndexError):
+            return {}
+
+    def _drop_flights(self) -> None:
+        with self._shared.lock:
+            self._shared.flights.clear()
+            self._shared.results.clear()
+
+    def _reconcile(self, client: ComfyClient) -> None:
+        """After a reconnect: settle every prompt we still think is here."""
+        with self._shared.lock:
+            pending = list(self._shared.flights)
+        for prompt_id in pending:
+            self._poll(client, prompt_id, lost_if_unknown=True)
+
+    def _listen(self, client: ComfyClient, ws: ComfyEvents) -> str:
+        next_poll = self._clock() + 1.0
+        while not self._stop.is_set() and not self._reconnect.is_set():
+            try:
+                event = ws.next(0.2)
+            except ComfyAPIError as exc:
+                return exc.message
+            now = self._clock()
+            if event is not None:
+                self._on_event(client, *event)
+            if now >= next_poll:
+                next_poll = now + 1.0
+                self._poll_quiet(client, now)
+        return "reconnecting"
+
+    def _on_event(self, client: ComfyClient, kind: str, data: dict[str, Any]) -> None:
+        prompt_id = data.get("prompt_id")
+        if not isinstance(prompt_id, str):
+            return
+        with self._shared.lock:
+            flight = self._shared.flights.get(prompt_id)
+            if flight is None:
+                return
+            flight.last_heard = self._clock()
+        if kind == "execution_start":
+            self._out("started", prompt_id)
+        elif kind == "executing":
+            if data.get("node") is None:
+                self._poll(client, prompt_id, lost_if_unknown=False, wait_s=2.0)
+            else:
+                self._out("activity", prompt_id, (str(data["node"]), None))
+        elif kind == "progress":
+            self._out("activity", prompt_id, (str(data.get("node")), (data.get("value", 0), data.get("max", 0))))
+        elif kind in ("executed", "execution_cached"):
+            self._out("activity", prompt_id, (None, None))
+        elif kind in ("execution_success", "execution_error", "execution_interrupted"):
+            with self._shared.lock:
+                flight.ended = True
+
+    def _poll_quiet(self, client: ComfyClient, now: float) -> None:
+        with self._shared.lock:
+            quiet = [p for p, f in self._shared.flights.items() if f.ended or now - f.last_heard >= self._poll_s]
+        for prompt_id in quiet:
+            with self._shared.lock:
+                if prompt_id in self._shared.flights:
+                    self._shared.flights[prompt_id].last_heard = now
+            self._poll(client, prompt_id, lost_if_unknown=False)
+
+    def _poll(self, client: ComfyClient, prompt_id: str, *, lost_if_unknown: bool, wait_s: float = 0.0) -> None:
+        deadline = self._clock() + wait_s
+        while True:
+            try:
+                entry = client.history(prompt_id)
+                if entry is None and lost_if_unknown:
+                    running, pending = client.queue_ids()
+                    if prompt_id in running or prompt_id in pending:
+                        return
+                    entry = client.history(prompt_id)
+                    if entry is None:
+                        self._forget(prompt_id)
+                        self._out("system_failed", prompt_id, (f"{self.name} no longer knows it (restarted?)", False))
+                        return
+            except ComfyAPIError:
+                return  # the listener finds out that the server is gone
+            if entry is not None:
+                self._finish(prompt_id, entry)
+                return
+            if self._clock() >= deadline:
+                return
+            time.sleep(0.02)  # history is written right after the last event; a brief retry
+
+    def _finish(self, prompt_id: str, entry: Mapping[str, Any]) -> None:
+        with self._shared.lock:
+            if self._shared.flights.pop(prompt_id, None) is None:
+                return  # reported already (event and poll raced)
+            outcome, details = classify_history(entry)
+            if outcome == "success":
+                self._shared.results[prompt_id] = entry
+        if outcome == "success":
+            self._out("completed", prompt_id)
+        elif outcome == "error":
+            self._out("app_failed", prompt_id, details)
+        elif outcome == "interrupted":
+            self._out("interrupted", prompt_id, details)
+        else:
+            self._out("system_failed", prompt_id, (details["message"], True))

@@ -1,0 +1,90 @@
+"""``comfyrig batch``: run one workflow many times across every GPU, journaled and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..batch.backends import Backend, FleetBackend, UrlBackend
+from ..batch.dispatcher import BatchOptions
+from ..batch.run import BatchRequest, run_batch
+from ..errors import ConfigError
+from ..ui.console import make_console
+from . import options as o
+from .app import command
+
+__all__: list[str] = []
+
+Many = Optional[list[str]]
+
+
+@command(
+    "batch",
+    help="Run WORKFLOW (API or UI format) once per variation on every GPU: a local fleet of one ComfyUI per GPU "
+    "(default), running servers (--url) or a Ray cluster (--ray). Journaled in --out: run the same command again to resume.",
+)
+def batch_cmd(
+    workflow: Annotated[Path, typer.Argument(help="The workflow JSON (ComfyUI's API format, or the UI format).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: outputs/, journal.sqlite, manifest.jsonl, report.json.", show_default=False)],
+    set_: Annotated[Many, typer.Option("--set", metavar="NODE.FIELD=VALUE", help="Set an input for every job, e.g. 3.seed=42 or \"Positive.text=a cat\". NODE: id, unique title or unique class.", rich_help_panel="Variations", show_default=False)] = None,
+    sweep: Annotated[Many, typer.Option("--sweep", metavar="NODE.FIELD=SPEC", help="Vary an input: 1..100 (ends included), 0..1..0.25, a|b|c, @file (a value per line), @file.csv:column. Several: every combination.", rich_help_panel="Variations", show_default=False)] = None,
+    zip_: Annotated[bool, typer.Option("--zip", help="Pair the sweeps value by value instead of combining them.", rich_help_panel="Variations")] = False,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Run each variation N times.", rich_help_panel="Variations")] = 1,
+    seed: Annotated[Optional[str], typer.Option("--seed", metavar="random|increment", help="Sampler seeds (inputs named seed/noise_seed): random per job (drawn once per --out folder, kept on resume), or the workflow's seed + job number.", rich_help_panel="Variations", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the job count and the first jobs; start nothing.")] = False,
+    url: Annotated[Many, typer.Option("--url", metavar="URL", help="Use this running ComfyUI instead of starting a fleet (repeatable).", rich_help_panel="Workers", show_default=False)] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster: one actor per GPU, each with its own ComfyUI (pip install 'comfyrig[ray]').", rich_help_panel="Workers", show_default=False)] = None,
+    job_timeout: Annotated[float, typer.Option("--job-timeout", help="Seconds without progress before a running job is interrupted and re-run elsewhere (0: never).", rich_help_panel="Faults")] = 600.0,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Re-runs of a job after system failures (a worker died or hung); application errors are never retried.", rich_help_panel="Faults")] = 2,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On resume, run the jobs that failed before again.", rich_help_panel="Faults")] = False,
+    ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the first worker to answer.", rich_help_panel="Workers")] = 300.0,
+    auto: o.Auto = False,
+    dual: o.Dual = False,
+    multi: o.Multi = False,
+    single: o.Single = None,
+    gpus: o.Gpus = None,
+    cpu: o.Cpu = False,
+    port: o.Port = None,
+    comfyui_dir: o.ComfyDir = None,
+    python: o.Python = None,
+    env_file: o.EnvFile = None,
+    comfyui_args: o.ComfyArgs = None,
+    plain: Annotated[bool, typer.Option("--plain", help="One line per event instead of the live view (automatic in pipes).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary (or the --dry-run plan) as JSON on stdout.")] = False,
+) -> int:
+    settings = o.settings_from(
+        o.overrides(auto=auto, dual=dual, multi=multi, single=single, gpus=gpus, cpu=cpu, port=port,
+                    comfyui_dir=comfyui_dir, python=python, env_file=env_file, comfyui_args=comfyui_args)
+    )
+    if url and ray:
+        raise ConfigError("Choose --url or --ray, not both.")
+    if seed is not None and seed not in ("random", "increment"):
+        raise ConfigError(f"--seed {seed!r}: choose random or increment.")
+    backend: Backend
+    if url:
+        backend = UrlBackend(list(url))
+    elif ray:
+        from ..batch.ray_backend import RayBackend
+
+        backend = RayBackend(ray, settings)
+    else:
+        from ..batch.fleet import LocalFleet
+        from ..supervise.supervisor import SupervisorOptions
+        from .launch_cmd import NO_COMFYUI, build_plan
+
+        plan = build_plan(settings, workers=True)
+        if plan.comfyui_dir is None and not dry_run:
+            raise ConfigError(NO_COMFYUI, hint="Or pass --url of a running ComfyUI.")
+        sup = SupervisorOptions(restart="on-failure", ready_timeout_s=ready_timeout, restart_delay_s=0.5)
+        backend = FleetBackend(LocalFleet(plan, settings.environ, sup, out / "logs"))
+    options = BatchOptions(
+        out_dir=out, retries=retries, job_timeout_s=job_timeout or None, retry_failed=retry_failed,
+    )
+    request = BatchRequest(
+        workflow=workflow, out_dir=out, sets=tuple(set_ or ()), sweeps=tuple(sweep or ()), zipped=zip_,
+        repeat=repeat, seed=seed or "keep", dry_run=dry_run, json_out=json_out, plain=plain,
+        ready_timeout_s=ready_timeout, options=options,
+    )
+    return run_batch(request, backend, make_console(settings.environ), err_console=make_console(settings.environ, stderr=True))
