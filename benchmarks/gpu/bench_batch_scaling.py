@@ -61,7 +61,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.environ.get("OUT") or "gpu-results")
     p.add_argument("--budget-s", type=float, default=300)
-    p.add_argument("--jobs", type=int, default=48)
+    p.add_argument("--jobs", type=int, default=32)
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -159,7 +159,9 @@ def main() -> int:
     results: dict[str, Any] = {"jobs": args.jobs, "workflow": args.workflow, "configs": {}, "cpu_topology": topology()}
     logs = Path("/tmp/comfyrig-fleet-logs")
     logs.mkdir(parents=True, exist_ok=True)
-    for n, (name, flags) in enumerate(CONFIGS):
+    only = os.environ.get("FLEET_CONFIGS", "").split()  # e.g. "one-placed fleet-auto": a subset, in this order
+    chosen = [(n, c) for n, c in enumerate(CONFIGS) if not only or c[0] in only]
+    for n, (name, flags) in chosen:
         if time.monotonic() - t0 > args.budget_s - 60:
             results["configs"][name] = {"skipped": "budget"}
             continue
