@@ -65,7 +65,9 @@ def main() -> int:
     # A separate ComfyUI with the node pack, so other benchmarks stay without it.
     comfy = Path("/tmp/comfyui-multigpu")
     if not comfy.exists():
-        shutil.copytree(base, comfy, ignore=shutil.ignore_patterns("models", "output", "user", "temp"))
+        # Only the checkout's own top-level data folders stay behind (comfy/ldm/models is code).
+        top = {"models", "output", "user", "temp"}
+        shutil.copytree(base, comfy, ignore=lambda d, names: [n for n in names if Path(d) == base and n in top])
         (comfy / "models").symlink_to(base / "models")
         with tarfile.open(bundle) as tar:
             tar.extractall(comfy / "custom_nodes")
