@@ -64,7 +64,8 @@ def main() -> int:
         raise SystemExit("bundle/multigpu.tar.xz is missing: build the bundle with --multigpu-src")
     # A separate ComfyUI with the node pack, so other benchmarks stay without it.
     comfy = Path("/tmp/comfyui-multigpu")
-    if not comfy.exists():
+    if not (comfy / "custom_nodes" / "ComfyUI-MultiGPU" / "__init__.py").exists() or not (comfy / "comfy" / "ldm" / "models").is_dir():
+        shutil.rmtree(comfy, ignore_errors=True)
         # Only the checkout's own top-level data folders stay behind (comfy/ldm/models is code).
         top = {"models", "output", "user", "temp"}
         shutil.copytree(base, comfy, ignore=lambda d, names: [n for n in names if Path(d) == base and n in top])
