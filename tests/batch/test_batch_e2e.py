@@ -56,8 +56,10 @@ def test_fleet_sweep_then_resume_skips_everything(cli: Cli, tmp_path: Path) -> N
     # Each file is the job's own image: width and the inverted colour from its variation.
     for job in rows(out):
         values = json.loads(job["vars"])
-        path = out / json.loads(job["outputs"])[0]["path"]
-        width, height, rgb, _ = harness.decode_png(path.read_bytes())
+        output = json.loads(job["outputs"])[0]
+        # Both workers save into one folder: the job id in the name keeps them from colliding.
+        assert output["source"].startswith(f"batch_{job['id']}_")
+        width, height, rgb, _ = harness.decode_png((out / output["path"]).read_bytes())
         assert (width, height) == (values["1.width"], 8)
         assert rgb[:3] == bytes(255 - b for b in values["1.color"].to_bytes(3, "big"))
     before = {p.name: p.stat().st_mtime_ns for p in (out / "outputs").iterdir()}

@@ -34,6 +34,7 @@ __all__ = [
     "resolve_node",
     "schema_problems",
     "seed_fields",
+    "tag_outputs",
 ]
 
 Prompt = dict[str, dict[str, Any]]
@@ -370,6 +371,21 @@ def patch(wf: Workflow, values: Mapping[str, Any]) -> Prompt:
             copied.add(node_id)
         prompt[node_id]["inputs"][field] = value
     return prompt
+
+
+def tag_outputs(prompt: Prompt, job: str) -> Prompt:
+    """Append ``_<job>`` to every literal ``filename_prefix`` (SaveImage and most savers).
+
+    ComfyUI picks a saved file's number by listing the output folder, so two servers sharing
+    that folder (every worker of one checkout does) can choose the same name at the same moment
+    and overwrite each other's image; a name that carries the job id cannot collide.
+    """
+    out = dict(prompt)
+    for node_id, node in prompt.items():
+        value = node["inputs"].get("filename_prefix")
+        if isinstance(value, str):
+            out[node_id] = {**node, "inputs": {**node["inputs"], "filename_prefix": f"{value}_{job}"}}
+    return out
 
 
 def schema_problems(wf: Workflow, object_info: Mapping[str, Any]) -> list[str]:
