@@ -232,3 +232,20 @@ def test_second_ctrl_c_interrupts_running_jobs(cli: Cli, tmp_path: Path, fakes: 
     assert check_invariants(out, total=4, finished=False) == {"done": 0, "failed": 0, "pending": 4, "files": 0}
     assert server.get_json("/queue") == {"queue_running": [], "queue_pending": []}
     assert {json.loads(a["reason"])["kind"] for a in attempts(out)} <= {"interrupted", "cancelled"}
+
+
+def test_cached_prompts_still_deliver_their_files(cli: Cli, tmp_path: Path) -> None:
+    # The same prompts again on the same server: ComfyUI answers from its cache without saving a
+    # new file, and its history still lists the earlier outputs, which are downloaded.
+    with harness.running_fake(args=["--output-directory", str(tmp_path / "fake-out"), "--cache-lru", "50"]) as server:
+        wf = write(tmp_path / "wf.json", IMAGE_WF)
+        args = ["--sweep", "1.color=1..4", "--url", server.url, "--json"]
+        assert cli("batch", str(wf), "--out", str(tmp_path / "first"), *args).returncode == 0
+        saved = sorted(p.name for p in (tmp_path / "fake-out").iterdir())
+        again = cli("batch", str(wf), "--out", str(tmp_path / "second"), *args)
+        assert again.returncode == 0, again.stderr
+        assert sorted(p.name for p in (tmp_path / "fake-out").iterdir()) == saved  # nothing ran again
+    assert check_invariants(tmp_path / "second", total=4)["files"] == 4
+    first = {j["id"]: json.loads(j["outputs"])[0]["sha256"] for j in rows(tmp_path / "first")}
+    second = {j["id"]: json.loads(j["outputs"])[0]["sha256"] for j in rows(tmp_path / "second")}
+    assert first == second
