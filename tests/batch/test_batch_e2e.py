@@ -126,6 +126,13 @@ def test_rejected_prompts_fail_without_retry(cli: Cli, tmp_path: Path, fakes: ca
     assert "unet_name: 'flux.safetensors' not in []" in failure["message"]
     assert [a["attempt"] for a in attempts(out)] == [1, 1]
     check_invariants(out, total=2)
+    # Resuming leaves failed jobs alone; --retry-failed runs them again.
+    assert cli("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url).returncode == 1
+    assert len(attempts(out)) == 2
+    again = cli("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url, "--retry-failed")
+    assert again.returncode == 1
+    assert sorted(a["attempt"] for a in attempts(out)) == [1, 1, 2, 2]
+    check_invariants(out, total=2)
 
 
 def test_unknown_node_or_field_stops_before_any_job(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]

@@ -9,7 +9,6 @@ naming the node and the field.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -414,7 +413,3 @@ def schema_problems(wf: Workflow, object_info: Mapping[str, Any]) -> list[str]:
             except WorkflowError as exc:
                 problems.append(exc.message)
     return problems
-
-
-def deep_copy_prompt(prompt: Prompt) -> Prompt:
-    return copy.deepcopy(prompt)
