@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import queue
-import resource
 import subprocess
 import sys
 import tempfile

@@ -56,8 +56,10 @@ def test_fleet_sweep_then_resume_skips_everything(cli: Cli, tmp_path: Path) -> N
     # Each file is the job's own image: width and the inverted colour from its variation.
     for job in rows(out):
         values = json.loads(job["vars"])
-        path = out / json.loads(job["outputs"])[0]["path"]
-        width, height, rgb, _ = harness.decode_png(path.read_bytes())
+        output = json.loads(job["outputs"])[0]
+        # Both workers save into one folder: the job id in the name keeps them from colliding.
+        assert output["source"].startswith(f"batch_{job['id']}_")
+        width, height, rgb, _ = harness.decode_png((out / output["path"]).read_bytes())
         assert (width, height) == (values["1.width"], 8)
         assert rgb[:3] == bytes(255 - b for b in values["1.color"].to_bytes(3, "big"))
     before = {p.name: p.stat().st_mtime_ns for p in (out / "outputs").iterdir()}
@@ -123,6 +125,13 @@ def test_rejected_prompts_fail_without_retry(cli: Cli, tmp_path: Path, fakes: ca
     assert (failure["node"], failure["class_type"], failure["exception_type"]) == ("1", "UNETLoader", "value_not_in_list")
     assert "unet_name: 'flux.safetensors' not in []" in failure["message"]
     assert [a["attempt"] for a in attempts(out)] == [1, 1]
+    check_invariants(out, total=2)
+    # Resuming leaves failed jobs alone; --retry-failed runs them again.
+    assert cli("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url).returncode == 1
+    assert len(attempts(out)) == 2
+    again = cli("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url, "--retry-failed")
+    assert again.returncode == 1
+    assert sorted(a["attempt"] for a in attempts(out)) == [1, 1, 2, 2]
     check_invariants(out, total=2)
 
 
@@ -230,3 +239,20 @@ def test_second_ctrl_c_interrupts_running_jobs(cli: Cli, tmp_path: Path, fakes: 
     assert check_invariants(out, total=4, finished=False) == {"done": 0, "failed": 0, "pending": 4, "files": 0}
     assert server.get_json("/queue") == {"queue_running": [], "queue_pending": []}
     assert {json.loads(a["reason"])["kind"] for a in attempts(out)} <= {"interrupted", "cancelled"}
+
+
+def test_cached_prompts_still_deliver_their_files(cli: Cli, tmp_path: Path) -> None:
+    # The same prompts again on the same server: ComfyUI answers from its cache without saving a
+    # new file, and its history still lists the earlier outputs, which are downloaded.
+    with harness.running_fake(args=["--output-directory", str(tmp_path / "fake-out"), "--cache-lru", "50"]) as server:
+        wf = write(tmp_path / "wf.json", IMAGE_WF)
+        args = ["--sweep", "1.color=1..4", "--url", server.url, "--json"]
+        assert cli("batch", str(wf), "--out", str(tmp_path / "first"), *args).returncode == 0
+        saved = sorted(p.name for p in (tmp_path / "fake-out").iterdir())
+        again = cli("batch", str(wf), "--out", str(tmp_path / "second"), *args)
+        assert again.returncode == 0, again.stderr
+        assert sorted(p.name for p in (tmp_path / "fake-out").iterdir()) == saved  # nothing ran again
+    assert check_invariants(tmp_path / "second", total=4)["files"] == 4
+    first = {j["id"]: json.loads(j["outputs"])[0]["sha256"] for j in rows(tmp_path / "first")}
+    second = {j["id"]: json.loads(j["outputs"])[0]["sha256"] for j in rows(tmp_path / "second")}
+    assert first == second

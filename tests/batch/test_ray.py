@@ -17,7 +17,7 @@ from comfyrig.batch.run import BatchRequest, run_batch
 from comfyrig.config.settings import CliOverrides, resolve_settings
 from comfyrig.errors import ConfigError
 
-from .e2e import FAKE_DIR, SLEEP_WF, attempts, check_invariants, write
+from .e2e import FAKE_DIR, SLEEP_WF, attempts, check_invariants, harness, write
 
 try:
     import ray
@@ -55,17 +55,8 @@ def test_ray_actors_run_the_batch_and_survive_an_actor_death(tmp_path: Path, mon
 
         def kill_one_actor() -> None:
             # Once three jobs are done, kill the first actor (Ray restarts it): its jobs must go elsewhere.
-            outputs = out / "outputs"
-            threading.Event().wait(0)
-            deadline = 60.0
-            import time
-
-            start = time.monotonic()
-            while time.monotonic() - start < deadline:
-                if outputs.exists() and len(list(outputs.glob("*.png"))) >= 3 and backend.actors:
-                    ray.kill(backend.actors[0], no_restart=False)
-                    return
-                time.sleep(0.05)  # polling the output folder from a helper thread, with a deadline
+            harness.wait_until(lambda: backend.actors and len(list((out / "outputs").glob("*.png"))) >= 3, 60, "three outputs")
+            ray.kill(backend.actors[0], no_restart=False)
 
         killer = threading.Thread(target=kill_one_actor, daemon=True)
         killer.start()

@@ -16,6 +16,7 @@ from comfyrig.batch.workflow import (
     resolve_node,
     schema_problems,
     seed_fields,
+    tag_outputs,
     workflow_from_json,
 )
 from comfyrig.errors import WorkflowError
@@ -136,6 +137,12 @@ def test_patch_copies_only_what_it_changes() -> None:
     assert w.prompt["3"]["inputs"]["seed"] == 7 and w.prompt["6"]["inputs"]["text"] == "a dog"
     assert prompt["4"] is w.prompt["4"]
     assert "#repeat" not in json.dumps(prompt)
+
+
+def test_saved_file_names_carry_the_job_id() -> None:
+    prompt = tag_outputs(patch(wf(), {"9.filename_prefix": "run/cat"}), "0123abcd")
+    assert prompt["9"]["inputs"]["filename_prefix"] == "run/cat_0123abcd"
+    assert prompt["3"] is wf().prompt["3"] or prompt["3"] == wf().prompt["3"]
 
 
 def test_seed_fields_and_digest() -> None:

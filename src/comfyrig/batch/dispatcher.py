@@ -36,7 +36,7 @@ from .scheduler import (
 )
 from .variations import VariationSpec
 from .worker import Command, Endpoint, WorkerEvent
-from .workflow import Workflow, patch
+from .workflow import Workflow, patch, tag_outputs
 
 __all__ = ["BatchOptions", "BatchResult", "BatchSnapshot", "Dispatcher", "WorkerRow"]
 
@@ -326,7 +326,7 @@ class Dispatcher:
             if isinstance(action, Submit):
                 row = self.journal.get(action.job)
                 assert row is not None
-                prompt = patch(self.workflow, row.values)
+                prompt = tag_outputs(patch(self.workflow, row.values), action.job)
                 self.endpoints[action.worker].send(Command("submit", action.prompt_id, action.job, prompt))
             elif isinstance(action, Interrupt):
                 self._say(f"interrupting {action.job} on {action.worker}: {action.why}")

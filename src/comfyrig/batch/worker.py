@@ -218,7 +218,8 @@ class HttpWorker:
         self._timeout = http_timeout_s
         self._transport = transport
         self._clock = clock
-        self._inbox: queue.Queue[Command] = queue.Queue()
+        self._inbox: queue.Queue[tuple[int, Command]] = queue.Queue()
+        self._epoch = 0  # +1 each time the server is reported down
         self._stop = threading.Event()
         self._reconnect = threading.Event()
         self._shared = _Shared()
@@ -237,11 +238,11 @@ class HttpWorker:
             thread.start()
 
     def send(self, command: Command) -> None:
-        self._inbox.put(command)
+        self._inbox.put((self._epoch, command))
 
     def stop(self) -> None:
         self._stop.set()
-        self._inbox.put(Command("stop"))
+        self._inbox.put((self._epoch, Command("stop")))
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -255,9 +256,13 @@ class HttpWorker:
     def _commands(self) -> None:
         with self._client() as client:
             while not self._stop.is_set():
-                command = self._inbox.get()
+                epoch, command = self._inbox.get()
                 if command.kind == "stop":
                     return
+                if command.kind == "submit" and epoch != self._epoch:
+                    # Sent before the server was reported down: the dispatcher has requeued
+                    # that job already, so posting it to the restarted server would run it twice.
+                    continue
                 try:
                     self._command(client, command)
                 except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
@@ -420,6 +425,7 @@ class HttpWorker:
             return {}
 
     def _drop_flights(self) -> None:
+        self._epoch += 1
         with self._shared.lock:
             self._shared.flights.clear()
             self._shared.results.clear()

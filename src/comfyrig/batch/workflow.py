@@ -9,7 +9,6 @@ naming the node and the field.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ __all__ = [
     "resolve_node",
     "schema_problems",
     "seed_fields",
+    "tag_outputs",
 ]
 
 Prompt = dict[str, dict[str, Any]]
@@ -372,6 +372,21 @@ def patch(wf: Workflow, values: Mapping[str, Any]) -> Prompt:
     return prompt
 
 
+def tag_outputs(prompt: Prompt, job: str) -> Prompt:
+    """Append ``_<job>`` to every literal ``filename_prefix`` (SaveImage and most savers).
+
+    ComfyUI picks a saved file's number by listing the output folder, so two servers sharing
+    that folder (every worker of one checkout does) can choose the same name at the same moment
+    and overwrite each other's image; a name that carries the job id cannot collide.
+    """
+    out = dict(prompt)
+    for node_id, node in prompt.items():
+        value = node["inputs"].get("filename_prefix")
+        if isinstance(value, str):
+            out[node_id] = {**node, "inputs": {**node["inputs"], "filename_prefix": f"{value}_{job}"}}
+    return out
+
+
 def schema_problems(wf: Workflow, object_info: Mapping[str, Any]) -> list[str]:
     """What the server would reject at once: unknown node classes, and literal values that do not
     fit their schema (type, min/max). Model lists (COMBO choices) are not checked here, because
@@ -398,7 +413,3 @@ def schema_problems(wf: Workflow, object_info: Mapping[str, Any]) -> list[str]:
             except WorkflowError as exc:
                 problems.append(exc.message)
     return problems
-
-
-def deep_copy_prompt(prompt: Prompt) -> Prompt:
-    return copy.deepcopy(prompt)
