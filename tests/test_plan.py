@@ -77,3 +77,16 @@ def test_placement_sets_thread_budget_unless_user_did(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("OMP_NUM_THREADS=8\n")
     p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, placements=placed)
     assert [i.env["OMP_NUM_THREADS"] for i in p.instances] == ["8", "8"]
+
+
+def test_workers_get_their_own_output_and_temp_folders(tmp_path: Path) -> None:
+    p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True)
+    assert [i.argv[-4:] for i in p.instances] == [
+        ("--output-directory", "output/gpu0", "--temp-directory", "temp/gpu0"),
+        ("--output-directory", "output/gpu1", "--temp-directory", "temp/gpu1"),
+    ]
+    chosen = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True,
+                  cli=CliOverrides(comfyui_args="--output-directory /data/out"))
+    assert all("output/gpu" not in " ".join(i.argv) and "temp/gpu" in " ".join(i.argv) for i in chosen.instances)
+    single = plan(tmp_path, GpuRequest("multi"))
+    assert "--output-directory" not in single.instances[0].argv

@@ -118,6 +118,22 @@ def _child_env(settings: Settings, cuda_visible_devices: str) -> dict[str, str]:
     return env
 
 
+def _worker_dirs(indices: tuple[int, ...], flags: Sequence[str], supported: frozenset[str] | None) -> list[str]:
+    """Own output and temp folders per worker, unless the user chose them.
+
+    Two ComfyUIs writing to one output folder race for file names (each picks
+    "the next free counter" on its own) and overwrite each other's images,
+    and every ComfyUI empties its temp folder when it starts. Relative paths:
+    ComfyUI runs in its own folder and makes them absolute.
+    """
+    extra: list[str] = []
+    tag = "gpu" + "-".join(str(i) for i in indices)
+    for flag, parent in (("--output-directory", "output"), ("--temp-directory", "temp")):
+        if flag not in flags and (supported is None or flag in supported):
+            extra += [flag, f"{parent}/{tag}"]
+    return extra
+
+
 def _with_threads(env: dict[str, str], placed: Placement | None, environ: Mapping[str, str]) -> dict[str, str]:
     if placed is None:
         return env
@@ -169,7 +185,8 @@ def plan_launch(
             listen=listen,
             cuda_visible_devices=cvd,
             gpu_indices=indices,
-            argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *flags),
+            argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *flags,
+                  *(_worker_dirs(indices, flags, supported_flags) if workers and not selection.is_cpu else ())),
             env=_with_threads(_child_env(settings, cvd), placed, settings.environ),
             cwd=settings.comfyui_dir.value,
             placement=placed,
