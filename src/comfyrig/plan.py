@@ -15,6 +15,7 @@ from typing import Any
 
 from .config.modes import ModeLabel, Selection
 from .config.settings import Settings
+from .comfy.urls import local_url
 from .placement import Placement, format_cpus, thread_env
 
 __all__ = ["InstanceSpec", "LaunchPlan", "is_loopback", "plan_launch"]
@@ -40,12 +41,7 @@ class InstanceSpec:
 
     @property
     def url(self) -> str:
-        host = self.listen.split(",")[0]
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return local_url(self.listen, self.port)
 
     def child_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The complete environment of the child: inherited, then ours on top."""

@@ -21,7 +21,7 @@ from comfyrig.gpu.inventory import Inventory
 from comfyrig.gpu.probe import probe_inventory
 from comfyrig.gpu.smi import probe_smi
 
-from ..conftest import Cli, comfyrig_exe
+from ..conftest import Cli
 from ..launching import Launched, wait_until
 
 pytestmark = pytest.mark.gpu

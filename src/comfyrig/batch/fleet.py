@@ -12,24 +12,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
-from ..comfy.client import ComfyClient
-from ..errors import ComfyAPIError
+from ..comfy.client import ready_stats
 from ..plan import LaunchPlan
 from ..supervise.launcher import check_ports
 from ..supervise.supervisor import FleetSnapshot, Supervisor, SupervisorOptions
 
 __all__ = ["LocalFleet"]
-
-
-def _probe(url: str) -> dict[str, Any] | None:
-    try:
-        with ComfyClient(url, timeout_s=1.0) as client:
-            client.queue_remaining()
-            return client.system_stats()
-    except ComfyAPIError:
-        return None
 
 
 class LocalFleet:
@@ -49,7 +38,7 @@ class LocalFleet:
             plan.instances,
             environ,
             options,
-            probe=_probe,
+            probe=ready_stats,
             log_files={i.name: log_dir / f"comfyui-{i.port}.log" for i in plan.instances},
             on_event=lambda text: self.on_event(text) if self.on_event is not None else None,
         )

@@ -13,7 +13,7 @@ import httpx
 
 from ..errors import ComfyAPIError
 
-__all__ = ["ComfyClient", "MULTIGPU_NODES"]
+__all__ = ["ComfyClient", "MULTIGPU_NODES", "ready_stats"]
 
 # Loader nodes registered by ComfyUI-MultiGPU (pollockjj/ComfyUI-MultiGPU __init__.py).
 MULTIGPU_NODES = (
@@ -160,3 +160,16 @@ class ComfyClient:
     def multigpu_nodes(self) -> list[str]:
         classes = self.node_classes()
         return [n for n in MULTIGPU_NODES if n in classes]
+
+
+def ready_stats(url: str) -> dict[str, Any] | None:
+    """ComfyUI's /system_stats once its API answers (GET /prompt first), else None.
+
+    The readiness probe of the supervisor and of the batch fleet.
+    """
+    try:
+        with ComfyClient(url, timeout_s=1.0) as client:
+            client.queue_remaining()
+            return client.system_stats()
+    except ComfyAPIError:
+        return None

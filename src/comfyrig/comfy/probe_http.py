@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from ..errors import ComfyAPIError
+from .urls import local_url
 
 __all__ = [
     "ComfyUnreachable",
@@ -48,19 +49,6 @@ class QueueCounts:
 def make_client(timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> httpx.Client:
     """A client for probing loopback instances; proxies from the environment are ignored."""
     return httpx.Client(timeout=timeout, trust_env=False)
-
-
-def local_url(listen: str, port: int) -> str:
-    """The URL to reach, from this machine, a ComfyUI started with ``--listen listen --port port``.
-
-    A wildcard address (0.0.0.0, ::) is reached through the loopback.
-    """
-    host = listen.split(",")[0].strip().strip("[]")
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
 
 
 def _get_json(client: httpx.Client, base_url: str, route: str) -> Any:

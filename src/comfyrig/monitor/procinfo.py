@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ProcDetails", "ProcessInfo", "listening_inodes"]
+from ..supervise.ports import listening_inodes
 
-_LISTEN = "0A"
+__all__ = ["ProcDetails", "ProcessInfo"]
+
 
 
 @dataclass(frozen=True)
@@ -26,21 +27,6 @@ class ProcDetails:
     user: str | None
     command: str | None
     ports: tuple[int, ...]
-
-
-def listening_inodes(proc_root: Path = Path("/proc")) -> dict[str, int]:
-    """Socket inode -> port, for every TCP socket in LISTEN state."""
-    inodes: dict[str, int] = {}
-    for table in ("net/tcp", "net/tcp6"):
-        try:
-            lines = (proc_root / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 9 and fields[3] == _LISTEN:
-                inodes[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
-    return inodes
 
 
 class ProcessInfo:

@@ -7,14 +7,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from .. import __version__
-from ..comfy.client import ComfyClient
+from ..comfy.client import ComfyClient, ready_stats
 from ..comfy.logparse import diagnose
 from ..config.settings import Settings
 from ..errors import ComfyAPIError, PortInUseError
@@ -47,15 +46,6 @@ def check_ports(plan: LaunchPlan) -> None:
                 hint="Stop that process ('comfyrig stop --port N' if comfyrig started it), "
                 "choose another port with --port N, or take the next free one with --port auto.",
             )
-
-
-def _probe(url: str) -> dict[str, Any] | None:
-    try:
-        with ComfyClient(url, timeout_s=1.0) as client:
-            client.queue_remaining()
-            return client.system_stats()
-    except ComfyAPIError:
-        return None
 
 
 def _queue(url: str) -> int | None:
@@ -127,7 +117,7 @@ def launch(plan: LaunchPlan, settings: Settings, console: Console, options: Laun
         plan.instances,
         settings.environ,
         options.supervisor,
-        probe=_probe,
+        probe=ready_stats,
         log_files=log_files,
         sessions=sessions,
         on_line=on_line,

@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PortHolder", "port_is_free", "who_holds", "free_ports"]
+__all__ = ["PortHolder", "free_ports", "listening_inodes", "port_is_free", "who_holds"]
 
 _LISTEN = "0A"
 
@@ -52,23 +52,24 @@ def free_ports(base: int, count: int, host: str = "127.0.0.1", taken: frozenset[
     return ports
 
 
-def _listening_inodes(port: int) -> set[str]:
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+def listening_inodes(proc_root: Path = Path("/proc")) -> dict[str, int]:
+    """Socket inode -> port, for every TCP socket in LISTEN state (from /proc/net/tcp*)."""
+    inodes: dict[str, int] = {}
+    for table in ("net/tcp", "net/tcp6"):
         try:
-            lines = Path(table).read_text().splitlines()[1:]
+            lines = (proc_root / table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) > 9 and fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
+            if len(fields) > 9 and fields[3] == _LISTEN:
+                inodes[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
     return inodes
 
 
 def who_holds(port: int) -> PortHolder | None:
     """The process listening on ``port``, when /proc lets us see it."""
-    inodes = _listening_inodes(port)
+    inodes = {inode for inode, listening in listening_inodes().items() if listening == port}
     if not inodes:
         return None
     targets = {f"socket:[{inode}]" for inode in inodes}
