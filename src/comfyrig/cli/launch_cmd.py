@@ -95,7 +95,8 @@ def render_plan(plan: LaunchPlan) -> Group:
         table.add_row(inst.name, body)
     parts: list[object] = [gpu_config_panel(plan.selection, workers=plan.workers), table]
     for warning in plan.warnings:
-        parts.append(Text(f"⚠ {warning}", style="bold yellow"))
+        if warning not in plan.selection.notes:  # those the panel already shows
+            parts.append(Text(f"⚠ {warning}", style="bold yellow"))
     return Group(*parts)  # type: ignore[arg-type]
 
 
