@@ -78,6 +78,9 @@ PINS: dict[str, str] = {
     "typing-extensions": "4.16.0",
     "python-dotenv": "1.2.4",
     "websockets": "17.4",
+    # comfyrig pins typer < 0.29 (0.29 imports pydantic on every command); the
+    # machine's own typer is of unknown version, so the pinned one travels.
+    "typer": "0.28.0",
 }
 
 # Present in the machine's Python (KINDS.md's package list): a Requires-Dist on
@@ -87,7 +90,7 @@ ON_DEVICE = {
     for n in (
         "torch torchvision torchaudio transformers safetensors numpy aiohttp yarl requests psutil scipy "
         "pillow tqdm pyyaml einops tokenizers sentencepiece rich typer httpx nvidia-ml-py markupsafe "
-        "jinja2 packaging pygments pytest pluggy iniconfig setuptools filelock"
+        "jinja2 packaging pygments pytest pluggy iniconfig setuptools filelock shellingham annotated-doc"
     ).split()
 }
 
