@@ -101,3 +101,17 @@ def test_cpu_cores_from_sysfs(tmp_path) -> None:  # type: ignore[no-untyped-def]
         (topo / "core_cpus_list").write_text(siblings + "\n")
     assert cpu_cores(frozenset({0, 1, 2, 3}), tmp_path) == [(0, 2), (1, 3)]
     assert cpu_cores(frozenset({0, 1, 9}), tmp_path) is None
+
+
+def test_independent_workers_on_one_node_take_disjoint_shares() -> None:
+    # What two Ray actors on one 2-GPU node compute, each on its own.
+    from comfyrig.placement import placement_for_gpu
+
+    node = [tuple(range(32)), tuple(range(32))]
+    names = [("0", "GPU-aaaa"), ("1", "GPU-bbbb")]
+    first, _ = placement_for_gpu("0", node, names, frozenset(range(32)))
+    second, _ = placement_for_gpu("GPU-bbbb", node, names, frozenset(range(32)))
+    assert first is not None and second is not None
+    assert format_cpus(first.cpus) == "0-15" and format_cpus(second.cpus) == "16-31"
+    missing, notes = placement_for_gpu("7", node, names, frozenset(range(32)))
+    assert missing is None and "not among" in notes[0]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Placement", "PlacementMode", "THREAD_VARIABLES", "DEFAULT_THREAD_CAP", "plan_placement", "format_cpus", "thread_env"]
+__all__ = ["Placement", "PlacementMode", "THREAD_VARIABLES", "DEFAULT_THREAD_CAP", "plan_placement", "placement_for_gpu", "format_cpus", "thread_env"]
 
 PlacementMode = Literal["auto", "none"]
 # Read by PyTorch's OpenMP intra-op pool, MKL and OpenBLAS, the libraries ComfyUI's torch uses on the CPU side.
@@ -124,3 +124,26 @@ def plan_placement(
     if any(p.shared for p in placements) and not any("share" in n for n in notes):
         notes.append("some workers share CPUs")
     return placements, notes
+
+
+def placement_for_gpu(
+    gpu: str,
+    gpu_affinities: Sequence[tuple[int, ...] | None],
+    gpu_names: Sequence[tuple[str, ...]],
+    available: frozenset[int],
+    *,
+    cpu_quota: float | None = None,
+    cores: Sequence[tuple[int, ...]] | None = None,
+) -> tuple[Placement | None, list[str]]:
+    """The placement of the one worker on ``gpu`` when every GPU of this node runs one.
+
+    For workers started independently on one node (Ray actors): each computes
+    the whole node's plan and takes its own share, so they never overlap
+    without talking to each other. ``gpu_names[i]`` are the names GPU i goes
+    by (index, UUID, MIG ids); None when ``gpu`` is not among them.
+    """
+    position = next((i for i, names in enumerate(gpu_names) if gpu in names), None)
+    if position is None:
+        return None, [f"GPU {gpu!r} is not among this node's GPUs: not placed"]
+    placements, notes = plan_placement(gpu_affinities, available, cpu_quota=cpu_quota, cores=cores)
+    return placements[position], notes

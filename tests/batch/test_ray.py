@@ -40,6 +40,10 @@ def test_ray_actors_run_the_batch_and_survive_an_actor_death(tmp_path: Path, mon
     from comfyrig.batch.ray_backend import RayBackend
 
     monkeypatch.setenv("FAKE_COMFYUI_JOB_SECONDS", "0.3")  # inherited by the actors' ComfyUI
+    # The actors see a 2-GPU node whose GPUs are local to this machine's CPUs, so each
+    # places its ComfyUI on its share (the path 'launch --workers' takes on real GPUs).
+    cpus = sorted(os.sched_getaffinity(0))
+    monkeypatch.setenv("COMFYRIG_FAKE_GPUS", json.dumps([{"name": "sim", "memory_total_mib": 1024, "cpu_affinity": cpus}] * 2))
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=80 * 2**20, configure_logging=False)
     try:

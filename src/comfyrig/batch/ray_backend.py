@@ -59,27 +59,46 @@ class ComfyActor:
         from ..config.modes import GpuRequest, Selection
         from ..config.settings import CliOverrides, resolve_settings
         from ..gpu.inventory import Gpu
+        from ..gpu.probe import probe_inventory
+        from ..placement import Placement, THREAD_VARIABLES, placement_for_gpu
         from ..plan import plan_launch
+        from ..system import available_cpus, cgroup_cpu_quota, cpu_cores
         from ..supervise.supervisor import SupervisorOptions
         from .fleet import LocalFleet
         from .worker import HttpWorker
 
         self.name = name
-        environ = dict(os.environ)
+        # Ray sets OMP_NUM_THREADS (to the actor's num_cpus, 1 by default) in its
+        # workers; ComfyUI must not inherit that: it gets the placement's budget.
+        environ = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
         cvd = environ.get("CUDA_VISIBLE_DEVICES", "")
         settings = resolve_settings(
             CliOverrides(comfyui_dir=Path(comfyui_dir), python=python, comfyui_args=shlex.join(comfyui_args), listen="127.0.0.1"),
             environ, Path(comfyui_dir),
         )
+        placed: Placement | None = None
         if cvd:
             first = cvd.split(",")[0]
             gpu = Gpu(index=int(first) if first.isdigit() else 0, name="GPU assigned by Ray", uuid=first if not first.isdigit() else "",
                       pci_bus_id="", memory_total_mib=0, memory_used_mib=0)
             selection = Selection(mode="single", gpus=(gpu,), cuda_visible_devices=first, request=GpuRequest("visible", (first,)))
+            # The same CPU placement as 'launch --workers': every actor computes the
+            # node's whole plan and takes its GPU's share, so actors never overlap.
+            inventory = probe_inventory(settings.fake_gpus)
+            available = available_cpus()
+            placed, _ = placement_for_gpu(
+                first,
+                [g.cpu_affinity for g in inventory.gpus],
+                [(str(g.index), g.uuid, *g.mig_uuids) for g in inventory.gpus],
+                available,
+                cpu_quota=cgroup_cpu_quota(),
+                cores=cpu_cores(available),
+            )
         else:
             selection = Selection(mode="cpu", gpus=(), cuda_visible_devices="", request=GpuRequest("cpu"))
         # Several actors share a node: ask the kernel for a port instead of counting up from 8188.
-        plan = plan_launch(settings, selection, [_ephemeral_port()], workers=True)
+        plan = plan_launch(settings, selection, [_ephemeral_port()], workers=True,
+                           placements=[placed] if placed else None)
         self.instance = plan.instances[0]
         self.label = f"{os.uname().nodename} GPU {cvd}" if cvd else f"{os.uname().nodename} CPU"
         self.fleet = LocalFleet(plan, environ, SupervisorOptions(restart="on-failure", restart_delay_s=restart_delay_s),
