@@ -59,6 +59,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     root = tmp_path_factory.mktemp("install")
     wheels = root / "wheels"
     build_wheel(wheels, "tinypkg", "1.0", {"tinypkg/__init__.py": "VALUE = 1\n"})
+    # ComfyUI imports requests without declaring it; the install adds it (offline here: a stand-in).
+    build_wheel(wheels, "requests", "2.32.0", {"requests/__init__.py": ""})
     build_wheel(wheels, "managerdep", "0.1", {"managerdep/__init__.py": ""})
     build_fake_torch(root / "torch" / "cu124", "2.5.1+cu124", "12.4")
     build_fake_torch(root / "torch" / "cpu", "2.5.1+cpu", None)

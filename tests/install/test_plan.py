@@ -13,7 +13,7 @@ from comfyrig.errors import ConfigError, NotComfyUIError
 from comfyrig.gpu.simulated import parse_simulated
 from comfyrig.install.nodes import MULTIGPU_REFS
 from comfyrig.install.plan import InstallOptions, plan_install
-from comfyrig.install.state import ExistingState, GitState, PackState, VenvState
+from comfyrig.install.state import UNDECLARED_REQUIREMENTS, ExistingState, GitState, PackState, VenvState
 
 T = Path("/srv/ComfyUI")
 PY = str(T / ".venv/bin/python")
@@ -21,6 +21,8 @@ V076 = "f" * 40
 GPUS = parse_simulated({"driver_version": "570.86", "cuda_driver_version": "12.8",
                         "gpus": [{"name": "RTX 3090", "memory_total_mib": 24576}] * 2})
 FAMILY = {"torch": "2.9.0+cu128", "torchvision": "0.24.0+cu128", "torchaudio": "2.9.0+cu128"}
+
+UNDECLARED = str(UNDECLARED_REQUIREMENTS)
 
 
 def opts(**kw: Any) -> InstallOptions:
@@ -31,7 +33,7 @@ def opts(**kw: Any) -> InstallOptions:
 def good_venv(**kw: Any) -> VenvState:
     base: dict[str, Any] = dict(path=T / ".venv", exists=True, runs=True, pip=True, python_version="3.12.3",
                                 torch_version="2.9.0+cu128", torch_build="cu128", family=FAMILY,
-                                unmet={"requirements.txt": ()})
+                                unmet={"requirements.txt": (), UNDECLARED: ()})
     return VenvState(**{**base, **kw})
 
 
@@ -60,7 +62,7 @@ def test_fresh_install_plan() -> None:
     assert step["venv"].argv == ("/usr/bin/python3", "-m", "venv", str(T / ".venv"))
     assert step["torch"].argv == (PY, "-m", "pip", "install", "torch", "torchvision", "torchaudio",
                                   "--index-url", "https://download.pytorch.org/whl/cu128")
-    assert step["requirements"].pending and step["requirements"].argv[-2:] == ("-r", str(T / "requirements.txt"))
+    assert step["requirements"].pending and step["requirements"].argv[-4:] == ("-r", str(T / "requirements.txt"), "-r", UNDECLARED)
     assert step["env-file"].write is not None and step["env-file"].write[0] == T / ".env"
     assert "GPU 1: RTX 3090" in step["env-file"].write[1]
     assert plan.ref == "v0.3.76" and "ls-remote" in plan.ref_source and plan.torch is not None and plan.torch.tag == "cu128"
@@ -110,7 +112,7 @@ def test_torchvision_missing_means_torch_step_runs_again() -> None:
 
 
 def test_unmet_requirements_are_named() -> None:
-    state = installed(venv=good_venv(unmet={"requirements.txt": ("av>=14.2.0",)}))
+    state = installed(venv=good_venv(unmet={"requirements.txt": ("av>=14.2.0",), UNDECLARED: ()}))
     step = plan_install(GPUS, state, opts()).step("requirements")
     assert step is not None and not step.satisfied and "av>=14.2.0" in step.why
 

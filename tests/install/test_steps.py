@@ -14,7 +14,7 @@ import pytest
 from comfyrig.errors import GitNotFoundError, InstallInterrupted, RemoteError, StepFailedError
 from comfyrig.gpu.simulated import parse_simulated
 from comfyrig.install.plan import InstallOptions, Step
-from comfyrig.install.state import ExistingState, GitState, VenvState
+from comfyrig.install.state import UNDECLARED_REQUIREMENTS, ExistingState, GitState, VenvState
 from comfyrig.install.steps import (
     InstallEvents,
     Installer,
@@ -29,6 +29,8 @@ from .builders import fake_comfyui_repo
 GPUS = parse_simulated({"driver_version": "570.86", "cuda_driver_version": "12.8",
                         "gpus": [{"name": "RTX 3090", "memory_total_mib": 24576}]})
 FULL = {"torch": "2.9.0+cu128", "torchvision": "0.24.0", "torchaudio": "2.9.0"}
+
+UNDECLARED = str(UNDECLARED_REQUIREMENTS)
 
 
 class World:
@@ -67,12 +69,12 @@ class World:
                         git=GitState(head="1" * 40, refs_at_head=(argv[-1],)))
         elif "venv" in argv:
             s = replace(s, venv=VenvState(self.target / ".venv", exists=True, runs=True, pip=True,
-                                          unmet={"requirements.txt": ("torch", "tinypkg")}))
+                                          unmet={"requirements.txt": ("torch", "tinypkg"), UNDECLARED: ("requests",)}))
         elif "install" in argv and "torch" in argv:
             s = replace(s, venv=replace(s.venv, torch_version="2.9.0+cu128", torch_build="cu128", family=FULL,
-                                        unmet={"requirements.txt": ("tinypkg",)}))
+                                        unmet={"requirements.txt": ("tinypkg",), UNDECLARED: ("requests",)}))
         elif "install" in argv and "-r" in argv:
-            s = replace(s, venv=replace(s.venv, unmet={"requirements.txt": ()}))
+            s = replace(s, venv=replace(s.venv, unmet={"requirements.txt": (), UNDECLARED: ()}))
         self.state = s
         return RunResult(0, (f"done {argv[-1]}",))
 

@@ -20,7 +20,7 @@ from ..errors import ConfigError, NotComfyUIError
 from ..gpu.inventory import Inventory
 from .envtemplate import render_env
 from .nodes import NODE_PACKS, PackName, RefChoice, choose_pack_ref
-from .state import TORCH_FAMILY, ExistingState, venv_python
+from .state import UNDECLARED_REQUIREMENTS, TORCH_FAMILY, ExistingState, venv_python
 from .torch_choice import TorchChoice, choose_torch, index_tag
 
 __all__ = ["COMFYUI_REPO", "InstallOptions", "InstallPlan", "PackPlan", "Step", "needs_latest_tag", "plan_install"]
@@ -432,8 +432,12 @@ def _repair_step(state: ExistingState, options: InstallOptions, python: Path, st
 def _requirements_step(state: ExistingState, options: InstallOptions, python: Path, steps: list[Step]) -> None:
     venv = state.venv
     req = options.target / "requirements.txt"
-    unmet = venv.unmet.get("requirements.txt", ())
-    satisfied = state.is_comfyui and state.has_requirements and venv.runs and "requirements.txt" in venv.unmet and not unmet
+    undeclared = str(UNDECLARED_REQUIREMENTS)
+    unmet = venv.unmet.get("requirements.txt", ()) + venv.unmet.get(undeclared, ())
+    satisfied = (
+        state.is_comfyui and state.has_requirements and venv.runs
+        and "requirements.txt" in venv.unmet and undeclared in venv.unmet and not unmet
+    )
     if state.is_comfyui and not state.has_requirements:
         check = "ComfyUI has no requirements.txt: nothing to install"
         satisfied = True
@@ -449,7 +453,8 @@ def _requirements_step(state: ExistingState, options: InstallOptions, python: Pa
             why=why,
             check=check,
             satisfied=satisfied,
-            argv=_pip(python, "install", "-r", str(req), *_wheel_args(options)),
+            # Plus what ComfyUI imports without declaring it (requests).
+            argv=_pip(python, "install", "-r", str(req), "-r", undeclared, *_wheel_args(options)),
             pending=None if state.is_comfyui else "after the checkout",
             retry="If pip ran out of disk space, free some and run again; what is installed stays.",
         )

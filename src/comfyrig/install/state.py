@@ -279,6 +279,10 @@ def _torch_family(requirements: Path) -> tuple[str, ...] | None:
     return tuple(n for n in TORCH_FAMILY if n in names)
 
 
+# What ComfyUI imports at start without declaring it (see the file's comments).
+UNDECLARED_REQUIREMENTS = Path(__file__).with_name("undeclared-requirements.txt")
+
+
 def inspect_state(target: Path, environ: Mapping[str, str], packs: tuple[PackName, ...] = ("multigpu", "manager")) -> ExistingState:
     """Look at ``target`` (absolute) and its venv; never changes anything."""
     git_available = shutil.which("git", path=environ.get("PATH", os.defpath)) is not None
@@ -290,6 +294,8 @@ def inspect_state(target: Path, environ: Mapping[str, str], packs: tuple[PackNam
     req_files: list[Path] = []
     if (target / "requirements.txt").is_file():
         req_files.append(target / "requirements.txt")
+    if (target / "main.py").is_file():
+        req_files.append(UNDECLARED_REQUIREMENTS)
     for name in packs:
         folder = target / "custom_nodes" / NODE_PACKS[name].folder
         has_req = (folder / "requirements.txt").is_file()
