@@ -3,9 +3,12 @@
 Slow (minutes: ComfyUI's requirements) and dependent on what the machine's
 pip can reach, so it runs only when asked:
 
-    COMFYRIG_TEST_REAL_INSTALL=1 \\
-    COMFYRIG_REAL_TORCH_INDEX=file:///opt/pypi-more/simple \\
+    pip download torch==2.14.1 torchvision==0.29.1 --only-binary=:all: -d /tmp/tidx
+    COMFYRIG_TEST_REAL_INSTALL=1 COMFYRIG_REAL_TORCH_INDEX=/tmp/tidx \\
     .venv/bin/python -m pytest -q tests/install/test_install_real.py
+
+(a folder of matching torch + torchvision wheels and their dependencies is a
+local torch index: pip takes both from it, never a mismatched pair.)
 
 COMFYRIG_REAL_PIP_CONFIG, if set, replaces pip's configuration (and PIP_*
 variables): a find-links in pip.conf can make pip take torch from one place
