@@ -166,3 +166,17 @@ def test_gpus_and_config_stay_light(cli: Cli) -> None:
     cli.gpus(2)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli.env, cwd=cli.cwd)
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
+
+
+@pytest.mark.parametrize("args", [["bogus"], ["launch", "--dry-run", "lowvram"], ["doctor", "--no-torch", "stray"]])
+def test_typos_are_not_passed_to_comfyui(cli: Cli, args: list[str]) -> None:
+    cli.gpus(1)
+    result = cli(*args)
+    assert result.returncode == 2 and result.stderr.startswith("comfyrig: error:")
+    assert "after --" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_flags_after_dashes_reach_comfyui(cli: Cli) -> None:
+    cli.gpus(1)
+    plan = json.loads(cli("launch", "--dry-run", "--json", "--", "--lowvram", "extra-value").stdout)
+    assert plan["instances"][0]["argv"][-2:] == ["--lowvram", "extra-value"]

@@ -47,6 +47,7 @@ COMMAND_MODULES: dict[str, str] = {
     "nodes": "install_cmd",
 }
 SUBCOMMANDS: set[str] = set()
+RAW_ARGS: list[str] = []  # the command line as typed, for checks Typer cannot make
 
 
 def report_error(exc: ComfyrigError) -> None:
@@ -112,12 +113,33 @@ def _with_default_command(args: list[str]) -> list[str]:
     first = args[0]
     if first in COMMAND_MODULES or first in ("-h", "--help", "--version"):
         return args
+    if not first.startswith("-"):
+        # A mistyped command must not become an argument of ComfyUI.
+        raise ComfyrigError(
+            f"Unknown command {first!r}. Commands: {', '.join(sorted(COMMAND_MODULES))}.",
+            hint="Flags for ComfyUI itself go after --, e.g. 'comfyrig --dual -- --lowvram'.",
+        )
     return ["launch", *args]
+
+
+def extra_args_after_dashes(argv: Sequence[str], extra: Sequence[str] | None) -> None:
+    """ComfyUI's own flags must follow '--', so a typo is never passed on silently."""
+    if extra and "--" not in argv:
+        raise ComfyrigError(
+            f"Unexpected argument {extra[0]!r}.",
+            hint="Flags for ComfyUI itself go after --, e.g. 'comfyrig launch --dual -- --lowvram'.",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _with_default_command(raw)
+    except ComfyrigError as exc:
+        report_error(exc)
+        return exc.exit_code
+    RAW_ARGS[:] = raw
     wanted = COMMAND_MODULES.get(args[0])
     for module in sorted(set(COMMAND_MODULES.values())) if wanted is None else [wanted]:
         importlib.import_module(f"{__package__}.{module}")

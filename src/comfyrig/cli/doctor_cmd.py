@@ -14,7 +14,7 @@ from ..doctor import exit_code, gather, run_checks
 from ..ui.console import make_console
 from ..ui.doctor_view import doctor_view
 from . import options as o
-from .app import command
+from .app import RAW_ARGS, command, extra_args_after_dashes
 
 __all__: list[str] = []
 
@@ -50,6 +50,7 @@ def doctor_cmd(
     ] = None,
     json_out: o.JsonOut = False,
 ) -> int:
+    extra_args_after_dashes(RAW_ARGS, extra)
     cli = o.overrides(auto=auto, dual=dual, multi=multi, single=single, gpus=gpus, cpu=cpu, port=port,
                       listen=listen, comfyui_dir=comfyui_dir, python=python, env_file=env_file,
                       comfyui_args=comfyui_args, enable_manager=enable_manager, extra_args=extra)

@@ -24,7 +24,7 @@ from ..supervise.ports import free_ports, port_is_free, who_holds
 from ..ui.console import make_console
 from ..ui.panel import gpu_config_panel
 from . import options as o
-from .app import command
+from .app import RAW_ARGS, command, extra_args_after_dashes
 from .commands import _print_json
 
 __all__: list[str] = []
@@ -138,6 +138,7 @@ def launch_cmd(
                     listen=listen, comfyui_dir=comfyui_dir, python=python, env_file=env_file,
                     comfyui_args=comfyui_args, enable_manager=enable_manager, extra_args=extra)
     )
+    extra_args_after_dashes(RAW_ARGS, extra)
     if restart not in RESTART_POLICIES:
         raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
     if ready_timeout <= 0 or stop_timeout < 0:
