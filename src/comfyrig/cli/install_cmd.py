@@ -107,6 +107,22 @@ def _execute(inventory: Inventory, options: InstallOptions, environ: dict[str, s
         return Installer(inventory, options, environ, events=events).run()
 
 
+def _show_and_run(
+    inventory: Inventory, options: InstallOptions, environ: dict[str, str], console: Console, *, dry_run: bool, json_out: bool
+) -> InstallResult | None:
+    """Plan, show the plan (or print it as JSON), and run it unless --dry-run (then None)."""
+    options, plan = _plan(inventory, options, environ, dry_run)
+    if dry_run:
+        if json_out:
+            _print_json({"plan": plan.to_json()})
+        else:
+            console.print(render_install_plan(plan))
+        return None
+    if not json_out:
+        console.print(render_install_plan(plan))
+    return _execute(inventory, options, environ, console)
+
+
 @command("install", help="Install ComfyUI into DIR (default ./ComfyUI) with the PyTorch build this machine's driver runs; "
          "re-running verifies and repairs.")
 def install_cmd(
@@ -148,17 +164,10 @@ def install_cmd(
         write_env=not no_env_file,
     )
     inventory = probe_inventory(environ.get("COMFYRIG_FAKE_GPUS"))
-    options, plan = _plan(inventory, options, environ, dry_run)
     console = make_console(environ, stderr=json_out)
-    if dry_run:
-        if json_out:
-            _print_json({"plan": plan.to_json()})
-        else:
-            console.print(render_install_plan(plan))
+    result = _show_and_run(inventory, options, environ, console, dry_run=dry_run, json_out=json_out)
+    if result is None:
         return 0
-    if not json_out:
-        console.print(render_install_plan(plan))
-    result = _execute(inventory, options, environ, console)
     selection = select_gpus(GpuRequest("auto"), inventory)
     raw = run_torch_check(
         str(result.plan.venv_python),
@@ -263,17 +272,10 @@ def nodes_add_cmd(
     )
     environ = dict(settings.environ)
     inventory = probe_inventory(settings.fake_gpus)
-    options, plan = _plan(inventory, options, environ, dry_run)
     console = make_console(environ, stderr=json_out)
-    if dry_run:
-        if json_out:
-            _print_json({"plan": plan.to_json()})
-        else:
-            console.print(render_install_plan(plan))
+    result = _show_and_run(inventory, options, environ, console, dry_run=dry_run, json_out=json_out)
+    if result is None:
         return 0
-    if not json_out:
-        console.print(render_install_plan(plan))
-    result = _execute(inventory, options, environ, console)
     if json_out:
         _print_json(_result_json(result, None))
         return 0
