@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,7 +297,8 @@ def test_ctrl_c_mid_step_then_the_next_run_repairs(site: Site, tmp_path: Path) -
     for line in proc.stdout:
         if "-m venv" in line or time.monotonic() > deadline:
             break
-    time.sleep(0.5)
+    # Interrupt while the slow step's own process really runs, not at a guessed moment.
+    wait_for_process((str(slow), "-m\0venv"), deadline)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, out + err
@@ -305,3 +307,17 @@ def test_ctrl_c_mid_step_then_the_next_run_repairs(site: Site, tmp_path: Path) -
     result = cli(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Create the virtual environment" in result.stdout and "$ git clone" not in result.stdout
+
+
+def wait_for_process(needles: tuple[str, ...], deadline: float) -> None:
+    """Until a process whose command line (NUL-separated) holds every needle exists (or the deadline)."""
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+                if cmdline and all(n.encode() in cmdline for n in needles):
+                    return
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no process with {needles} before the deadline")
