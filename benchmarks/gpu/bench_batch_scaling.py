@@ -26,12 +26,13 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_fleet import Launch, comfyrig  # noqa: E402
+from bench_fleet import Launch, comfyrig, gpu_count  # noqa: E402
 
 SETUPS = [
     ("one-gpu", ["--single", "0", "--placement", "auto"], 1),
     ("two-gpus", ["--workers", "--gpus", "0,1"], 2),
     ("seed-dual", ["--dual"], 1),
+    ("all-gpus", ["--workers"], 0),  # 0: every GPU of the machine; only run with more than two
 ]
 
 
@@ -68,9 +69,14 @@ def main() -> int:
     comfy_dir, python = os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PYTHON"]
     work = Path("/tmp/comfyrig-batch-bench")
     work.mkdir(exist_ok=True)
-    results: dict[str, Any] = {"jobs": args.jobs, "setups": {}}
+    gpus = gpu_count()
+    only = os.environ.get("BATCH_SETUPS", "").split()
+    results: dict[str, Any] = {"jobs": args.jobs, "gpus": gpus, "setups": {}}
     sweep = ["--sweep", f"3.seed=1..{args.jobs}"]
     for n, (name, flags, servers) in enumerate(SETUPS):
+        if (only and name not in only) or (servers == 0 and gpus <= 2):
+            continue
+        servers = servers or gpus
         launch = Launch([*comfyrig(), "launch", "--plain", "--comfyui-dir", comfy_dir, "--python", python,
                          "--port", str(8400 + 10 * n), "--log-dir", str(work / "logs"), *flags], work / f"{name}.launch.log")
         try:
@@ -85,8 +91,9 @@ def main() -> int:
         results["setups"][name] = record
         print(json.dumps({name: record}), flush=True)
     # The default path: comfyrig batch starts (and stops) its own fleet.
-    own = batch(["--gpus", "0,1", "--comfyui-dir", comfy_dir, "--python", python, "--sweep", "3.seed=500..515"], work / "own-fleet", 400)
-    results["setups"]["own-fleet (16 jobs, start-up included)"] = own
+    if not only or "own-fleet" in only:
+        own = batch(["--gpus", "0,1", "--comfyui-dir", comfy_dir, "--python", python, "--sweep", "3.seed=500..515"], work / "own-fleet", 400)
+        results["setups"]["own-fleet (16 jobs, start-up included)"] = own
     one = results["setups"].get("one-gpu", {}).get("jobs_per_min")
     dual = results["setups"].get("seed-dual", {}).get("jobs_per_min")
     rows = ["| setup | jobs/min | vs 1 GPU | vs seed dual | done/failed | png files |", "| --- | --- | --- | --- | --- | --- |"]
@@ -96,7 +103,7 @@ def main() -> int:
                     f"{f'{jpm / one:.2f}x' if jpm and one else '-'} | {f'{jpm / dual:.2f}x' if jpm and dual else '-'} | "
                     f"{rec.get('done')}/{rec.get('failed')} | {rec.get('png_files')} |")
     md = "\n".join([f"# comfyrig batch scaling (sd15 512x512 20 steps, {args.jobs} jobs)", "", *rows, "",
-                    "Targets (issue #5): 2 GPUs >= 1.9x 1 GPU and >= 1.8x seed dual."]) + "\n"
+                    "Targets (issue #5): 2 GPUs >= 1.9x 1 GPU and >= 1.8x seed dual.", f"Machine: {gpus} GPUs."]) + "\n"
     (out / "batch_scaling.json").write_text(json.dumps(results, indent=2))
     (out / "batch_scaling.md").write_text(md)
     print(md)

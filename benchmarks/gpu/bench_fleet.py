@@ -9,6 +9,11 @@ for every configuration, all in one run on one machine:
     one-placed     comfyrig --single 0 --placement auto      one ComfyUI on GPU 0, pinned + thread budget
     fleet-none     comfyrig --workers --placement none       one ComfyUI per GPU, defaults
     fleet-auto     comfyrig --workers --placement auto       one ComfyUI per GPU, pinned + thread budget
+    fleet-all-*    the same two on every GPU of the machine (4 on nvidia-h100-x4)
+
+With --jobs-per-server each server gets the same amount of work, so every
+configuration runs about as long (a 4-GPU fleet would finish 24 jobs in a few
+seconds, too short to read a ratio from).
 
 Writes fleet.json and fleet.md to --out. Needs COMFYUI_DIR/COMFYUI_PYTHON
 (benchmarks/gpu/remote_setup.sh exports them) and comfyrig on PATH.
@@ -41,7 +46,23 @@ CONFIGS: list[tuple[str, list[str]]] = [
     ("fleet-none", ["--workers", "--gpus", "0,1", "--placement", "none"]),
     ("fleet-auto-t2", ["--workers", "--gpus", "0,1", "--threads-per-worker", "2"]),
     ("fleet-auto-t8", ["--workers", "--gpus", "0,1", "--threads-per-worker", "8"]),
+    ("fleet-all-auto", ["--workers", "--placement", "auto"]),
+    ("fleet-all-none", ["--workers", "--placement", "none"]),
 ]
+
+
+def gpu_count() -> int:
+    """The machine's GPUs, as comfyrig itself counts them (NVML)."""
+    out = subprocess.run([*comfyrig(), "gpus", "--json"], capture_output=True, text=True, check=True).stdout
+    return len(json.loads(out)["gpus"])
+
+
+def server_count(flags: list[str], gpus: int) -> int:
+    if "--workers" not in flags:
+        return 1
+    if "--gpus" in flags:
+        return len(flags[flags.index("--gpus") + 1].split(","))
+    return gpus
 
 
 def topology() -> dict[str, Any]:
@@ -147,6 +168,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.environ.get("OUT") or "gpu-results")
     p.add_argument("--jobs", type=int, default=24)
+    p.add_argument("--jobs-per-server", type=int, default=0, help="if set, each configuration runs this many jobs per server instead of --jobs")
     p.add_argument("--budget-s", type=float, default=360.0)
     p.add_argument("--workflow", default="sd15_txt2img_512")
     p.add_argument("--vary", default="seed", help="the input given a distinct value per job (defeats ComfyUI's cache)")
@@ -156,20 +178,26 @@ def main() -> int:
     comfy_dir, python = os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PYTHON"]
     workflow = comfy_http.load_workflow(args.workflow)
     t0 = time.monotonic()
-    results: dict[str, Any] = {"jobs": args.jobs, "workflow": args.workflow, "configs": {}, "cpu_topology": topology()}
+    gpus = gpu_count()
+    results: dict[str, Any] = {"jobs": args.jobs, "jobs_per_server": args.jobs_per_server, "gpus": gpus,
+                               "workflow": args.workflow, "configs": {}, "cpu_topology": topology()}
     logs = Path("/tmp/comfyrig-fleet-logs")
     logs.mkdir(parents=True, exist_ok=True)
     only = os.environ.get("FLEET_CONFIGS", "").split()  # e.g. "one-placed fleet-auto": a subset, in this order
     chosen = [(n, c) for n, c in enumerate(CONFIGS) if not only or c[0] in only]
+    chosen.sort(key=lambda nc: only.index(nc[1][0]) if only else nc[0])
     for n, (name, flags) in chosen:
         if time.monotonic() - t0 > args.budget_s - 60:
             results["configs"][name] = {"skipped": "budget"}
             continue
-        servers = 2 if "--workers" in flags else 1
+        servers = server_count(flags, gpus)
+        if name.startswith("fleet-all") and servers <= 2:
+            results["configs"][name] = {"skipped": f"{gpus} GPUs: the same as the 2-GPU rows"}
+            continue
         argv = [*comfyrig(), "launch", "--plain", "--comfyui-dir", comfy_dir, "--python", python,
                 "--port", str(free_port() if servers == 1 else 8300 + 10 * n), "--log-dir", str(logs), *flags]
         launch = Launch(argv, logs / f"{name}.comfyrig.log")
-        record: dict[str, Any] = {"flags": " ".join(flags)}
+        record: dict[str, Any] = {"flags": " ".join(flags), "servers": servers}
         try:
             started = time.perf_counter()
             urls = launch.ready_urls(servers, 240)
@@ -178,7 +206,8 @@ def main() -> int:
             warm = comfy_http.run  # first job per server loads the model: not counted
             for i, url in enumerate(urls):
                 warm(url, comfy_http.patch(workflow, **{args.vary: 10_000 + i}), 240)
-            record.update(run_jobs(urls, workflow, list(range(args.jobs)), 240, args.vary))
+            jobs = args.jobs_per_server * servers if args.jobs_per_server else args.jobs
+            record.update(run_jobs(urls, workflow, list(range(jobs)), 240, args.vary))
         except Exception as exc:
             record["error"] = str(exc)[-2000:]
         finally:
@@ -187,17 +216,19 @@ def main() -> int:
         print(json.dumps({name: record}), flush=True)
     base = results["configs"].get("one-placed", {}).get("images_per_min") or results["configs"].get("one-default", {}).get("images_per_min")
     dual = results["configs"].get("seed-dual", {}).get("images_per_min")
-    rows = ["| configuration | comfyrig flags | ready s | images/min | vs one placed GPU | vs seed dual |", "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| configuration | comfyrig flags | servers | jobs | ready s | images/min | vs one placed GPU | vs seed dual |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, rec in results["configs"].items():
         ipm = rec.get("images_per_min")
         rows.append(
-            f"| {name} | `{rec.get('flags', '')}` | {rec.get('ready_s', '-')} | {ipm if ipm is not None else rec.get('error', rec.get('skipped', '-'))[:80]} | "
+            f"| {name} | `{rec.get('flags', '')}` | {rec.get('servers', '-')} | {rec.get('jobs', '-')} | {rec.get('ready_s', '-')} | {ipm if ipm is not None else rec.get('error', rec.get('skipped', '-'))[:80]} | "
             f"{f'{ipm / base:.2f}x' if ipm and base else '-'} | {f'{ipm / dual:.2f}x' if ipm and dual else '-'} |"
         )
     md = "\n".join([
-        f"# Fleet throughput ({args.workflow}, {args.jobs} jobs, one in flight per server)", "",
+        (f"# Fleet throughput ({args.workflow}, "
+         f"{f'{args.jobs_per_server} jobs per server' if args.jobs_per_server else f'{args.jobs} jobs'}, one in flight per server, {gpus} GPUs)"), "",
         *rows, "",
-        "Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual.",
+        "Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual; on 4 GPUs fleet-all-auto >= 3.8x one placed worker.",
     ]) + "\n"
     (out / "fleet.json").write_text(json.dumps(results, indent=2))
     (out / "fleet.md").write_text(md)
