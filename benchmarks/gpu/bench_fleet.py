@@ -48,6 +48,10 @@ CONFIGS: list[tuple[str, list[str]]] = [
     ("fleet-auto-t8", ["--workers", "--gpus", "0,1", "--threads-per-worker", "8"]),
     ("fleet-all-auto", ["--workers", "--placement", "auto"]),
     ("fleet-all-none", ["--workers", "--placement", "none"]),
+    ("fleet-all-t2", ["--workers", "--threads-per-worker", "2"]),
+    ("fleet-all-t8", ["--workers", "--threads-per-worker", "8"]),
+    ("one-passive", ["--single", "0", "--placement", "auto"]),
+    ("fleet-all-passive", ["--workers", "--placement", "auto"]),
 ]
 
 
@@ -164,6 +168,84 @@ def run_jobs(urls: list[str], workflow: dict[str, Any], seeds: list[int], timeou
     }
 
 
+EXTRA_ENV: dict[str, dict[str, str]] = {
+    # libgomp's idle threads spin before they sleep; PASSIVE makes them sleep at once,
+    # which leaves more of the package's power to the threads that launch kernels.
+    "one-passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "fleet-all-passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+}
+
+
+def executed_in(log: Path, last: int) -> float | None:
+    """Mean of ComfyUI's own "Prompt executed in N seconds" over its last `last` jobs."""
+    if not log.is_file():
+        return None
+    found = re.findall(r"Prompt executed in ([0-9.]+) seconds", log.read_text(errors="replace"))
+    times = [float(t) for t in found[-last:]] if last else []
+    return round(sum(times) / len(times), 3) if times else None
+
+
+def run_config(n: int, name: str, flags: list[str], servers: int, workflow: dict[str, Any], jobs: int,
+               vary: str, logs: Path) -> dict[str, Any]:
+    comfy_dir, python = os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PYTHON"]
+    port = free_port() if servers == 1 else 8300 + 10 * n
+    argv = [*comfyrig(), "launch", "--plain", "--comfyui-dir", comfy_dir, "--python", python,
+            "--port", str(port), "--log-dir", str(logs), *flags]
+    env_before = dict(os.environ)
+    os.environ.update(EXTRA_ENV.get(name, {}))
+    try:
+        launch = Launch(argv, logs / f"{name}.comfyrig.log")
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    record: dict[str, Any] = {"flags": " ".join(flags), "env": EXTRA_ENV.get(name, {}), "servers": servers}
+    try:
+        started = time.perf_counter()
+        urls = launch.ready_urls(servers, 240)
+        record["ready_s"] = round(time.perf_counter() - started, 2)
+        record["placement"] = [line.split("mode, ", 1)[-1] for line in launch.lines if "CUDA_VISIBLE_DEVICES=" in line and "comfyrig:" in line]
+        for i, url in enumerate(urls):  # the first job per server loads the model: not counted
+            comfy_http.run(url, comfy_http.patch(workflow, **{vary: 10_000 + i}), 240)
+        record.update(run_jobs(urls, workflow, list(range(jobs)), 240, vary))
+    except Exception as exc:
+        record["error"] = str(exc)[-2000:]
+    finally:
+        record["comfyrig_exit"] = launch.stop()
+    # ComfyUI's own execution time per job, next to the client's submit-to-history time.
+    record["server_executed_mean_s"] = {
+        url: executed_in(logs / f"comfyrig-{url.rsplit(':', 1)[1]}.log", count)
+        for url, count in record.get("per_server_jobs", {}).items()
+    }
+    return record
+
+
+def table(configs: dict[str, dict[str, Any]]) -> list[str]:
+    base = configs.get("one-placed", {}).get("images_per_min") or configs.get("one-default", {}).get("images_per_min")
+    dual = configs.get("seed-dual", {}).get("images_per_min")
+    rows = ["| configuration | comfyrig flags | servers | jobs | ready s | images/min | vs one placed GPU | vs seed dual | s/job (client) | s/job (ComfyUI) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, rec in configs.items():
+        ipm = rec.get("images_per_min")
+        client = [v for v in rec.get("per_server_mean_s", {}).values() if v]
+        server = [v for v in rec.get("server_executed_mean_s", {}).values() if v]
+        flags = rec.get("flags", "") + "".join(f" {k}={v}" for k, v in rec.get("env", {}).items())
+        rows.append(
+            f"| {name} | `{flags}` | {rec.get('servers', '-')} | {rec.get('jobs', '-')} | {rec.get('ready_s', '-')} | "
+            f"{ipm if ipm is not None else rec.get('error', rec.get('skipped', '-'))[:80]} | "
+            f"{f'{ipm / base:.2f}x' if ipm and base else '-'} | {f'{ipm / dual:.2f}x' if ipm and dual else '-'} | "
+            f"{f'{sum(client) / len(client):.3f}' if client else '-'} | {f'{sum(server) / len(server):.3f}' if server else '-'} |"
+        )
+    return rows
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = int(value) if value.isdigit() else value
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.environ.get("OUT") or "gpu-results")
@@ -172,67 +254,52 @@ def main() -> int:
     p.add_argument("--budget-s", type=float, default=360.0)
     p.add_argument("--workflow", default="sd15_txt2img_512")
     p.add_argument("--vary", default="seed", help="the input given a distinct value per job (defeats ComfyUI's cache)")
+    p.add_argument("--second-set", nargs="*", default=[], metavar="INPUT=VALUE",
+                   help="a second pass with these workflow inputs changed (e.g. width=1024 height=1024), "
+                        "over the configurations in FLEET_SECOND_CONFIGS")
+    p.add_argument("--second-jobs-per-server", type=int, default=8)
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    comfy_dir, python = os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PYTHON"]
     workflow = comfy_http.load_workflow(args.workflow)
     t0 = time.monotonic()
     gpus = gpu_count()
     results: dict[str, Any] = {"jobs": args.jobs, "jobs_per_server": args.jobs_per_server, "gpus": gpus,
-                               "workflow": args.workflow, "configs": {}, "cpu_topology": topology()}
+                               "workflow": args.workflow, "configs": {}, "second_pass": {}, "cpu_topology": topology()}
     logs = Path("/tmp/comfyrig-fleet-logs")
     logs.mkdir(parents=True, exist_ok=True)
-    only = os.environ.get("FLEET_CONFIGS", "").split()  # e.g. "one-placed fleet-auto": a subset, in this order
-    chosen = [(n, c) for n, c in enumerate(CONFIGS) if not only or c[0] in only]
-    chosen.sort(key=lambda nc: only.index(nc[1][0]) if only else nc[0])
-    for n, (name, flags) in chosen:
-        if time.monotonic() - t0 > args.budget_s - 60:
-            results["configs"][name] = {"skipped": "budget"}
-            continue
-        servers = server_count(flags, gpus)
-        if name.startswith("fleet-all") and servers <= 2:
-            results["configs"][name] = {"skipped": f"{gpus} GPUs: the same as the 2-GPU rows"}
-            continue
-        argv = [*comfyrig(), "launch", "--plain", "--comfyui-dir", comfy_dir, "--python", python,
-                "--port", str(free_port() if servers == 1 else 8300 + 10 * n), "--log-dir", str(logs), *flags]
-        launch = Launch(argv, logs / f"{name}.comfyrig.log")
-        record: dict[str, Any] = {"flags": " ".join(flags), "servers": servers}
-        try:
-            started = time.perf_counter()
-            urls = launch.ready_urls(servers, 240)
-            record["ready_s"] = round(time.perf_counter() - started, 2)
-            record["placement"] = [line.split("mode, ", 1)[-1] for line in launch.lines if "CUDA_VISIBLE_DEVICES=" in line and "comfyrig:" in line]
-            warm = comfy_http.run  # first job per server loads the model: not counted
-            for i, url in enumerate(urls):
-                warm(url, comfy_http.patch(workflow, **{args.vary: 10_000 + i}), 240)
-            jobs = args.jobs_per_server * servers if args.jobs_per_server else args.jobs
-            record.update(run_jobs(urls, workflow, list(range(jobs)), 240, args.vary))
-        except Exception as exc:
-            record["error"] = str(exc)[-2000:]
-        finally:
-            record["comfyrig_exit"] = launch.stop()
-        results["configs"][name] = record
-        print(json.dumps({name: record}), flush=True)
-    base = results["configs"].get("one-placed", {}).get("images_per_min") or results["configs"].get("one-default", {}).get("images_per_min")
-    dual = results["configs"].get("seed-dual", {}).get("images_per_min")
-    rows = ["| configuration | comfyrig flags | servers | jobs | ready s | images/min | vs one placed GPU | vs seed dual |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, rec in results["configs"].items():
-        ipm = rec.get("images_per_min")
-        rows.append(
-            f"| {name} | `{rec.get('flags', '')}` | {rec.get('servers', '-')} | {rec.get('jobs', '-')} | {rec.get('ready_s', '-')} | {ipm if ipm is not None else rec.get('error', rec.get('skipped', '-'))[:80]} | "
-            f"{f'{ipm / base:.2f}x' if ipm and base else '-'} | {f'{ipm / dual:.2f}x' if ipm and dual else '-'} |"
-        )
-    md = "\n".join([
+    by_name = {c[0]: (n, c[1]) for n, c in enumerate(CONFIGS)}
+
+    def run_pass(names: list[str], into: dict[str, Any], wf: dict[str, Any], per_server: int, reserve: float) -> None:
+        for name in names:
+            n, flags = by_name[name]
+            if time.monotonic() - t0 > args.budget_s - reserve:
+                into[name] = {"skipped": "budget"}
+                continue
+            servers = server_count(flags, gpus)
+            if name.startswith("fleet-all") and servers <= 2:
+                into[name] = {"skipped": f"{gpus} GPUs: the same as the 2-GPU rows"}
+                continue
+            jobs = per_server * servers if per_server else args.jobs
+            into[name] = run_config(n, name, flags, servers, wf, jobs, args.vary, logs)
+            print(json.dumps({name: into[name]}), flush=True)
+
+    only = os.environ.get("FLEET_CONFIGS", "").split() or [c[0] for c in CONFIGS]  # a subset, in this order
+    second = os.environ.get("FLEET_SECOND_CONFIGS", "").split() if args.second_set else []
+    run_pass(only, results["configs"], workflow, args.jobs_per_server, 60 + 50 * len(second))
+    if second:
+        run_pass(second, results["second_pass"], comfy_http.patch(workflow, **parse_sets(args.second_set)), args.second_jobs_per_server, 40)
+    md = [
         (f"# Fleet throughput ({args.workflow}, "
          f"{f'{args.jobs_per_server} jobs per server' if args.jobs_per_server else f'{args.jobs} jobs'}, one in flight per server, {gpus} GPUs)"), "",
-        *rows, "",
+        *table(results["configs"]), "",
         "Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual; on 4 GPUs fleet-all-auto >= 3.8x one placed worker.",
-    ]) + "\n"
+    ]
+    if second:
+        md += ["", f"## Second pass: {' '.join(args.second_set)}, {args.second_jobs_per_server} jobs per server", "", *table(results["second_pass"])]
     (out / "fleet.json").write_text(json.dumps(results, indent=2))
-    (out / "fleet.md").write_text(md)
-    print(md)
+    (out / "fleet.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
     return 0
 
 
