@@ -52,7 +52,13 @@ CONFIGS: list[tuple[str, list[str]]] = [
     ("fleet-all-t8", ["--workers", "--threads-per-worker", "8"]),
     ("one-passive", ["--single", "0", "--placement", "auto"]),
     ("fleet-all-passive", ["--workers", "--placement", "auto"]),
+    # Diagnostics for a fleet that scales less than N-fold: is it the worker's CPU block
+    # (one worker confined to a fleet-sized block), or the other workers running at once
+    # (the whole fleet started, only the first one given jobs)?
+    ("one-16cpus", ["--single", "0", "--cpus-per-worker", "16"]),
+    ("fleet-all-one-loaded", ["--workers", "--placement", "auto"]),
 ]
+LOAD_FIRST_ONLY = {"fleet-all-one-loaded"}
 
 
 def gpu_count() -> int:
@@ -206,7 +212,8 @@ def run_config(n: int, name: str, flags: list[str], servers: int, workflow: dict
         record["placement"] = [line.split("mode, ", 1)[-1] for line in launch.lines if "CUDA_VISIBLE_DEVICES=" in line and "comfyrig:" in line]
         for i, url in enumerate(urls):  # the first job per server loads the model: not counted
             comfy_http.run(url, comfy_http.patch(workflow, **{vary: 10_000 + i}), 240)
-        record.update(run_jobs(urls, workflow, list(range(jobs)), 240, vary))
+        loaded = urls[:1] if name in LOAD_FIRST_ONLY else urls
+        record.update(run_jobs(loaded, workflow, list(range(jobs * len(loaded) // len(urls))), 240, vary))
     except Exception as exc:
         record["error"] = str(exc)[-2000:]
     finally:
