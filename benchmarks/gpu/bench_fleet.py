@@ -245,6 +245,85 @@ def table(configs: dict[str, dict[str, Any]]) -> list[str]:
     return rows
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def interleaved(names: list[str], by_name: dict[str, tuple[int, list[str]]], gpus: int, workflow: dict[str, Any],
+                per_server: int, rounds: int, vary: str, logs: Path, deadline: float) -> dict[str, Any]:
+    """Every configuration up at once, loaded one at a time, round after round.
+
+    A lent VM's cores change speed from minute to minute (other tenants), by more
+    than the differences measured here; rows taken one after another then compare
+    different machines. Here each round loads every configuration in turn within
+    a minute, and the ratios are taken per round (paired), then their median.
+    Idle ComfyUI servers use no GPU and next to no CPU, so the others do not disturb
+    the one being loaded.
+    """
+    comfy_dir, python = os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PYTHON"]
+    launches: dict[str, Launch] = {}
+    urls: dict[str, list[str]] = {}
+    record: dict[str, Any] = {"rounds": rounds, "jobs_per_server": per_server, "configs": {}}
+    try:
+        for name in names:
+            n, flags = by_name[name]
+            servers = server_count(flags, gpus)
+            port = free_port() if servers == 1 else 8300 + 10 * n
+            launches[name] = Launch([*comfyrig(), "launch", "--plain", "--comfyui-dir", comfy_dir, "--python", python,
+                                     "--port", str(port), "--log-dir", str(logs), *flags], logs / f"{name}.interleaved.log")
+            record["configs"][name] = {"flags": " ".join(flags), "servers": servers, "images_per_min": []}
+        seed = 20_000
+        for name, launch in launches.items():
+            urls[name] = launch.ready_urls(record["configs"][name]["servers"], 300)
+            record["configs"][name]["placement"] = [line.split("mode, ", 1)[-1] for line in launch.lines
+                                                    if "CUDA_VISIBLE_DEVICES=" in line and "comfyrig:" in line]
+            for url in urls[name]:  # loads the model: not counted
+                seed += 1
+                comfy_http.run(url, comfy_http.patch(workflow, **{vary: seed}), 300)
+        for r in range(rounds):
+            if r and time.monotonic() + 1.3 * (time.monotonic() - round_start) / r > deadline:
+                record["rounds"] = r  # no time for another whole round
+                break
+            if r == 0:
+                round_start = time.monotonic()
+            for name in names:
+                jobs = list(range(seed, seed + per_server * len(urls[name])))
+                seed += len(jobs)
+                result = run_jobs(urls[name], workflow, jobs, 240, vary)
+                if result["errors"]:
+                    raise RuntimeError(f"{name}: {result['errors'][0]}")
+                record["configs"][name]["images_per_min"].append(result["images_per_min"])
+    except Exception as exc:
+        record["error"] = str(exc)[-2000:]
+    finally:
+        for launch in launches.values():
+            launch.stop()
+    configs = record["configs"]
+    for base_name, key in (("one-placed", "vs_one_placed"), ("seed-dual", "vs_seed_dual")):
+        base = configs.get(base_name, {}).get("images_per_min", [])
+        for rec in configs.values():
+            pairs = [a / b for a, b in zip(rec["images_per_min"], base) if b]
+            if pairs:
+                rec[key] = {"median": round(median(pairs), 2), "min": round(min(pairs), 2), "max": round(max(pairs), 2)}
+    return record
+
+
+def interleaved_table(record: dict[str, Any]) -> list[str]:
+    rows = ["| configuration | comfyrig flags | servers | images/min, each round | vs one placed GPU (median of rounds; min-max) | vs seed dual (median; min-max) |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, rec in record["configs"].items():
+        def ratio(key: str) -> str:
+            r = rec.get(key)
+            return f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})" if r else "-"
+        rows.append(f"| {name} | `{rec['flags']}` | {rec['servers']} | {', '.join(f'{v:g}' for v in rec['images_per_min']) or '-'} | "
+                    f"{ratio('vs_one_placed')} | {ratio('vs_seed_dual')} |")
+    if record.get("error"):
+        rows += ["", f"Error: {record['error'][:500]}"]
+    return rows
+
+
 def parse_sets(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -265,6 +344,9 @@ def main() -> int:
                    help="a second pass with these workflow inputs changed (e.g. width=1024 height=1024), "
                         "over the configurations in FLEET_SECOND_CONFIGS")
     p.add_argument("--second-jobs-per-server", type=int, default=8)
+    p.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                   help="start every FLEET_CONFIGS configuration at once and load them in turn, ROUNDS times "
+                        "(paired ratios on a machine whose speed drifts); --jobs-per-server per burst")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -292,6 +374,19 @@ def main() -> int:
             print(json.dumps({name: into[name]}), flush=True)
 
     only = os.environ.get("FLEET_CONFIGS", "").split() or [c[0] for c in CONFIGS]  # a subset, in this order
+    if args.interleave:
+        names = [n for n in only if not (n.startswith("fleet-all") and gpus <= 2)]
+        results["interleaved"] = interleaved(names, by_name, gpus, workflow, args.jobs_per_server or 12, args.interleave, args.vary, logs,
+                                             deadline=t0 + args.budget_s - 20)
+        md = [f"# Fleet throughput, interleaved ({args.workflow}, {args.interleave} rounds of "
+              f"{args.jobs_per_server or 12} jobs per server, one in flight per server, {gpus} GPUs)", "",
+              *interleaved_table(results["interleaved"]), "",
+              "Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual; "
+              "on 4 GPUs fleet-all-auto >= 3.8x one placed worker."]
+        (out / "fleet.json").write_text(json.dumps(results, indent=2))
+        (out / "fleet.md").write_text("\n".join(md) + "\n")
+        print("\n".join(md))
+        return 0
     second = os.environ.get("FLEET_SECOND_CONFIGS", "").split() if args.second_set else []
     run_pass(only, results["configs"], workflow, args.jobs_per_server, 60 + 50 * len(second))
     if second:
