@@ -378,7 +378,8 @@ def main() -> int:
         names = [n for n in only if not (n.startswith("fleet-all") and gpus <= 2)]
         results["interleaved"] = interleaved(names, by_name, gpus, workflow, args.jobs_per_server or 12, args.interleave, args.vary, logs,
                                              deadline=t0 + args.budget_s - 20)
-        md = [f"# Fleet throughput, interleaved ({args.workflow}, {args.interleave} rounds of "
+        ran = results["interleaved"]["rounds"]  # fewer than asked when the budget ran short
+        md = [f"# Fleet throughput, interleaved ({args.workflow}, {ran} of {args.interleave} rounds of "
               f"{args.jobs_per_server or 12} jobs per server, one in flight per server, {gpus} GPUs)", "",
               *interleaved_table(results["interleaved"]), "",
               "Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual; "
