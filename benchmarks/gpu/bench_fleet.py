@@ -59,6 +59,8 @@ CONFIGS: list[tuple[str, list[str]]] = [
     ("fleet-all-one-loaded", ["--workers", "--placement", "auto"]),
 ]
 LOAD_FIRST_ONLY = {"fleet-all-one-loaded"}
+TARGETS = ("Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual; "
+           "on 4 GPUs fleet-all-auto >= 3.8x one placed worker.")
 
 
 def gpu_count() -> int:
@@ -381,25 +383,19 @@ def main() -> int:
         ran = results["interleaved"]["rounds"]  # fewer than asked when the budget ran short
         md = [f"# Fleet throughput, interleaved ({args.workflow}, {ran} of {args.interleave} rounds of "
               f"{args.jobs_per_server or 12} jobs per server, one in flight per server, {gpus} GPUs)", "",
-              *interleaved_table(results["interleaved"]), "",
-              "Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual; "
-              "on 4 GPUs fleet-all-auto >= 3.8x one placed worker."]
-        (out / "fleet.json").write_text(json.dumps(results, indent=2))
-        (out / "fleet.md").write_text("\n".join(md) + "\n")
-        print("\n".join(md))
-        return 0
-    second = os.environ.get("FLEET_SECOND_CONFIGS", "").split() if args.second_set else []
-    run_pass(only, results["configs"], workflow, args.jobs_per_server, 60 + 50 * len(second))
-    if second:
-        run_pass(second, results["second_pass"], comfy_http.patch(workflow, **parse_sets(args.second_set)), args.second_jobs_per_server, 40)
-    md = [
-        (f"# Fleet throughput ({args.workflow}, "
-         f"{f'{args.jobs_per_server} jobs per server' if args.jobs_per_server else f'{args.jobs} jobs'}, one in flight per server, {gpus} GPUs)"), "",
-        *table(results["configs"]), "",
-        "Targets (issue #9): fleet-auto >= 1.9x one placed worker and >= 2.3x seed dual; on 4 GPUs fleet-all-auto >= 3.8x one placed worker.",
-    ]
-    if second:
-        md += ["", f"## Second pass: {' '.join(args.second_set)}, {args.second_jobs_per_server} jobs per server", "", *table(results["second_pass"])]
+              *interleaved_table(results["interleaved"]), "", TARGETS]
+    else:
+        second = os.environ.get("FLEET_SECOND_CONFIGS", "").split() if args.second_set else []
+        run_pass(only, results["configs"], workflow, args.jobs_per_server, 60 + 50 * len(second))
+        if second:
+            run_pass(second, results["second_pass"], comfy_http.patch(workflow, **parse_sets(args.second_set)), args.second_jobs_per_server, 40)
+        md = [
+            (f"# Fleet throughput ({args.workflow}, "
+             f"{f'{args.jobs_per_server} jobs per server' if args.jobs_per_server else f'{args.jobs} jobs'}, one in flight per server, {gpus} GPUs)"), "",
+            *table(results["configs"]), "", TARGETS,
+        ]
+        if second:
+            md += ["", f"## Second pass: {' '.join(args.second_set)}, {args.second_jobs_per_server} jobs per server", "", *table(results["second_pass"])]
     (out / "fleet.json").write_text(json.dumps(results, indent=2))
     (out / "fleet.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
