@@ -284,12 +284,11 @@ def interleaved(names: list[str], by_name: dict[str, tuple[int, list[str]]], gpu
             for url in urls[name]:  # loads the model: not counted
                 seed += 1
                 comfy_http.run(url, comfy_http.patch(workflow, **{vary: seed}), 300)
+        rounds_start = time.monotonic()
         for r in range(rounds):
-            if r and time.monotonic() + 1.3 * (time.monotonic() - round_start) / r > deadline:
+            if r and time.monotonic() + 1.3 * (time.monotonic() - rounds_start) / r > deadline:
                 record["rounds"] = r  # no time for another whole round
                 break
-            if r == 0:
-                round_start = time.monotonic()
             for name in names:
                 jobs = list(range(seed, seed + per_server * len(urls[name])))
                 seed += len(jobs)
