@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from .inventory import Gpu, GpuProcess, Inventory
 
-__all__ = ["NvmlUnavailable", "probe_nvml", "decode_cpu_mask", "cuda_version_text"]
+__all__ = ["NvmlUnavailable", "cuda_version_text", "decode_cpu_mask", "load_pynvml", "nvml_text", "probe_nvml"]
 
 T = TypeVar("T")
 
@@ -38,16 +38,23 @@ def decode_cpu_mask(words: Any, word_bits: int = 64) -> tuple[int, ...]:
     return tuple(cpus)
 
 
-def _text(value: Any) -> str:
+def nvml_text(value: Any) -> str:
+    """NVML strings: bytes in older nvidia-ml-py releases, str in newer ones."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def probe_nvml() -> Inventory:
-    """Query every GPU once; raises NvmlUnavailable when NVML cannot start."""
+def load_pynvml() -> Any:
+    """The pynvml module, or NvmlUnavailable naming the broken install."""
     try:
         import pynvml  # type: ignore[import-untyped]
     except ImportError as exc:  # the dependency is declared; this is a broken install
         raise NvmlUnavailable(f"the nvidia-ml-py package is not importable ({exc})") from exc
+    return pynvml
+
+
+def probe_nvml() -> Inventory:
+    """Query every GPU once; raises NvmlUnavailable when NVML cannot start."""
+    pynvml = load_pynvml()
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
@@ -73,7 +80,7 @@ def probe_nvml() -> Inventory:
     return Inventory(
         gpus=gpus,
         source="nvml",
-        driver_version=_text(driver) if driver is not None else None,
+        driver_version=nvml_text(driver) if driver is not None else None,
         cuda_driver_version=cuda_version_text(cuda) if cuda else None,
     )
 
@@ -96,9 +103,9 @@ def _device(pynvml: Any, query: Callable[..., Any], index: int) -> Gpu:
     mask = query(pynvml.nvmlDeviceGetCpuAffinity, handle, cpu_words)
     return Gpu(
         index=index,
-        name=_text(pynvml.nvmlDeviceGetName(handle)),
-        uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
-        pci_bus_id=_text(pci.busId) if pci is not None else "N/A",
+        name=nvml_text(pynvml.nvmlDeviceGetName(handle)),
+        uuid=nvml_text(pynvml.nvmlDeviceGetUUID(handle)),
+        pci_bus_id=nvml_text(pci.busId) if pci is not None else "N/A",
         memory_total_mib=memory.total // 2**20,
         memory_used_mib=memory.used // 2**20,
         compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
@@ -116,7 +123,7 @@ def _mig_uuids(pynvml: Any, query: Callable[..., Any], handle: Any) -> tuple[str
     for slot in range(query(pynvml.nvmlDeviceGetMaxMigDeviceCount, handle) or 0):
         mig = query(pynvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, slot)
         if mig is not None:
-            uuids.append(_text(pynvml.nvmlDeviceGetUUID(mig)))
+            uuids.append(nvml_text(pynvml.nvmlDeviceGetUUID(mig)))
     return tuple(uuids)
 
 

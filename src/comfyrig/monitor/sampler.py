@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from ..gpu.nvml import NvmlUnavailable
+from ..gpu.nvml import NvmlUnavailable, load_pynvml, nvml_text
 from .procinfo import ProcessInfo
 from .simulated import SimulatedSampler
 from .snapshot import GpuSample, ProcSample
@@ -50,18 +50,6 @@ class NoGpuSampler:
         pass
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _load_pynvml() -> Any:
-    try:
-        import pynvml  # type: ignore[import-untyped]
-    except ImportError as exc:  # the dependency is declared; this is a broken install
-        raise NvmlUnavailable(f"the nvidia-ml-py package is not importable ({exc})") from exc
-    return pynvml
-
-
 class NvmlSampler:
     """Samples every GPU through NVML; ``nvml`` is the pynvml module (injectable)."""
 
@@ -69,7 +57,7 @@ class NvmlSampler:
 
     def __init__(self, nvml: Any = None, procinfo: ProcessInfo | None = None) -> None:
         """Raises NvmlUnavailable when NVML cannot start."""
-        nvml = nvml if nvml is not None else _load_pynvml()
+        nvml = nvml if nvml is not None else load_pynvml()
         self._nvml: Any = nvml
         self._procinfo = procinfo or ProcessInfo()
         try:
@@ -79,12 +67,12 @@ class NvmlSampler:
         self._open = True
         try:
             driver = self._query(nvml.nvmlSystemGetDriverVersion)
-            self.driver_version: str | None = _text(driver) if driver is not None else None
+            self.driver_version: str | None = nvml_text(driver) if driver is not None else None
             count = nvml.nvmlDeviceGetCount()
             self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
             # Names and UUIDs do not change while the driver is loaded.
-            self._names = [_text(nvml.nvmlDeviceGetName(h)) for h in self._handles]
-            self._uuids = [_text(nvml.nvmlDeviceGetUUID(h)) for h in self._handles]
+            self._names = [nvml_text(nvml.nvmlDeviceGetName(h)) for h in self._handles]
+            self._uuids = [nvml_text(nvml.nvmlDeviceGetUUID(h)) for h in self._handles]
         except nvml.NVMLError as exc:
             self.close()
             raise NvmlUnavailable(f"NVML could not list the GPUs: {exc}") from exc
