@@ -39,7 +39,7 @@ from comfyrig.batch.dispatcher import BatchOptions, Dispatcher  # noqa: E402
 from comfyrig.batch.journal import Journal  # noqa: E402
 from comfyrig.batch.variations import build_spec  # noqa: E402
 from comfyrig.batch.worker import Command, HttpWorker, LocalSink, OutputSink, WorkerEvent  # noqa: E402
-from comfyrig.batch.workflow import workflow_from_json  # noqa: E402
+from comfyrig.comfy.workflow import workflow_from_json  # noqa: E402
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": 1, "color": 0}},

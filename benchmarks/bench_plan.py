@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from comfyrig.cli.app import main
-from comfyrig.gpu.probe import probe_inventory
-from comfyrig.modelplan.components import analyze_model
-from comfyrig.modelplan.fit import GIB, default_reserve, plan_fit
+from comfyrig.host.gpus.probe import probe_inventory
+from comfyrig.fit.components import analyze_model
+from comfyrig.fit.fit import GIB, default_reserve, plan_fit
 
 GPUS = json.dumps([{"name": "RTX 4090", "memory_total_mib": 24564, "memory_used_mib": 400}] * 4)
 RUNS = 30

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from rich.console import Console, RenderableType
 
-from comfyrig.gpu.inventory import Inventory
-from comfyrig.gpu.simulated import parse_simulated
+from comfyrig.host.gpus.inventory import Inventory
+from comfyrig.host.gpus.simulated import parse_simulated
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from comfyrig.batch.variations import build_spec, job_id, parse_sweep_values, prompt_id_for
-from comfyrig.batch.workflow import workflow_from_json
+from comfyrig.comfy.workflow import workflow_from_json
 from comfyrig.errors import WorkflowError
 
 WF = {

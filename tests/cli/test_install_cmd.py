@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from comfyrig.cli.install_cmd import _companions_import
-from comfyrig.gpu.torchcheck import TorchReport
+from comfyrig.host.gpus.torchcheck import TorchReport
 from comfyrig.install.plan import InstallOptions, plan_install
 from comfyrig.install.state import ExistingState
 

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "modelplan"))
-from layouts import blocks_layout, flux_layout, sdxl_checkpoint_layout, t5xxl_layout, vae_layout, write_sparse_safetensors  # noqa: E402
+from tests.fit.layouts import blocks_layout, flux_layout, sdxl_checkpoint_layout, t5xxl_layout, vae_layout, write_sparse_safetensors
 
-from comfyrig.cli.app import main  # noqa: E402
+from comfyrig.cli.app import main
 
 RTX3090 = {"name": "RTX 3090", "memory_total_mib": 24576, "memory_used_mib": 500}
 

@@ -4,8 +4,8 @@ import pytest
 
 from comfyrig.config.modes import GpuRequest, select_gpus
 from comfyrig.errors import SelectionError
-from comfyrig.gpu.inventory import Inventory
-from comfyrig.gpu.simulated import parse_simulated
+from comfyrig.host.gpus.inventory import Inventory
+from comfyrig.host.gpus.simulated import parse_simulated
 
 Inv = Callable[[int], Inventory]
 

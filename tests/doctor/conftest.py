@@ -14,9 +14,9 @@ import httpx
 from comfyrig.config.settings import CliOverrides
 from comfyrig.doctor.context import DoctorContext, Probes, gather
 from comfyrig.doctor.result import CheckResult
-from comfyrig.gpu.inventory import Inventory
-from comfyrig.gpu.simulated import parse_simulated
-from comfyrig.supervise.ports import PortHolder
+from comfyrig.host.gpus.inventory import Inventory
+from comfyrig.host.gpus.simulated import parse_simulated
+from comfyrig.host.ports import PortHolder
 from tests.conftest import TWO_3090
 
 FLAGS_0376 = (

@@ -7,7 +7,7 @@ from comfyrig.config.settings import CliOverrides
 from comfyrig.doctor.checks_gpu import check_device_order, check_driver, check_gpus, check_mode, check_vram
 from comfyrig.doctor.context import DoctorContext
 from comfyrig.errors import GpuProbeError
-from comfyrig.gpu.inventory import Inventory
+from comfyrig.host.gpus.inventory import Inventory
 from tests.conftest import TWO_3090
 from tests.doctor.conftest import comfy_tree, inventory, make_ctx
 

@@ -7,7 +7,7 @@ import httpx
 from comfyrig.config.settings import CliOverrides
 from comfyrig.doctor.checks_net import check_cors, check_listen, check_port
 from comfyrig.doctor.context import Probes, gather
-from comfyrig.supervise.ports import PortHolder
+from comfyrig.host.ports import PortHolder
 from tests.doctor.conftest import comfy_tree, inventory, make_ctx, refused, stats_answer
 
 HOLDER = PortHolder(pid=777, command="python -m http.server 8188")

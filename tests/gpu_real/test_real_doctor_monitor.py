@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from comfyrig.gpu.probe import probe_inventory
+from comfyrig.host.gpus.probe import probe_inventory
 
 from ..conftest import Cli
 from .test_real_gpus import COMFYUI_DIR, COMFYUI_PYTHON, record

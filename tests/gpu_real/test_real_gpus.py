@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from comfyrig.gpu.inventory import Inventory
-from comfyrig.gpu.probe import probe_inventory
-from comfyrig.gpu.smi import probe_smi
+from comfyrig.host.gpus.inventory import Inventory
+from comfyrig.host.gpus.probe import probe_inventory
+from comfyrig.host.gpus.smi import probe_smi
 
 from ..conftest import Cli
 from ..launching import Launched, wait_until

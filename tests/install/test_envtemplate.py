@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from comfyrig.config.envfile import read_env_file
-from comfyrig.gpu.inventory import Inventory
+from comfyrig.host.gpus.inventory import Inventory
 from comfyrig.install.envtemplate import render_env
 
 from ..conftest import inventory_of

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from comfyrig.errors import ConfigError, NotComfyUIError
-from comfyrig.gpu.simulated import parse_simulated
+from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.install.nodes import MULTIGPU_REFS
 from comfyrig.install.plan import InstallOptions, plan_install
 from comfyrig.install.state import UNDECLARED_REQUIREMENTS, ExistingState, GitState, PackState, VenvState

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from comfyrig.errors import GitNotFoundError, InstallInterrupted, RemoteError, StepFailedError
-from comfyrig.gpu.simulated import parse_simulated
+from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.install.plan import InstallOptions, Step
 from comfyrig.install.state import UNDECLARED_REQUIREMENTS, ExistingState, GitState, VenvState
 from comfyrig.install.steps import (

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from comfyrig.errors import ConfigError, DriverTooOldError, InstallError
-from comfyrig.gpu.inventory import Inventory
-from comfyrig.gpu.simulated import parse_simulated
+from comfyrig.host.gpus.inventory import Inventory
+from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.install.torch_choice import (
     CPU_INDEX,
     CUDA_INDEXES,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from comfyrig.gpu.nvml import NvmlUnavailable
+from comfyrig.host.gpus.nvml import NvmlUnavailable
 from comfyrig.monitor.procinfo import ProcDetails
 from comfyrig.monitor.sampler import NoGpuSampler, NvmlSampler, open_sampler
 

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from comfyrig.monitor.procinfo import ProcessInfo
-from comfyrig.supervise.ports import listening_inodes
+from comfyrig.host.ports import listening_inodes
 
 TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 

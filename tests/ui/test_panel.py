@@ -3,7 +3,7 @@ import io
 from rich.console import Console
 
 from comfyrig.config.modes import GpuRequest, select_gpus
-from comfyrig.gpu.simulated import parse_simulated
+from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.ui.panel import gpu_config_panel
 
 from ..conftest import inventory_of

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ..comfy.client import ComfyClient
 from ..errors import ComfyAPIError, LaunchError
-from .fleet import LocalFleet
+from ..launch.fleet import LocalFleet
 from .worker import Endpoint, HttpWorker, OutputSink, WorkerEvent
 
 __all__ = ["Backend", "FleetBackend", "UrlBackend", "wait_object_info"]

@@ -36,7 +36,7 @@ from .scheduler import (
 )
 from .variations import VariationSpec
 from .worker import Command, Endpoint, WorkerEvent
-from .workflow import Workflow, patch, tag_outputs
+from ..comfy.workflow import Workflow, patch, tag_outputs
 
 __all__ = ["BatchOptions", "BatchResult", "BatchSnapshot", "Dispatcher", "WorkerRow"]
 

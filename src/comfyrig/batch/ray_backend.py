@@ -58,13 +58,13 @@ class ComfyActor:
                  restart_delay_s: float = 0.5) -> None:
         from ..config.modes import GpuRequest, Selection
         from ..config.settings import CliOverrides, resolve_settings
-        from ..gpu.inventory import Gpu
-        from ..gpu.probe import probe_inventory
-        from ..placement import Placement, THREAD_VARIABLES, placement_for_gpu
-        from ..plan import plan_launch
-        from ..system import available_cpus, cgroup_cpu_quota, cpu_cores
-        from ..supervise.supervisor import SupervisorOptions
-        from .fleet import LocalFleet
+        from ..host.gpus.inventory import Gpu
+        from ..host.gpus.probe import probe_inventory
+        from ..launch.placement import CpuPlacement, THREAD_VARIABLES, placement_for_gpu
+        from ..launch.plan import plan_launch
+        from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
+        from ..launch.supervisor import SupervisorOptions
+        from ..launch.fleet import LocalFleet
         from .worker import HttpWorker
 
         self.name = name
@@ -76,7 +76,7 @@ class ComfyActor:
             CliOverrides(comfyui_dir=Path(comfyui_dir), python=python, comfyui_args=shlex.join(comfyui_args), listen="127.0.0.1"),
             environ, Path(comfyui_dir),
         )
-        placed: Placement | None = None
+        placed: CpuPlacement | None = None
         if cvd:
             first = cvd.split(",")[0]
             gpu = Gpu(index=int(first) if first.isdigit() else 0, name="GPU assigned by Ray", uuid=first if not first.isdigit() else "",

@@ -30,10 +30,10 @@ from .backends import Backend
 from .dispatcher import BatchOptions, BatchSnapshot, Dispatcher
 from .journal import Journal
 from .report import build_report, write_report
-from .uiformat import convert_ui
+from ..comfy.convert import convert_ui
 from .variations import VariationSpec, build_spec
 from .worker import LocalSink
-from .workflow import Workflow, load_workflow, schema_problems
+from ..comfy.workflow import Workflow, load_workflow, schema_problems
 
 __all__ = ["BatchRequest", "run_batch"]
 

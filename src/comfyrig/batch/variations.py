@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import WorkflowError
-from .workflow import FieldRef, FieldType, Workflow, canonical_json, coerce, resolve_field, seed_fields
+from ..comfy.workflow import FieldRef, FieldType, Workflow, canonical_json, coerce, resolve_field, seed_fields
 
 __all__ = [
     "Job",

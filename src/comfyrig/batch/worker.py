@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import httpx
 
 from ..comfy.client import ComfyClient
-from ..comfy.events import ComfyEvents
+from ..comfy.websocket import ComfyEvents
 from ..errors import ComfyAPIError
 from .journal import OutputFile
 

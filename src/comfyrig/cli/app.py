@@ -35,8 +35,8 @@ app = typer.Typer(
 # the batch machinery; --help imports them all.
 COMMAND_MODULES: dict[str, str] = {
     "launch": "launch_cmd",
-    "gpus": "commands",
-    "config": "commands",
+    "gpus": "gpus_cmd",
+    "config": "gpus_cmd",
     "status": "status_cmd",
     "stop": "status_cmd",
     "plan": "plan_cmd",

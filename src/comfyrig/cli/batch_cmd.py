@@ -70,8 +70,8 @@ def batch_cmd(
 
         backend = RayBackend(ray, settings)
     else:
-        from ..batch.fleet import LocalFleet
-        from ..supervise.supervisor import SupervisorOptions
+        from ..launch.fleet import LocalFleet
+        from ..launch.supervisor import SupervisorOptions
         from .launch_cmd import NO_COMFYUI, build_plan
 
         plan = build_plan(settings, workers=True)

@@ -15,9 +15,9 @@ from rich.text import Text
 
 from ..config.modes import GpuRequest, select_gpus
 from ..errors import ComfyUINotFoundError, ConfigError, GitNotFoundError, RemoteError
-from ..gpu.inventory import Inventory
-from ..gpu.probe import probe_inventory
-from ..gpu.torchcheck import TorchReport, judge_torch, run_torch_check
+from ..host.gpus.inventory import Inventory
+from ..host.gpus.probe import probe_inventory
+from ..host.gpus.torchcheck import TorchReport, judge_torch, run_torch_check
 from ..install.nodes import NODE_PACKS, PackName
 from ..install.plan import COMFYUI_REPO, InstallOptions, InstallPlan, needs_latest_tag, plan_install
 from ..install.state import inspect_state, venv_python
@@ -27,7 +27,7 @@ from ..ui.install_view import RichInstallEvents, render_install_plan
 from ..ui.panel import gpu_config_panel
 from . import options as o
 from .app import add_group, command
-from .commands import _print_json, _torch_table
+from .gpus_cmd import _print_json, _torch_table
 
 __all__: list[str] = []
 

@@ -16,16 +16,16 @@ from ..comfy.checkout import supported_flags
 from ..config.modes import select_gpus
 from ..config.settings import RESTART_POLICIES, Settings
 from ..errors import ConfigError
-from ..gpu.probe import probe_inventory
-from ..placement import Placement, plan_placement
-from ..plan import LaunchPlan, plan_launch
-from ..system import available_cpus, cgroup_cpu_quota, cpu_cores
-from ..supervise.ports import free_ports, port_is_free, who_holds
+from ..host.gpus.probe import probe_inventory
+from ..launch.placement import CpuPlacement, plan_placement
+from ..launch.plan import LaunchPlan, plan_launch
+from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
+from ..host.ports import free_ports, port_is_free, who_holds
 from ..ui.console import make_console
 from ..ui.panel import gpu_config_panel
 from . import options as o
 from .app import RAW_ARGS, command, extra_args_after_dashes
-from .commands import _print_json
+from .gpus_cmd import _print_json
 
 __all__: list[str] = []
 
@@ -59,7 +59,7 @@ def build_plan(settings: Settings, *, workers: bool, placement: PlacementRequest
     selection = select_gpus(settings.gpu_request.value, inventory)
     count = len(selection.gpus) if workers and selection.gpus else 1
     flags = supported_flags(settings.comfyui_dir.value) if settings.comfyui_dir.value else None
-    placements: list[Placement] | None = None
+    placements: list[CpuPlacement] | None = None
     notes: list[str] = []
     mode = placement.mode or ("auto" if workers and count > 1 else "none")
     if mode == "auto":
@@ -168,8 +168,8 @@ def launch_cmd(
         console.print(render_plan(plan))
         console.print(Text(NO_COMFYUI, style="yellow"))
         return 0
-    from ..supervise.launcher import LaunchOptions, launch
-    from ..supervise.supervisor import SupervisorOptions
+    from ..launch.service import LaunchOptions, launch
+    from ..launch.supervisor import SupervisorOptions
 
     sup = SupervisorOptions(
         restart=restart,

@@ -11,16 +11,16 @@ import typer
 
 from ..config.modes import select_gpus
 from ..errors import ConfigError, ModelFileError, WorkflowError
-from ..gpu.probe import probe_inventory
-from ..modelplan.components import ModelInfo, analyze_model
-from ..modelplan.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
-from ..modelplan.ram import mem_available
-from ..modelplan.workflow import NodeChange, find_loaders, load_workflow, model_folders, rewrite_workflow, suggested_loaders
+from ..host.gpus.probe import probe_inventory
+from ..fit.components import ModelInfo, analyze_model
+from ..fit.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
+from ..fit.ram import mem_available
+from ..fit.rewrite import NodeChange, find_loaders, load_workflow, model_folders, rewrite_workflow, suggested_loaders
 from ..ui.console import make_console
-from ..ui.modelplan import plan_view
+from ..ui.fit_view import plan_view
 from . import options as o
 from .app import command
-from .commands import _print_json
+from .gpus_cmd import _print_json
 
 __all__: list[str] = []
 

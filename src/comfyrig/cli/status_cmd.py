@@ -10,12 +10,12 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..supervise.process import group_alive, signal_group
-from ..supervise.state import InstanceRecord, state_dir_for
+from ..launch.process import group_alive, signal_group
+from ..launch.registry import InstanceRecord, state_dir_for
 from ..ui.console import make_console
 from . import options as o
 from .app import command
-from .commands import _print_json
+from .gpus_cmd import _print_json
 
 __all__: list[str] = []
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import SelectionError
-from ..gpu.inventory import Gpu, Inventory
+from ..host.gpus.inventory import Gpu, Inventory
 
 __all__ = ["GpuRequest", "ModeLabel", "RequestKind", "Selection", "MODE_TITLES", "select_gpus"]
 

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..config.settings import Sourced
-from .args import LISTEN_ALL, flag_name, last_value, resolve_flag
+from ..comfy.args import LISTEN_ALL, flag_name, last_value, resolve_flag
 from .context import DoctorContext
 from .result import CheckResult, Status
 

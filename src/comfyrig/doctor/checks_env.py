@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 
 from ..config.settings import KNOWN_KEYS
-from .args import resolve_flag
+from ..comfy.args import resolve_flag
 from .checks_torch import parse_version
 from .context import DoctorContext
 from .result import CheckResult

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config.modes import Selection
-from ..gpu.inventory import Gpu
+from ..host.gpus.inventory import Gpu
 from .context import DoctorContext
 from .result import CheckResult, Status
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..plan import is_loopback
-from .args import effective_listen, resolve_flag
+from ..launch.plan import is_loopback
+from ..comfy.args import effective_listen, resolve_flag
 from .context import DoctorContext
 from .result import CheckResult
 

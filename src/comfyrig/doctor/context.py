@@ -22,12 +22,12 @@ from ..comfy.probe_http import ComfyUnreachable, get_system_stats, local_url, ma
 from ..config.modes import Selection, select_gpus
 from ..config.settings import DEFAULT_PORT, CliOverrides, Settings, env_file_candidates, resolve_settings
 from ..errors import ComfyAPIError, ComfyrigError
-from ..gpu.inventory import Inventory
-from ..gpu.probe import probe_inventory
-from ..gpu.torchcheck import run_torch_check
-from ..plan import plan_launch
-from ..supervise.ports import PortHolder, port_is_free, who_holds
-from .args import effective_listen, effective_port, user_args
+from ..host.gpus.inventory import Inventory
+from ..host.gpus.probe import probe_inventory
+from ..host.gpus.torchcheck import run_torch_check
+from ..launch.plan import plan_launch
+from ..host.ports import PortHolder, port_is_free, who_holds
+from ..comfy.args import effective_listen, effective_port, user_args
 from .envscan import EnvScan, scan_env_file
 
 __all__ = ["DoctorContext", "HttpState", "PortState", "Probes", "gather"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..gpu.inventory import Inventory
+from ..host.gpus.inventory import Inventory
 
 __all__ = ["render_env"]
 

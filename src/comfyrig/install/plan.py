@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError, NotComfyUIError
-from ..gpu.inventory import Inventory
+from ..host.gpus.inventory import Inventory
 from .envtemplate import render_env
 from .nodes import NODE_PACKS, PackName, RefChoice, choose_pack_ref
 from .state import UNDECLARED_REQUIREMENTS, TORCH_FAMILY, ExistingState, venv_python

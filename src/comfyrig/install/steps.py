@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import GitNotFoundError, InstallError, InstallInterrupted, RemoteError, StepFailedError
-from ..gpu.inventory import Inventory
+from ..host.gpus.inventory import Inventory
 from .nodes import version_tuple
 from .plan import InstallOptions, InstallPlan, Step, plan_install
 from .state import ExistingState, inspect_state

@@ -17,7 +17,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from ..errors import ConfigError, DriverTooOldError, InstallError
-from ..gpu.inventory import Inventory
+from ..host.gpus.inventory import Inventory
 
 __all__ = [
     "CPU_INDEX",

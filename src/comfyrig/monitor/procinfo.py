@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..supervise.ports import listening_inodes
+from ..host.ports import listening_inodes
 
 __all__ = ["ProcDetails", "ProcessInfo"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from ..gpu.nvml import NvmlUnavailable, load_pynvml, nvml_text
+from ..host.gpus.nvml import NvmlUnavailable, load_pynvml, nvml_text
 from .procinfo import ProcessInfo
 from .simulated import SimulatedSampler
 from .snapshot import GpuSample, ProcSample

@@ -1,6 +1,6 @@
 """Simulated GPUs for the monitor: COMFYRIG_FAKE_GPUS plus optional live values.
 
-Besides the inventory keys of ``comfyrig.gpu.simulated``, each GPU object may
+Besides the inventory keys of ``comfyrig.host.gpus.simulated``, each GPU object may
 hold (all optional; absent means "N/A", as on a board that cannot tell)::
 
     utilization_pct, memory_util_pct, temperature_c,   # %, %, °C
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..gpu.inventory import Inventory
-from ..gpu.simulated import parse_simulated, read_simulated_json
+from ..host.gpus.inventory import Inventory
+from ..host.gpus.simulated import parse_simulated, read_simulated_json
 from .snapshot import GpuSample, ProcSample
 
 __all__ = ["SimulatedSampler", "LIVE_KEYS"]

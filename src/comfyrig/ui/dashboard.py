@@ -8,8 +8,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..plan import LaunchPlan
-from ..supervise.supervisor import FleetSnapshot, WorkerView
+from ..launch.plan import LaunchPlan
+from ..launch.supervisor import FleetSnapshot, WorkerView
 from .panel import gpu_config_panel
 
 __all__ = ["dashboard", "status_line", "multigpu_verdict"]

@@ -1,0 +1,301 @@
+"""Rewrite an API-format workflow's loader nodes into their ComfyUI-MultiGPU twins.
+
+Only loader nodes change: their ``class_type`` and the MultiGPU inputs
+(``device``, or DisTorch2's ``compute_device``, ``virtual_vram_gb``,
+``donor_device``, ``expert_mode_allocations``, ``eject_models``). Every other
+input, and so every link (``[node_id, output_index]``), is kept as it was:
+the MultiGPU nodes subclass the loaders and return the same outputs.
+
+Node and input names are ComfyUI-MultiGPU's (``__init__.py`` NODE_CLASS_MAPPINGS,
+``wrappers.py``, ``checkpoint_multigpu.py``); the loaders' own input names are
+ComfyUI's ``nodes.py`` and ComfyUI-GGUF's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..errors import WorkflowError
+from .components import Layout, ModelInfo
+from .fit import FitPlan, PartPlacement
+
+__all__ = [
+    "LOADERS",
+    "MULTIGPU_INPUTS",
+    "LoaderNode",
+    "NodeChange",
+    "find_loaders",
+    "load_workflow",
+    "model_folders",
+    "rewrite_workflow",
+    "suggested_loaders",
+]
+
+
+@dataclass(frozen=True)
+class LoaderSpec:
+    layout: Layout
+    file_inputs: tuple[str, ...]
+
+
+# The loaders comfyrig rewrites, by ComfyUI class name.
+LOADERS: dict[str, LoaderSpec] = {
+    "CheckpointLoaderSimple": LoaderSpec("checkpoint", ("ckpt_name",)),
+    "UNETLoader": LoaderSpec("diffusion_model", ("unet_name",)),
+    "UnetLoaderGGUF": LoaderSpec("diffusion_model", ("unet_name",)),
+    "UnetLoaderGGUFAdvanced": LoaderSpec("diffusion_model", ("unet_name",)),
+    "CLIPLoader": LoaderSpec("text_encoder", ("clip_name",)),
+    "DualCLIPLoader": LoaderSpec("text_encoder", ("clip_name1", "clip_name2")),
+    "TripleCLIPLoader": LoaderSpec("text_encoder", ("clip_name1", "clip_name2", "clip_name3")),
+    "QuadrupleCLIPLoader": LoaderSpec("text_encoder", ("clip_name1", "clip_name2", "clip_name3", "clip_name4")),
+    "CLIPLoaderGGUF": LoaderSpec("text_encoder", ("clip_name",)),
+    "DualCLIPLoaderGGUF": LoaderSpec("text_encoder", ("clip_name1", "clip_name2")),
+    "TripleCLIPLoaderGGUF": LoaderSpec("text_encoder", ("clip_name1", "clip_name2", "clip_name3")),
+    "QuadrupleCLIPLoaderGGUF": LoaderSpec("text_encoder", ("clip_name1", "clip_name2", "clip_name3", "clip_name4")),
+    "VAELoader": LoaderSpec("vae", ("vae_name",)),
+    "DiffusersLoader": LoaderSpec("diffusers", ("model_path",)),
+}
+# MultiGPU classes that are not "<Loader>MultiGPU": the checkpoint loaders with a device per part.
+_ADVANCED = {"CheckpointLoaderAdvancedMultiGPU": "CheckpointLoaderSimple", "CheckpointLoaderAdvancedDisTorch2MultiGPU": "CheckpointLoaderSimple"}
+# Inputs the MultiGPU wrappers add; removed before a node is rewritten again.
+MULTIGPU_INPUTS = frozenset({
+    "device", "compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations", "eject_models",
+    "use_other_vram", "unet_device", "clip_device", "vae_device", "unet_compute_device", "unet_virtual_vram_gb",
+    "unet_donor_device", "clip_compute_device", "clip_virtual_vram_gb", "clip_donor_device",
+    "unet_expert_mode_allocations", "clip_expert_mode_allocations", "high_precision_loras",
+})
+# Where ComfyUI looks for each loader's files (folder_paths.py), under models/.
+_FOLDERS: dict[Layout, tuple[str, ...]] = {
+    "checkpoint": ("checkpoints",),
+    "diffusion_model": ("diffusion_models", "unet"),
+    "text_encoder": ("text_encoders", "clip"),
+    "vae": ("vae",),
+    "diffusers": ("diffusers",),
+    "other": (),
+}
+
+
+@dataclass(frozen=True)
+class LoaderNode:
+    node_id: str
+    class_type: str
+    base: str  # the plain ComfyUI loader it is or wraps
+    files: tuple[str, ...]  # the file names its inputs hold, as ComfyUI lists them
+
+    @property
+    def layout(self) -> Layout:
+        return LOADERS[self.base].layout
+
+
+@dataclass(frozen=True)
+class NodeChange:
+    node_id: str
+    old_class: str
+    new_class: str
+    inputs: Mapping[str, Any]  # the MultiGPU inputs set
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node_id, "from": self.old_class, "to": self.new_class, "inputs": dict(self.inputs), "note": self.note}
+
+
+def load_workflow(path: Path) -> dict[str, Any]:
+    """Read an API-format workflow; raises WorkflowError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise WorkflowError(f"The workflow {path} cannot be read ({exc.strerror or exc}).") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise WorkflowError(f"The workflow {path} is not valid JSON{where}.") from None
+    if isinstance(data, dict) and "nodes" in data and "links" in data:
+        raise WorkflowError(
+            f"The workflow {path} is in ComfyUI's UI format, not the API format.",
+            hint="In ComfyUI use Workflow > Export (API), then pass that file.",
+        )
+    if not isinstance(data, dict) or not all(
+        isinstance(node, dict) and isinstance(node.get("class_type"), str) and isinstance(node.get("inputs", {}), dict)
+        for node in data.values()
+    ):
+        raise WorkflowError(
+            f"The workflow {path} is not an API-format workflow (an object of nodes, each with class_type and inputs)."
+        )
+    return data
+
+
+def _base(class_type: str) -> str | None:
+    if class_type in _ADVANCED:
+        return _ADVANCED[class_type]
+    for suffix in ("DisTorch2MultiGPU", "DisTorchMultiGPU", "MultiGPU", ""):
+        if class_type.endswith(suffix):
+            base = class_type[: len(class_type) - len(suffix)] if suffix else class_type
+            if base in LOADERS:
+                return base
+    return None
+
+
+def find_loaders(workflow: Mapping[str, Any]) -> list[LoaderNode]:
+    """The loader nodes of a workflow, plain or already MultiGPU."""
+    found = []
+    for node_id, node in workflow.items():
+        base = _base(node["class_type"])
+        if base is None:
+            continue
+        inputs = node.get("inputs", {})
+        files = tuple(str(inputs[k]) for k in LOADERS[base].file_inputs if isinstance(inputs.get(k), str))
+        found.append(LoaderNode(str(node_id), node["class_type"], base, files))
+    return found
+
+
+def model_folders(layout: Layout) -> tuple[str, ...]:
+    """The folders under ComfyUI's models/ that a loader of ``layout`` reads."""
+    return _FOLDERS[layout]
+
+
+def _matches(name: str, model: ModelInfo) -> bool:
+    # ComfyUI names files relative to their models/ folder, with "/" or "\\".
+    wanted = PurePosixPath(name.replace("\\", "/"))
+    path = model.path.resolve() if model.path.exists() else model.path
+    return path.name == wanted.name and path.as_posix().endswith(wanted.as_posix())
+
+
+def rewrite_workflow(
+    workflow: Mapping[str, Any], plan: FitPlan, models: Sequence[ModelInfo]
+) -> tuple[dict[str, Any], list[NodeChange], list[str]]:
+    """-> (the new workflow, what changed, notes). Raises WorkflowError when the
+    workflow has no loader node at all."""
+    loaders = find_loaders(workflow)
+    if not loaders:
+        raise WorkflowError(
+            "The workflow has no loader node to rewrite (CheckpointLoaderSimple, UNETLoader, CLIPLoader, "
+            "DualCLIPLoader, VAELoader, their GGUF versions or DiffusersLoader)."
+        )
+    out = copy.deepcopy(dict(workflow))
+    changes: list[NodeChange] = []
+    notes: list[str] = []
+    for loader in loaders:
+        placements = [
+            p for p in plan.placements
+            if any(_matches(f, p.model) for f in loader.files) and _wanted(loader.layout, p)
+        ]
+        unmatched = [f for f in loader.files if not any(_matches(f, m) for m in models)]
+        if unmatched:
+            notes.append(f"Node {loader.node_id} ({loader.class_type}) loads {', '.join(unmatched)}, which was not planned; left as it is.")
+            continue
+        change = _rewrite_node(loader, placements, plan)
+        if change is None:
+            continue
+        node = out[loader.node_id]
+        inputs = {k: v for k, v in node.get("inputs", {}).items() if k not in MULTIGPU_INPUTS}
+        inputs.update(change.inputs)
+        node["class_type"] = change.new_class
+        node["inputs"] = inputs
+        changes.append(change)
+    if not changes and not notes:
+        notes.append("Nothing to rewrite: the standard loaders already run this plan (everything on cuda:0).")
+    return out, changes, notes
+
+
+def suggested_loaders(plan: FitPlan, models: Sequence[ModelInfo]) -> list[tuple[str, NodeChange]]:
+    """The MultiGPU loader each planned file needs, as the rewrite would set it:
+    (file names, change). Text encoders share one Dual/Triple/Quadruple loader.
+    Files the standard loaders already serve are left out."""
+    if plan.verdict == "cpu":
+        return []
+    out: list[tuple[str, NodeChange]] = []
+    groups: list[tuple[str, list[ModelInfo]]] = []
+    te = [m for m in models if m.layout == "text_encoder"]
+    for m in models:
+        if m.layout in _PLAIN:
+            base = "UnetLoaderGGUF" if m.layout == "diffusion_model" and m.format == "gguf" else _PLAIN[m.layout]
+            groups.append((base, [m]))
+    if te:
+        count = {1: "", 2: "Dual", 3: "Triple", 4: "Quadruple"}.get(len(te), "Quadruple")
+        groups.append((f"{count}CLIPLoader" + ("GGUF" if any(m.format == "gguf" for m in te) else ""), te))
+    for base, members in groups:
+        loader = LoaderNode("", base, base, tuple(m.name for m in members))
+        paths = {m.path for m in members}
+        placements = [p for p in plan.placements if p.model.path in paths and _wanted(loader.layout, p)]
+        change = _rewrite_node(loader, placements, plan)
+        if change is not None:
+            out.append((" + ".join(loader.files), change))
+    return out
+
+
+_PLAIN: dict[Layout, str] = {
+    "checkpoint": "CheckpointLoaderSimple",
+    "diffusion_model": "UNETLoader",
+    "vae": "VAELoader",
+    "diffusers": "DiffusersLoader",
+}
+
+
+def _wanted(layout: Layout, p: PartPlacement) -> bool:
+    if layout in ("checkpoint", "diffusers"):
+        return True
+    return p.component.kind == layout
+
+
+def _rewrite_node(loader: LoaderNode, placements: Sequence[PartPlacement], plan: FitPlan) -> NodeChange | None:
+    by_kind = {p.component.kind: p for p in placements}
+    dm = by_kind.get("diffusion_model")
+    te = by_kind.get("text_encoder")
+    vae = by_kind.get("vae")
+    # Swapping between RAM and cuda:0 is what ComfyUI does by itself: no MultiGPU node needed.
+    default = all(p.device == "cuda:0" and not p.split for p in placements) or not placements
+    if default and loader.class_type == loader.base:
+        return None
+    base = loader.base
+    if loader.layout in ("diffusion_model", "diffusers") and dm is not None and dm.split:
+        return NodeChange(loader.node_id, loader.class_type, f"{base}DisTorch2MultiGPU", _distorch_inputs(plan, dm), _SPLIT_NOTE)
+    if loader.layout == "checkpoint" and dm is not None:
+        te_dev = te.device if te else dm.device
+        vae_dev = vae.device if vae else dm.device
+        if dm.split:
+            if te_dev == dm.device and vae_dev == dm.device:
+                return NodeChange(loader.node_id, loader.class_type, "CheckpointLoaderSimpleDisTorch2MultiGPU", _distorch_inputs(plan, dm), _SPLIT_NOTE)
+            d = _distorch_inputs(plan, dm)
+            inputs = {
+                "unet_compute_device": d["compute_device"],
+                "unet_virtual_vram_gb": d["virtual_vram_gb"],
+                "unet_donor_device": d["donor_device"],
+                "clip_compute_device": te_dev,
+                "clip_virtual_vram_gb": 0.0,
+                "clip_donor_device": "cpu",
+                "vae_device": vae_dev,
+                "unet_expert_mode_allocations": d["expert_mode_allocations"],
+                "clip_expert_mode_allocations": "",
+                "high_precision_loras": True,
+                "eject_models": True,
+            }
+            return NodeChange(loader.node_id, loader.class_type, "CheckpointLoaderAdvancedDisTorch2MultiGPU", inputs, _SPLIT_NOTE)
+        if te_dev == dm.device and vae_dev == dm.device:
+            return NodeChange(loader.node_id, loader.class_type, "CheckpointLoaderSimpleMultiGPU", {"device": dm.device})
+        inputs = {"unet_device": dm.device, "clip_device": te_dev, "vae_device": vae_dev}
+        return NodeChange(loader.node_id, loader.class_type, "CheckpointLoaderAdvancedMultiGPU", inputs)
+    target = {"diffusion_model": dm, "diffusers": dm, "text_encoder": te, "vae": vae}.get(loader.layout)
+    if target is None:
+        return None
+    return NodeChange(loader.node_id, loader.class_type, f"{base}MultiGPU", {"device": target.device})
+
+
+def _distorch_inputs(plan: FitPlan, dm: PartPlacement) -> dict[str, Any]:
+    d = next(x for x in plan.distorch if x.model.path == dm.model.path)
+    return {
+        "compute_device": d.compute_device,
+        "virtual_vram_gb": d.virtual_vram_gb,
+        "donor_device": d.donor_device,
+        "expert_mode_allocations": d.expert,
+        "eject_models": True,
+    }
+
+
+_SPLIT_NOTE = (
+    "expert_mode_allocations decides the split; virtual_vram_gb (what leaves the compute device) "
+    "feeds ComfyUI's memory accounting"
+)

@@ -1,0 +1,232 @@
+"""Pure launch planning: settings + GPU selection -> the ComfyUI processes to start.
+
+``comfyrig launch --dry-run`` prints exactly what ``plan_launch`` returns, and
+the supervisor starts exactly that: an argv list (no shell) and the variables
+comfyrig sets on top of the inherited environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config.modes import ModeLabel, Selection
+from ..config.settings import Settings
+from ..comfy.urls import local_url
+from .placement import CpuPlacement, format_cpus, thread_env
+
+__all__ = ["InstanceSpec", "LaunchPlan", "is_loopback", "plan_launch"]
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """One ComfyUI process: where it listens, which GPUs it sees, how it starts."""
+
+    name: str
+    port: int
+    listen: str
+    cuda_visible_devices: str
+    gpu_indices: tuple[int, ...]  # physical (NVML) indices, in CUDA order
+    argv: tuple[str, ...]
+    env: Mapping[str, str]  # only what comfyrig sets or passes through
+    cwd: Path | None
+    placement: CpuPlacement | None = None  # CPUs and thread budget, when placed
+
+    @property
+    def cpus(self) -> tuple[int, ...] | None:
+        return self.placement.cpus if self.placement else None
+
+    @property
+    def url(self) -> str:
+        return local_url(self.listen, self.port)
+
+    def child_env(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The complete environment of the child: inherited, then ours on top."""
+        return {**environ, **self.env}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "port": self.port,
+            "listen": self.listen,
+            "url": self.url,
+            "cuda_visible_devices": self.cuda_visible_devices,
+            "gpus": list(self.gpu_indices),
+            "cwd": str(self.cwd) if self.cwd else None,
+            "argv": list(self.argv),
+            "env": dict(self.env),
+            "cpus": format_cpus(self.placement.cpus) if self.placement else None,
+            "threads": self.placement.threads if self.placement else None,
+        }
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    mode: ModeLabel
+    selection: Selection
+    instances: tuple[InstanceSpec, ...]
+    comfyui_dir: Path | None
+    python: str
+    workers: bool
+    warnings: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "workers": self.workers,
+            "comfyui_dir": str(self.comfyui_dir) if self.comfyui_dir else None,
+            "python": self.python,
+            "instances": [i.to_json() for i in self.instances],
+            "warnings": list(self.warnings),
+        }
+
+
+def is_loopback(listen: str) -> bool:
+    """True when every address in a ComfyUI ``--listen`` value is loopback."""
+    for host in listen.split(","):
+        host = host.strip().strip("[]")
+        if host == "localhost":
+            continue
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return False
+        except ValueError:
+            return False  # a host name: may resolve anywhere
+    return True
+
+
+def _child_env(settings: Settings, cuda_visible_devices: str) -> dict[str, str]:
+    env = {key: str(value.value) for key, value in settings.passthrough.items()}
+    for key, src in (
+        ("PYTORCH_ALLOC_CONF", settings.pytorch_alloc_conf),
+        ("PYTORCH_CUDA_ALLOC_CONF", settings.pytorch_cuda_alloc_conf),
+    ):
+        if src.value is not None:
+            env[key] = str(src.value)
+    # PCI bus order makes CUDA's indices equal nvidia-smi's and NVML's.
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+    # ComfyUI prints with print() too; unbuffered, its lines reach us as they happen.
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _worker_dirs(indices: tuple[int, ...], flags: Sequence[str], supported: frozenset[str] | None) -> list[str]:
+    """Own output and temp folders per worker, unless the user chose them.
+
+    Two ComfyUIs writing to one output folder race for file names (each picks
+    "the next free counter" on its own) and overwrite each other's images,
+    and every ComfyUI empties its temp folder when it starts. Relative paths:
+    ComfyUI runs in its own folder and makes them absolute.
+    """
+    extra: list[str] = []
+    tag = "gpu" + "-".join(str(i) for i in indices)
+    for flag, parent in (("--output-directory", "output"), ("--temp-directory", "temp")):
+        if flag not in flags and (supported is None or flag in supported):
+            extra += [flag, f"{parent}/{tag}"]
+    return extra
+
+
+def _with_threads(env: dict[str, str], placed: CpuPlacement | None, environ: Mapping[str, str]) -> dict[str, str]:
+    if placed is None:
+        return env
+    for key, value in thread_env(placed.threads).items():
+        if key not in env and key not in environ:  # a budget the user set (env or .env) wins
+            env[key] = value
+    return env
+
+
+def plan_launch(
+    settings: Settings,
+    selection: Selection,
+    ports: Sequence[int],
+    *,
+    workers: bool = False,
+    supported_flags: frozenset[str] | None = None,
+    placements: Sequence[CpuPlacement] | None = None,
+    placement_notes: Sequence[str] = (),
+) -> LaunchPlan:
+    """Plan the processes. ``ports`` are the concrete ports, one per instance.
+
+    With ``workers`` there is one ComfyUI per selected GPU, each seeing only
+    its own GPU; otherwise one ComfyUI sees the whole selection.
+    """
+    groups: list[tuple[str, tuple[int, ...], str]]
+    if workers and not selection.is_cpu:
+        names = selection.cuda_visible_devices.split(",")
+        groups = [(f"worker-{n}", (g.index,), names[n]) for n, g in enumerate(selection.gpus)]
+    else:
+        groups = [("comfyui", tuple(g.index for g in selection.gpus), selection.cuda_visible_devices)]
+    if len(ports) != len(groups):
+        raise ValueError(f"need {len(groups)} ports, got {len(ports)}")
+
+    if placements is not None and len(placements) != len(groups):
+        raise ValueError(f"need {len(groups)} placements, got {len(placements)}")
+    per_instance: list[CpuPlacement | None] = list(placements) if placements is not None else [None] * len(groups)
+    warnings = list(selection.notes) + [f"CPU placement: {note}" for note in placement_notes]
+    flags = _comfyui_flags(settings, selection, supported_flags, warnings)
+    listen = str(settings.listen.value)
+    if not is_loopback(listen):
+        warnings.append(
+            f"ComfyUI will listen on {listen}: it has no authentication, so anyone who can reach "
+            "that address can run code on this machine. Keep it behind a firewall or VPN."
+        )
+    instances = tuple(
+        InstanceSpec(
+            name=name,
+            port=port,
+            listen=listen,
+            cuda_visible_devices=cvd,
+            gpu_indices=indices,
+            argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *flags,
+                  *(_worker_dirs(indices, flags, supported_flags) if workers and not selection.is_cpu else ())),
+            env=_with_threads(_child_env(settings, cvd), placed, settings.environ),
+            cwd=settings.comfyui_dir.value,
+            placement=placed,
+        )
+        for (name, indices, cvd), port, placed in zip(groups, ports, per_instance)
+    )
+    return LaunchPlan(
+        mode=selection.mode,
+        selection=selection,
+        instances=instances,
+        comfyui_dir=settings.comfyui_dir.value,
+        python=settings.python.value,
+        workers=workers and not selection.is_cpu,
+        warnings=tuple(warnings),
+    )
+
+
+def _comfyui_flags(
+    settings: Settings, selection: Selection, supported: frozenset[str] | None, warnings: list[str]
+) -> list[str]:
+    user_args = [*settings.comfyui_args.value, *settings.extra_args]
+    flags: list[str] = []
+    if selection.is_cpu and "--cpu" not in user_args:
+        flags.append("--cpu")
+    if settings.enable_manager.value:
+        if supported is not None and "--enable-manager" not in supported:
+            warnings.append(
+                "ENABLE_COMFYUI_MANAGER is on, but this ComfyUI has no --enable-manager flag "
+                "(added in 0.3.76); it was left out. Install ComfyUI-Manager into custom_nodes instead."
+            )
+        else:
+            flags.append("--enable-manager")
+    if not selection.is_cpu and "--cpu" in user_args:
+        warnings.append(f"--cpu is in ComfyUI's arguments, so the selected GPUs ({selection.mode} mode) stay unused.")
+    if "--cuda-device" in user_args and len(selection.gpus) > 1:
+        warnings.append(
+            "--cuda-device is in ComfyUI's arguments: ComfyUI then rewrites CUDA_VISIBLE_DEVICES to one GPU "
+            f"and hides the others comfyrig selected ({selection.cuda_visible_devices}). Remove it."
+        )
+    if "--enable-cors-header" in user_args:
+        warnings.append("--enable-cors-header replaces ComfyUI's only CSRF protection; use it only on a trusted network.")
+    if supported is not None:
+        unknown = [a.split("=", 1)[0] for a in user_args if a.startswith("--") and a.split("=", 1)[0] not in supported]
+        for flag in unknown:
+            extra = " (it is an AUTOMATIC1111 flag; use --lowvram or --reserve-vram)" if flag == "--medvram" else ""
+            warnings.append(f"ComfyUI has no {flag} flag{extra}: it will exit with code 2.")
+    return flags + user_args

@@ -1,0 +1,236 @@
+"""Fault tests: the installed comfyrig against ComfyUI, as real processes on loopback.
+
+Every test runs against the fake ComfyUI; the ones that need no fault knob run
+against a real ComfyUI checkout too (marker ``comfyui``) when COMFYUI_DIR and
+COMFYUI_PYTHON are set, on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..conftest import Cli, fake_gpus
+from ..launching import FAKE_DIR, Launched, pid_gone, python, wait_until
+from comfyrig.host.ports import port_is_free
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+REAL_DIR = os.environ.get("COMFYUI_DIR")
+REAL_PYTHON = os.environ.get("COMFYUI_PYTHON")
+REAL_SKIP = "set COMFYUI_DIR and COMFYUI_PYTHON to a real ComfyUI checkout to run the contract tests"
+
+
+class Rig:
+    def __init__(self, cli: Cli, comfy_dir: str, python: str, real: bool) -> None:
+        self.cli, self.comfy_dir, self.python, self.real = cli, comfy_dir, python, real
+        self.started: list[Launched] = []
+
+    @property
+    def ready_timeout(self) -> float:
+        return 180.0 if self.real else 30.0
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.comfyui)])
+def rig(request: pytest.FixtureRequest, cli: Cli, tmp_path: Path) -> Iterator[Rig]:
+    if request.param == "real":
+        if not (REAL_DIR and REAL_PYTHON):
+            pytest.skip(REAL_SKIP)
+        if request.node.get_closest_marker("fake_only"):
+            pytest.skip("needs a fault knob only the fake ComfyUI has")
+        rig = Rig(cli, REAL_DIR, REAL_PYTHON, real=True)
+    else:
+        rig = Rig(cli, str(FAKE_DIR), python(), real=False)
+    cli.env["COMFYRIG_STATE_DIR"] = str(tmp_path / "state")
+    cli.env["COMFYRIG_FAKE_GPUS"] = json.dumps(fake_gpus(2))
+    yield rig
+    for launched in rig.started:
+        launched.kill()
+
+
+def start(rig: Rig, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> tuple[Launched, int]:
+    cli = rig.cli
+    port = port or free_port()
+    argv = ["launch", "--plain", "--comfyui-dir", rig.comfy_dir, "--python", rig.python, "--port", str(port),
+            "--log-dir", str(cli.cwd / "logs"), *args]
+    launched = Launched(argv, {**cli.env, **(env or {})}, cli.cwd)
+    launched.default_timeout = rig.ready_timeout
+    rig.started.append(launched)
+    return launched, port
+
+
+def get(url: str) -> dict:  # type: ignore[type-arg]
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def read_pid(path: Path) -> int:
+    return int(wait_until(lambda: path.exists() and path.read_text().strip(), 10, f"pid in {path}"))
+
+
+@pytest.mark.fake_only
+def test_ready_then_ctrl_c_leaves_nothing(rig: Rig, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    launched, port = start(rig, "--single", "1", env={"FAKE_COMFYUI_SPAWN_CHILD": "1", "FAKE_COMFYUI_CHILD_PIDFILE": str(pidfile)})
+    launched.wait_for("READY")
+    stats = get(f"http://127.0.0.1:{port}/system_stats")
+    assert stats["system"]["fake_cuda_visible_devices"] == "1"
+    grandchild = read_pid(pidfile)
+    launched.interrupt()
+    assert launched.wait() == 0
+    wait_until(lambda: pid_gone(grandchild), 10, "the grandchild to be gone")
+    assert port_is_free(port)
+    assert (rig.cli.cwd / "logs" / f"comfyrig-{port}.log").read_text().count("To see the GUI go to") == 1
+
+
+@pytest.mark.parametrize("delay", [1.0, 5.0])
+def test_ctrl_c_during_startup(rig: Rig, delay: float) -> None:
+    launched, port = start(rig, "--cpu", env={"FAKE_COMFYUI_START_DELAY": "30"})
+    launched.wait_for("started pid")
+    pid = int(launched.text.split("started pid ")[1].split(",")[0])
+    wait_until(lambda: "Device: cpu" in launched.text, 10, "startup lines")
+    import time
+
+    time.sleep(delay - 0.5 if delay > 1 else 0.0)  # the point in startup the test is about, not a wait for a condition
+    launched.interrupt()
+    assert launched.wait() == 0
+    assert pid_gone(pid) and port_is_free(port)
+
+
+@pytest.mark.fake_only
+def test_escalates_to_sigkill(rig: Rig) -> None:
+    launched, port = start(rig, "--cpu", "--stop-timeout", "1", env={"FAKE_COMFYUI_IGNORE_SIGINT": "1"})
+    launched.wait_for("READY")
+    launched.interrupt()
+    assert launched.wait() == 0
+    assert "SIGKILL" in launched.text or port_is_free(port)
+    assert port_is_free(port)
+
+
+def test_kill_9_is_restarted(rig: Rig) -> None:
+    import os
+    import signal
+
+    launched, port = start(rig, "--cpu", "--restart", "on-failure", "--restart-delay", "0.2")
+    launched.wait_for("READY")
+    pid = int(launched.text.split("started pid ")[1].split(",")[0])
+    os.kill(pid, signal.SIGKILL)
+    launched.wait_for("exited with code -9")
+    launched.wait_for("READY", count=2)
+    assert get(f"http://127.0.0.1:{port}/prompt")["exec_info"]["queue_remaining"] == 0
+    launched.interrupt()
+    assert launched.wait() == 0
+
+
+@pytest.mark.fake_only
+def test_crash_loop_gives_up_with_log_tail(rig: Rig) -> None:
+    launched, _ = start(rig, "--cpu", "--restart", "always", "--restart-delay", "0.05", env={"FAKE_COMFYUI_CRASH_AT_START": "1"})
+    assert launched.wait(timeout=60) == 1
+    assert "gave up: 5 failed starts" in launched.text
+    assert "Last " in launched.text and "log lines" in launched.text
+
+
+def test_unknown_flag_exit_2_not_restarted(rig: Rig) -> None:
+    launched, _ = start(rig, "--cpu", "--restart", "always", "--", "--medvram")
+    assert launched.wait() == 2
+    assert "rejected its command line" in launched.text
+    assert "unrecognized arguments: --medvram" in launched.text
+    assert launched.text.count("started pid") == 1
+
+
+def test_port_in_use_names_the_holder(rig: Rig) -> None:
+    import os
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        launched, _ = start(rig, "--cpu", port=port)
+        assert launched.wait() == 1
+    assert f"Port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in " ".join(launched.text.split())
+
+
+def test_comfyrig_sigkilled_takes_comfyui_with_it(rig: Rig) -> None:
+    import os
+    import signal
+
+    launched, port = start(rig, "--cpu")
+    launched.wait_for("READY")
+    pid = int(launched.text.split("started pid ")[1].split(",")[0])
+    os.kill(launched.proc.pid, signal.SIGKILL)
+    launched.proc.wait(timeout=10)
+    wait_until(lambda: pid_gone(pid), 10, "ComfyUI to die with its parent")
+    wait_until(lambda: port_is_free(port), 10, "the port to be free")
+
+
+@pytest.mark.fake_only
+def test_workers_one_gpu_each_status_and_stop(rig: Rig) -> None:
+    cli = rig.cli
+    base = free_port()
+    launched, _ = start(rig, "--workers", port=base)
+    launched.wait_for("READY", count=2)
+    ports = sorted(int(m) for m in re.findall(r"READY http://127\.0\.0\.1:(\d+)", launched.text))
+    seen = {get(f"http://127.0.0.1:{p}/system_stats")["system"]["fake_cuda_visible_devices"] for p in ports}
+    assert seen == {"0", "1"}
+    status = json.loads(cli("status", "--json").stdout)["instances"]
+    assert sorted(i["port"] for i in status) == ports and all(i["ready"] for i in status)
+    result = cli("stop", "--all")
+    assert result.returncode == 0 and result.stdout.count("stopped pid") == 2
+    assert launched.wait() == 0  # its children stopped on request: not a failure
+    assert all(port_is_free(p) for p in ports)
+
+
+@pytest.mark.fake_only
+def test_manager_reboot_protocol(rig: Rig) -> None:
+    launched, port = start(rig, "--cpu")
+    launched.wait_for("READY")
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/manager/reboot", method="GET")
+    try:
+        urllib.request.urlopen(request, timeout=5).read()
+    except OSError:
+        pass  # the server exits while answering
+    launched.wait_for("restart requested by ComfyUI-Manager")
+    launched.wait_for("READY", count=2)
+    launched.interrupt()
+    assert launched.wait() == 0
+
+
+@pytest.mark.fake_only
+def test_dual_mode_says_second_gpu_idle_without_multigpu(rig: Rig) -> None:
+    launched, _ = start(rig, "--dual")
+    launched.wait_for("No multi-GPU node pack is loaded")
+    launched.interrupt()
+    assert launched.wait() == 0
+
+
+@pytest.mark.fake_only
+def test_dual_mode_sees_multigpu_nodes(rig: Rig) -> None:
+    launched, _ = start(rig, "--dual", env={"FAKE_COMFYUI_NODE_PACKS": "multigpu"})
+    launched.wait_for("ComfyUI-MultiGPU is loaded")
+    launched.interrupt()
+    assert launched.wait() == 0
+
+
+def test_cpu_mode_ready_and_clean_stop(rig: Rig) -> None:
+    launched, port = start(rig, "--cpu")
+    launched.wait_for("READY")
+    pid = int(launched.text.split("started pid ")[1].split(",")[0])
+    stats = get(f"http://127.0.0.1:{port}/system_stats")
+    assert stats["devices"][0]["type"] == "cpu"
+    assert "--cpu" in stats["system"]["argv"]
+    launched.interrupt()
+    assert launched.wait() == 0
+    wait_until(lambda: pid_gone(pid), 10, "ComfyUI to be gone")
+    assert port_is_free(port)

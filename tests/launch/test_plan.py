@@ -1,0 +1,92 @@
+from pathlib import Path
+
+from comfyrig.comfy.checkout import supported_flags
+from comfyrig.config.modes import GpuRequest, select_gpus
+from comfyrig.config.settings import CliOverrides, resolve_settings
+from comfyrig.launch.plan import is_loopback, plan_launch
+
+from ..conftest import inventory_of
+
+
+def plan(tmp_path: Path, request: GpuRequest, gpus: int = 2, cli: CliOverrides | None = None, ports=(8188,), **kw):  # type: ignore[no-untyped-def]
+    settings = resolve_settings(cli or CliOverrides(), {}, tmp_path)
+    return plan_launch(settings, select_gpus(request, inventory_of(gpus)), list(ports), **kw)
+
+
+def test_dual_argv_and_env(tmp_path: Path) -> None:
+    p = plan(tmp_path, GpuRequest("dual"), cli=CliOverrides(comfyui_args="--preview-method auto", extra_args=("--lowvram",)))
+    (inst,) = p.instances
+    assert inst.argv[1:] == ("main.py", "--listen", "127.0.0.1", "--port", "8188", "--preview-method", "auto", "--lowvram")
+    assert inst.env["CUDA_VISIBLE_DEVICES"] == "0,1" and inst.env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert p.mode == "dual" and p.warnings == ()
+
+
+def test_cpu_hides_gpus_and_passes_cpu(tmp_path: Path) -> None:
+    (inst,) = plan(tmp_path, GpuRequest("cpu")).instances
+    assert "--cpu" in inst.argv and inst.env["CUDA_VISIBLE_DEVICES"] == ""
+    assert inst.child_env({"CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/bin"})["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_workers_one_gpu_each(tmp_path: Path) -> None:
+    p = plan(tmp_path, GpuRequest("gpus", ("2", "0")), gpus=4, ports=(8188, 8190), workers=True)
+    assert [(i.name, i.port, i.cuda_visible_devices) for i in p.instances] == [("worker-0", 8188, "2"), ("worker-1", 8190, "0")]
+
+
+def test_non_loopback_warns(tmp_path: Path) -> None:
+    p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(listen="0.0.0.0"))
+    assert any("no authentication" in w for w in p.warnings)
+    assert is_loopback("127.0.0.1,::1") and is_loopback("localhost") and not is_loopback("192.168.1.5")
+
+
+def test_cuda_device_in_multi_warns(tmp_path: Path) -> None:
+    p = plan(tmp_path, GpuRequest("multi"), cli=CliOverrides(comfyui_args="--cuda-device 0"))
+    assert any("--cuda-device" in w for w in p.warnings)
+
+
+def test_unknown_flags_checked_against_checkout(tmp_path: Path, comfy_tree: Path) -> None:
+    flags = supported_flags(comfy_tree)
+    assert flags is not None and "--lowvram" in flags
+    p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--medvram"), supported_flags=flags)
+    assert any("no --medvram" in w and "exit with code 2" in w for w in p.warnings)
+
+
+def test_enable_manager_only_where_supported(tmp_path: Path) -> None:
+    cli = CliOverrides(enable_manager=True)
+    assert "--enable-manager" in plan(tmp_path, GpuRequest("cpu"), cli=cli).instances[0].argv
+    old = frozenset({"--listen", "--port", "--cpu"})
+    p = plan(tmp_path, GpuRequest("cpu"), cli=cli, supported_flags=old)
+    assert "--enable-manager" not in p.instances[0].argv and any("0.3.76" in w for w in p.warnings)
+
+
+def test_passthrough_env(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("HF_HOME=/data/hf\nPYTORCH_CUDA_ALLOC_CONF=expandable_segments:True\nCOMFYUI_PORT=8200\n")
+    (inst,) = plan(tmp_path, GpuRequest("cpu")).instances
+    assert inst.env["HF_HOME"] == "/data/hf"
+    assert inst.env["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert "COMFYUI_PORT" not in inst.env
+
+
+def test_placement_sets_thread_budget_unless_user_did(tmp_path: Path) -> None:
+    from comfyrig.launch.placement import CpuPlacement
+
+    placed = [CpuPlacement(cpus=(0, 1), threads=2), CpuPlacement(cpus=(2, 3), threads=2)]
+    p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, placements=placed)
+    assert [i.env["OMP_NUM_THREADS"] for i in p.instances] == ["2", "2"]
+    assert [i.cpus for i in p.instances] == [(0, 1), (2, 3)]
+    assert p.to_json()["instances"][1]["cpus"] == "2-3"
+    (tmp_path / ".env").write_text("OMP_NUM_THREADS=8\n")
+    p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, placements=placed)
+    assert [i.env["OMP_NUM_THREADS"] for i in p.instances] == ["8", "8"]
+
+
+def test_workers_get_their_own_output_and_temp_folders(tmp_path: Path) -> None:
+    p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True)
+    assert [i.argv[-4:] for i in p.instances] == [
+        ("--output-directory", "output/gpu0", "--temp-directory", "temp/gpu0"),
+        ("--output-directory", "output/gpu1", "--temp-directory", "temp/gpu1"),
+    ]
+    chosen = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True,
+                  cli=CliOverrides(comfyui_args="--output-directory /data/out"))
+    assert all("output/gpu" not in " ".join(i.argv) and "temp/gpu" in " ".join(i.argv) for i in chosen.instances)
+    single = plan(tmp_path, GpuRequest("multi"))
+    assert "--output-directory" not in single.instances[0].argv
