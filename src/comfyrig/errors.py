@@ -14,6 +14,8 @@ for bad input::
     ├── LaunchError               ComfyUI could not be started or supervised (exit 1)
     │   └── PortInUseError        the port is taken (names the holder)
     ├── ComfyAPIError             ComfyUI's HTTP/websocket API failed (exit 1)
+    │   ├── ComfyUnreachable      nothing answered: refused, timed out, DNS, socket closed
+    │   └── ComfyHTTPError        it answered with an HTTP error (status, decoded body)
     ├── JournalError              a batch journal that is unreadable or breaks a state rule (exit 1)
     └── InstallError              ``comfyrig install`` could not finish (exit 1)
         ├── GitNotFoundError      no git on PATH
@@ -28,7 +30,9 @@ from __future__ import annotations
 
 __all__ = [
     "ComfyAPIError",
+    "ComfyHTTPError",
     "ComfyUINotFoundError",
+    "ComfyUnreachable",
     "ComfyrigError",
     "ConfigError",
     "DriverTooOldError",
@@ -113,6 +117,20 @@ class ComfyAPIError(ComfyrigError):
         super().__init__(message, hint=hint)
         self.status = status
         self.body = body
+
+
+class ComfyUnreachable(ComfyAPIError):
+    """Nothing answered at the URL (connection refused, timeout, no route, DNS, a closed
+    socket): the server is down, starting or hung. Callers show it as "down", not "error";
+    ``status`` is None."""
+
+
+class ComfyHTTPError(ComfyAPIError):
+    """ComfyUI answered, with an HTTP error status. ``status`` is that status; ``body`` its
+    decoded JSON when it was JSON (for a rejected prompt, ``{error, node_errors}``)."""
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None, body: object = None) -> None:
+        super().__init__(message, hint=hint, status=status, body=body)
 
 
 class JournalError(ComfyrigError):

@@ -43,28 +43,16 @@ def require_ray() -> Any:
     return ray
 
 
-def _ephemeral_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class ComfyActor:
     """Runs on a Ray worker node. Plain class; ``RayBackend`` wraps it with ``ray.remote``."""
 
     def __init__(self, name: str, comfyui_dir: str, python: str, comfyui_args: list[str], client_id: str,
                  restart_delay_s: float = 0.5) -> None:
-        from ..config.modes import GpuRequest, Selection
         from ..config.settings import CliOverrides, resolve_settings
-        from ..host.gpus.inventory import Gpu
-        from ..host.gpus.probe import probe_inventory
-        from ..launch.placement import CpuPlacement, THREAD_VARIABLES, placement_for_gpu
-        from ..launch.plan import plan_launch
-        from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
-        from ..launch.supervisor import SupervisorOptions
+        from ..launch.compose import LaunchRequest, compose, gather_facts
         from ..launch.fleet import LocalFleet
+        from ..launch.placement import THREAD_VARIABLES
+        from ..launch.supervisor import SupervisorOptions
         from .worker import HttpWorker
 
         self.name = name
@@ -72,37 +60,22 @@ class ComfyActor:
         # workers; ComfyUI must not inherit that: it gets the placement's budget.
         environ = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
         cvd = environ.get("CUDA_VISIBLE_DEVICES", "")
+        # The GPU Ray assigned arrives as CUDA_VISIBLE_DEVICES, which the settings read as a
+        # selection like any other; the node's NVML names it (or refuses a GPU it lacks).
         settings = resolve_settings(
             CliOverrides(comfyui_dir=Path(comfyui_dir), python=python, comfyui_args=shlex.join(comfyui_args), listen="127.0.0.1"),
             environ, Path(comfyui_dir),
         )
-        placed: CpuPlacement | None = None
-        if cvd:
-            first = cvd.split(",")[0]
-            gpu = Gpu(index=int(first) if first.isdigit() else 0, name="GPU assigned by Ray", uuid=first if not first.isdigit() else "",
-                      pci_bus_id="", memory_total_mib=0, memory_used_mib=0)
-            selection = Selection(mode="single", gpus=(gpu,), cuda_visible_devices=first, request=GpuRequest("visible", (first,)))
-            # The same CPU placement as 'launch --workers': every actor computes the
-            # node's whole plan and takes its GPU's share, so actors never overlap.
-            inventory = probe_inventory(settings.fake_gpus)
-            available = available_cpus()
-            placed, _ = placement_for_gpu(
-                first,
-                [g.cpu_affinity for g in inventory.gpus],
-                [(str(g.index), g.uuid, *g.mig_uuids) for g in inventory.gpus],
-                available,
-                cpu_quota=cgroup_cpu_quota(),
-                cores=cpu_cores(available),
-            )
-        else:
-            selection = Selection(mode="cpu", gpus=(), cuda_visible_devices="", request=GpuRequest("cpu"))
-        # Several actors share a node: ask the kernel for a port instead of counting up from 8188.
-        plan = plan_launch(settings, selection, [_ephemeral_port()], workers=True,
-                           placements=[placed] if placed else None)
+        # Several actors share a node: the kernel picks each port, and each takes its GPU's
+        # share of the node's CPU placement, as 'launch --workers' would place them.
+        request = LaunchRequest(
+            workers=True, ports="ephemeral", share_node=bool(cvd), owner="ray",
+            log_dir=Path(comfyui_dir) / "user" / "comfyrig-ray" / os.uname().nodename,
+        )
+        plan = compose(settings, gather_facts(settings), request)
         self.instance = plan.instances[0]
         self.label = f"{os.uname().nodename} GPU {cvd}" if cvd else f"{os.uname().nodename} CPU"
-        self.fleet = LocalFleet(plan, environ, SupervisorOptions(restart="on-failure", restart_delay_s=restart_delay_s),
-                                Path(comfyui_dir) / "user" / "comfyrig-ray")
+        self.fleet = LocalFleet(plan, environ, SupervisorOptions(restart="on-failure", restart_delay_s=restart_delay_s))
         self.fleet.start()
         self._events: queue.Queue[WorkerEvent] = queue.Queue()
         self._blobs: dict[str, bytes] = {}

@@ -70,15 +70,16 @@ def batch_cmd(
 
         backend = RayBackend(ray, settings)
     else:
+        from ..launch.compose import LaunchRequest, compose, gather_facts
         from ..launch.fleet import LocalFleet
         from ..launch.supervisor import SupervisorOptions
-        from .launch_cmd import NO_COMFYUI, build_plan
+        from .launch_cmd import NO_COMFYUI
 
-        plan = build_plan(settings, workers=True)
+        plan = compose(settings, gather_facts(settings), LaunchRequest(workers=True, log_dir=out / "logs", owner="batch"))
         if plan.comfyui_dir is None and not dry_run:
             raise ConfigError(NO_COMFYUI, hint="Or pass --url of a running ComfyUI.")
         sup = SupervisorOptions(restart="on-failure", ready_timeout_s=ready_timeout, restart_delay_s=0.5)
-        backend = FleetBackend(LocalFleet(plan, settings.environ, sup, out / "logs"))
+        backend = FleetBackend(LocalFleet(plan, settings.environ, sup))
     options = BatchOptions(
         out_dir=out, retries=retries, job_timeout_s=job_timeout or None, retry_failed=retry_failed,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,15 +11,11 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..comfy.checkout import supported_flags
-from ..config.modes import select_gpus
-from ..config.settings import RESTART_POLICIES, Settings
+from ..config.settings import RESTART_POLICIES
 from ..errors import ConfigError
-from ..host.gpus.probe import probe_inventory
-from ..launch.placement import CpuPlacement, plan_placement
-from ..launch.plan import LaunchPlan, plan_launch
-from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
-from ..host.ports import free_ports, port_is_free, who_holds
+from ..host.ports import port_is_free, who_holds
+from ..launch.compose import LaunchRequest, compose, gather_facts
+from ..launch.plan import LaunchPlan
 from ..ui.console import make_console
 from ..ui.panel import gpu_config_panel
 from . import options as o
@@ -35,48 +30,6 @@ NO_COMFYUI = (
     "or get one with 'comfyrig install' (ComfyUI in ./ComfyUI with its own .venv and the PyTorch build "
     "this machine's driver runs; comfyrig finds ComfyUI/.venv by itself)."
 )
-
-
-def _ports(settings: Settings, count: int, workers: bool) -> list[int]:
-    value = settings.port.value
-    host = str(settings.listen.value)
-    if value == "auto":
-        return free_ports(8188, count, host)
-    if workers:
-        return free_ports(int(value), count, host)
-    return [int(value)]
-
-
-@dataclass(frozen=True)
-class PlacementRequest:
-    mode: str | None = None  # "auto" | "none" | None (auto for --workers, none otherwise)
-    cpus_per_worker: int | None = None
-    threads_per_worker: int | None = None
-
-
-def build_plan(settings: Settings, *, workers: bool, placement: PlacementRequest = PlacementRequest()) -> LaunchPlan:
-    inventory = probe_inventory(settings.fake_gpus)
-    selection = select_gpus(settings.gpu_request.value, inventory)
-    count = len(selection.gpus) if workers and selection.gpus else 1
-    flags = supported_flags(settings.comfyui_dir.value) if settings.comfyui_dir.value else None
-    placements: list[CpuPlacement] | None = None
-    notes: list[str] = []
-    mode = placement.mode or ("auto" if workers and count > 1 else "none")
-    if mode == "auto":
-        affinities = [g.cpu_affinity for g in selection.gpus] if workers and selection.gpus else [None]
-        available = available_cpus()
-        placements, notes = plan_placement(
-            affinities,
-            available,
-            cpus_per_worker=placement.cpus_per_worker,
-            threads_per_worker=placement.threads_per_worker,
-            cpu_quota=cgroup_cpu_quota(),
-            cores=cpu_cores(available),
-        )
-    return plan_launch(
-        settings, selection, _ports(settings, count, workers), workers=workers, supported_flags=flags,
-        placements=placements, placement_notes=notes,
-    )
 
 
 def render_plan(plan: LaunchPlan) -> Group:
@@ -150,10 +103,11 @@ def launch_cmd(
             raise ConfigError(f"{flag} must be at least 1, not {value}.")
     if placement == "none" and (cpus_per_worker or threads_per_worker):
         raise ConfigError("--cpus-per-worker and --threads-per-worker need --placement auto.")
-    placement_request = PlacementRequest(
-        "auto" if placement is None and (cpus_per_worker or threads_per_worker) else placement, cpus_per_worker, threads_per_worker
+    request = LaunchRequest(
+        workers=workers, placement=placement,  # type: ignore[arg-type]  # checked above
+        cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker, log_dir=log_dir,
     )
-    plan = build_plan(settings, workers=workers, placement=placement_request)
+    plan = compose(settings, gather_facts(settings), request)
     console = make_console(settings.environ)
     if dry_run:
         if json_out:
@@ -177,7 +131,7 @@ def launch_cmd(
         stop_timeout_s=stop_timeout,
         restart_delay_s=restart_delay,
     )
-    return launch(plan, settings, console, LaunchOptions(supervisor=sup, plain=plain, log_dir=log_dir))
+    return launch(plan, settings, console, LaunchOptions(supervisor=sup, plain=plain))
 
 
 def _busy_port_notes(console: Console, plan: LaunchPlan) -> None:

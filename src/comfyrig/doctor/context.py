@@ -25,7 +25,8 @@ from ..errors import ComfyAPIError, ComfyrigError
 from ..host.gpus.inventory import Inventory
 from ..host.gpus.probe import probe_inventory
 from ..host.gpus.torchcheck import run_torch_check
-from ..launch.plan import plan_launch
+from ..host.cpus import available_cpus
+from ..launch.compose import HostFacts, LaunchRequest, PortPicker, compose
 from ..host.ports import PortHolder, port_is_free, who_holds
 from ..comfy.args import effective_listen, effective_port, user_args
 from .envscan import EnvScan, scan_env_file
@@ -127,9 +128,11 @@ def gather(
         found["version"] = comfyui_version(comfyui_dir)
     port = effective_port(settings)
     child_env: Mapping[str, str] = {}
-    if selection is not None:
-        # The exact variables ComfyUI would get, so the torch child sees what ComfyUI will.
-        plan = plan_launch(settings, selection, [port or DEFAULT_PORT], supported_flags=found.get("flags"))
+    if selection is not None and inventory is not None:
+        # The exact variables ComfyUI would get (through the one composition root), so
+        # the torch child sees what ComfyUI will.
+        facts = HostFacts(inventory=inventory, cpus=available_cpus(), flags=found.get("flags"))
+        plan = compose(settings, facts, LaunchRequest(), ports=_LookOnly(port or DEFAULT_PORT))
         child_env = plan.instances[0].env
     simulated = inventory is not None and inventory.source == "simulated"
     found.update(_torch(settings, selection, child_env, torch, simulated, probes))
@@ -137,6 +140,19 @@ def gather(
     found["port"] = _port_state(port, host, probes)
     found["http"] = _http_state(local_url(host, port or DEFAULT_PORT), probes)
     return DoctorContext(**found)
+
+
+class _LookOnly(PortPicker):
+    """Ports for a plan that is only looked at: the configured one, nothing bound."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def free(self, base: int, count: int, host: str) -> list[int]:
+        return list(range(self.port, self.port + count))
+
+    def ephemeral(self, host: str) -> int:
+        return self.port
 
 
 def _env_scan(candidates: tuple[Path, ...]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PortHolder", "free_ports", "listening_inodes", "port_is_free", "who_holds"]
+__all__ = ["PortHolder", "ephemeral_port", "free_ports", "listening_inodes", "port_is_free", "who_holds"]
 
 _LISTEN = "0A"
 
@@ -84,3 +84,12 @@ def who_holds(port: int) -> PortHolder | None:
         except OSError:
             continue
     return None
+
+
+def ephemeral_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel picks as free on ``host`` (for instances started side by side
+    without talking to each other, where counting up from a base would collide)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host.strip("[]"), 0))
+        return int(sock.getsockname()[1])

@@ -29,17 +29,15 @@ class LocalFleet:
         plan: LaunchPlan,
         environ: Mapping[str, str],
         options: SupervisorOptions,
-        log_dir: Path,
     ) -> None:
         self.plan = plan
-        self.log_dir = log_dir
         self.on_event: Callable[[str], None] | None = None  # supervisor news, one line each
         self.supervisor = Supervisor(
             plan.instances,
             environ,
             options,
             probe=ready_stats,
-            log_files={i.name: log_dir / f"comfyui-{i.port}.log" for i in plan.instances},
+            log_files={i.name: i.log_file for i in plan.instances if i.log_file is not None},
             on_event=lambda text: self.on_event(text) if self.on_event is not None else None,
         )
         self._thread = threading.Thread(target=self._run, name="batch-fleet", daemon=True)
@@ -51,14 +49,12 @@ class LocalFleet:
     def members(self) -> list[tuple[str, str, str]]:
         return [(i.name, i.url, f"GPU {','.join(map(str, i.gpu_indices))}" if i.gpu_indices else "CPU") for i in self.plan.instances]
 
-    def log_file(self, name: str) -> Path:
-        inst = next(i for i in self.plan.instances if i.name == name)
-        return self.log_dir / f"comfyui-{inst.port}.log"
+    def log_file(self, name: str) -> Path | None:
+        return next(i.log_file for i in self.plan.instances if i.name == name)
 
     def start(self) -> None:
         """Check the ports (PortInUseError names the holder), then start every instance."""
         check_ports(self.plan)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         self._thread.start()
 
     def _run(self) -> None:

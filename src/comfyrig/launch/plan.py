@@ -34,6 +34,7 @@ class InstanceSpec:
     env: Mapping[str, str]  # only what comfyrig sets or passes through
     cwd: Path | None
     placement: CpuPlacement | None = None  # CPUs and thread budget, when placed
+    log_file: Path | None = None  # where its whole output goes
 
     @property
     def cpus(self) -> tuple[int, ...] | None:
@@ -60,6 +61,7 @@ class InstanceSpec:
             "env": dict(self.env),
             "cpus": format_cpus(self.placement.cpus) if self.placement else None,
             "threads": self.placement.threads if self.placement else None,
+            "log_file": str(self.log_file) if self.log_file else None,
         }
 
 
@@ -72,6 +74,7 @@ class LaunchPlan:
     python: str
     workers: bool
     warnings: tuple[str, ...]
+    owner: str = "launch"  # the command that starts it: launch, batch or ray
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,11 +151,14 @@ def plan_launch(
     supported_flags: frozenset[str] | None = None,
     placements: Sequence[CpuPlacement] | None = None,
     placement_notes: Sequence[str] = (),
+    log_dir: Path | None = None,
+    owner: str = "launch",
 ) -> LaunchPlan:
     """Plan the processes. ``ports`` are the concrete ports, one per instance.
 
     With ``workers`` there is one ComfyUI per selected GPU, each seeing only
-    its own GPU; otherwise one ComfyUI sees the whole selection.
+    its own GPU; otherwise one ComfyUI sees the whole selection. Logs go to
+    ``log_dir`` (default: the checkout's ``user/``) as ``comfyrig-PORT.log``.
     """
     groups: list[tuple[str, tuple[int, ...], str]]
     if workers and not selection.is_cpu:
@@ -169,6 +175,8 @@ def plan_launch(
     warnings = list(selection.notes) + [f"CPU placement: {note}" for note in placement_notes]
     flags = _comfyui_flags(settings, selection, supported_flags, warnings)
     listen = str(settings.listen.value)
+    comfyui_dir = settings.comfyui_dir.value
+    logs = log_dir or (comfyui_dir / "user" if comfyui_dir is not None else None)
     if not is_loopback(listen):
         warnings.append(
             f"ComfyUI will listen on {listen}: it has no authentication, so anyone who can reach "
@@ -184,8 +192,9 @@ def plan_launch(
             argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *flags,
                   *(_worker_dirs(indices, flags, supported_flags) if workers and not selection.is_cpu else ())),
             env=_with_threads(_child_env(settings, cvd), placed, settings.environ),
-            cwd=settings.comfyui_dir.value,
+            cwd=comfyui_dir,
             placement=placed,
+            log_file=logs / f"comfyrig-{port}.log" if logs is not None else None,
         )
         for (name, indices, cvd), port, placed in zip(groups, ports, per_instance)
     )
@@ -197,6 +206,7 @@ def plan_launch(
         python=settings.python.value,
         workers=workers and not selection.is_cpu,
         warnings=tuple(warnings),
+        owner=owner,
     )
 
 

@@ -32,7 +32,6 @@ __all__ = ["LaunchOptions", "launch"]
 class LaunchOptions:
     supervisor: SupervisorOptions
     plain: bool = False
-    log_dir: Path | None = None
 
 
 def check_ports(plan: LaunchPlan) -> None:
@@ -56,16 +55,11 @@ def _queue(url: str) -> int | None:
         return None
 
 
-def _log_file(plan: LaunchPlan, inst: InstanceSpec, log_dir: Path | None) -> Path:
-    base = log_dir or ((plan.comfyui_dir / "user") if plan.comfyui_dir else Path.cwd())
-    return base / f"comfyrig-{inst.port}.log"
-
-
 def launch(plan: LaunchPlan, settings: Settings, console: Console, options: LaunchOptions) -> int:
     check_ports(plan)
     state = state_dir_for(settings)
     plain = options.plain or not console.is_terminal
-    log_files = {inst.name: _log_file(plan, inst, options.log_dir) for inst in plan.instances}
+    log_files = {inst.name: inst.log_file for inst in plan.instances if inst.log_file is not None}
     sessions = {inst.name: state.session_path(f"{inst.port}") for inst in plan.instances}
 
     def on_change(child: Child, spec: InstanceSpec, what: str) -> None:

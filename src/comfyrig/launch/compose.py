@@ -1,0 +1,160 @@
+"""The composition root: (settings, host facts, request) -> the plan of every ComfyUI to start.
+
+Every command that starts ComfyUI builds its plan here: ``launch`` (one
+instance or one per GPU), the batch's own fleet, a Ray actor (whose GPU is
+the ``CUDA_VISIBLE_DEVICES`` Ray assigned, read through the settings like any
+other), and ``doctor``'s dry look at what ComfyUI would get. Two places that
+composed the same thing drifted before (the batch fleet wrote no instance
+records; the Ray actor made up a GPU).
+
+``compose`` is pure but for the ports seam: the facts it needs (GPUs, CPUs,
+the checkout's flags) are gathered once by ``gather_facts``, and free ports
+come from an injectable picker, so tests compose plans for simulated machines
+without binding anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..comfy.checkout import supported_flags
+from ..config.modes import select_gpus
+from ..config.settings import Settings
+from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
+from ..host.gpus.inventory import Gpu, Inventory
+from ..host.gpus.probe import probe_inventory
+from ..host.ports import ephemeral_port, free_ports
+from .placement import CpuPlacement, PlacementMode, placement_for_gpu, plan_placement
+from .plan import LaunchPlan, plan_launch
+
+__all__ = ["HostFacts", "LaunchRequest", "Owner", "PortPicker", "compose", "gather_facts", "pick_ports"]
+
+# Which command started an instance; kept in its registry record so 'status' can say.
+Owner = Literal["launch", "batch", "ray"]
+DEFAULT_BASE_PORT = 8188
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What composing a plan needs to know about this machine and the checkout."""
+
+    inventory: Inventory
+    cpus: frozenset[int]  # the CPUs comfyrig may use (affinity mask)
+    cpu_quota: float | None = None  # a cgroup limit, in CPUs
+    cores: tuple[tuple[int, ...], ...] | None = None  # hyperthread siblings per physical core
+    flags: frozenset[str] | None = None  # the checkout's ComfyUI flags; None: unknown
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What the command asks for, beyond the settings.
+
+    ``placement`` None means: ``auto`` for a fleet of two or more workers,
+    ``none`` otherwise. ``share_node`` marks one of several workers started
+    independently on this node, one per GPU (Ray actors): its CPU placement is
+    its GPU's share of the whole node's plan, so they never overlap.
+    """
+
+    workers: bool = False
+    placement: PlacementMode | None = None
+    cpus_per_worker: int | None = None
+    threads_per_worker: int | None = None
+    ports: Literal["settings", "ephemeral"] = "settings"
+    log_dir: Path | None = None  # default: the checkout's user/ folder
+    owner: Owner = "launch"
+    share_node: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+class PortPicker:
+    """Free ports, by binding (the production seam); tests pass their own."""
+
+    def free(self, base: int, count: int, host: str) -> list[int]:
+        return free_ports(base, count, host)
+
+    def ephemeral(self, host: str) -> int:
+        return ephemeral_port(host)
+
+
+def gather_facts(settings: Settings, *, probe: Callable[[str | None], Inventory] = probe_inventory) -> HostFacts:
+    """Probe the machine once (NVML or the simulated GPUs, CPU affinity, cgroup quota,
+    topology) and read the checkout's flags. Raises ConfigError / GpuProbeError."""
+    cpus = available_cpus()
+    cores = cpu_cores(cpus)
+    comfyui_dir = settings.comfyui_dir.value
+    return HostFacts(
+        inventory=probe(settings.fake_gpus),
+        cpus=cpus,
+        cpu_quota=cgroup_cpu_quota(),
+        cores=tuple(cores) if cores is not None else None,
+        flags=supported_flags(comfyui_dir) if comfyui_dir is not None else None,
+    )
+
+
+def pick_ports(settings: Settings, request: LaunchRequest, count: int, picker: PortPicker) -> list[int]:
+    """The concrete ports: the configured one (one instance), free ones from it upwards
+    (a fleet, or 'auto' from 8188), or kernel-chosen ones (``ports="ephemeral"``)."""
+    host = str(settings.listen.value).split(",")[0]
+    if request.ports == "ephemeral":
+        return [picker.ephemeral(host) for _ in range(count)]
+    value = settings.port.value
+    if value == "auto":
+        return picker.free(DEFAULT_BASE_PORT, count, host)
+    if request.workers:
+        return picker.free(int(value), count, host)
+    return [int(value)]
+
+
+def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, ports: PortPicker | None = None) -> LaunchPlan:
+    """The plan of every ComfyUI this request starts. Raises SelectionError for a GPU
+    selection that does not fit ``facts.inventory``."""
+    selection = select_gpus(settings.gpu_request.value, facts.inventory)
+    workers = request.workers and not selection.is_cpu
+    count = len(selection.gpus) if workers else 1
+    placements, notes = _placements(selection.gpus, facts, request, workers)
+    return plan_launch(
+        settings,
+        selection,
+        pick_ports(settings, request, count, ports or PortPicker()),
+        workers=request.workers,
+        supported_flags=facts.flags,
+        placements=placements,
+        placement_notes=(*request.notes, *notes),
+        log_dir=request.log_dir,
+        owner=request.owner,
+    )
+
+
+def _placements(
+    gpus: tuple[Gpu, ...], facts: HostFacts, request: LaunchRequest, workers: bool
+) -> tuple[list[CpuPlacement] | None, list[str]]:
+    explicit = request.cpus_per_worker is not None or request.threads_per_worker is not None
+    mode = request.placement or ("auto" if (workers and len(gpus) > 1) or explicit or request.share_node else "none")
+    if mode == "none":
+        return None, []
+    cores = list(facts.cores) if facts.cores is not None else None
+    if request.share_node and len(gpus) == 1:
+        # One of the node's one-per-GPU workers: its share of the plan for every GPU here.
+        mine = gpus[0]
+        inventory = facts.inventory.gpus
+        placed, notes = placement_for_gpu(
+            str(mine.index),
+            [g.cpu_affinity for g in inventory],
+            [(str(g.index), g.uuid, *g.mig_uuids) for g in inventory],
+            facts.cpus,
+            cpu_quota=facts.cpu_quota,
+            cores=cores,
+        )
+        return ([placed] if placed is not None else None), notes
+    affinities = [g.cpu_affinity for g in gpus] if workers else [None]
+    return plan_placement(
+        affinities,
+        facts.cpus,
+        cpus_per_worker=request.cpus_per_worker,
+        threads_per_worker=request.threads_per_worker,
+        cpu_quota=facts.cpu_quota,
+        cores=cores,
+    )
