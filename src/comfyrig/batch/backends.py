@@ -8,12 +8,15 @@ UI-format workflow and check values against the schemas), and stops.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..comfy.client import ComfyClient
 from ..errors import ComfyAPIError, LaunchError
-from ..launch.fleet import LocalFleet
+from ..launch.events import SupervisorEvent, describe
+from ..launch.fleet import Fleet
+from ..launch.plan import LaunchPlan
+from ..launch.supervisor import SupervisorOptions
 from .worker import Endpoint, HttpWorker, OutputSink, WorkerEvent
 
 __all__ = ["Backend", "FleetBackend", "UrlBackend", "wait_object_info"]
@@ -86,16 +89,23 @@ class FleetBackend:
 
     kind = "fleet"
 
-    def __init__(self, fleet: LocalFleet) -> None:
-        self.fleet = fleet
+    def __init__(self, plan: LaunchPlan, environ: Mapping[str, str], options: SupervisorOptions) -> None:
+        self.fleet = Fleet(plan, environ, options, reporter=self._news)
         self.client_id = ""
+        self._say: Callable[[str], None] | None = None
+
+    def _news(self, event: SupervisorEvent) -> None:
+        # Supervisor news as plain lines (the batch's own progress view has its rows).
+        text = describe(event) if self._say is not None else None
+        if text is not None and self._say is not None:
+            self._say(text)
 
     def members(self) -> list[tuple[str, str, str]]:
         return self.fleet.members
 
     def start(self, client_id: str, say: Callable[[str], None] | None = None) -> None:
         self.client_id = client_id
-        self.fleet.on_event = say
+        self._say = say
         self.fleet.start()
 
     def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]:

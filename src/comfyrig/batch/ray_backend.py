@@ -50,7 +50,7 @@ class ComfyActor:
                  restart_delay_s: float = 0.5) -> None:
         from ..config.settings import CliOverrides, resolve_settings
         from ..launch.compose import LaunchRequest, compose, gather_facts
-        from ..launch.fleet import LocalFleet
+        from ..launch.fleet import Fleet
         from ..launch.placement import THREAD_VARIABLES
         from ..launch.supervisor import SupervisorOptions
         from .worker import HttpWorker
@@ -75,7 +75,7 @@ class ComfyActor:
         plan = compose(settings, gather_facts(settings), request)
         self.instance = plan.instances[0]
         self.label = f"{os.uname().nodename} GPU {cvd}" if cvd else f"{os.uname().nodename} CPU"
-        self.fleet = LocalFleet(plan, environ, SupervisorOptions(restart="on-failure", restart_delay_s=restart_delay_s))
+        self.fleet = Fleet(plan, environ, SupervisorOptions(restart="on-failure", restart_delay_s=restart_delay_s))
         self.fleet.start()
         self._events: queue.Queue[WorkerEvent] = queue.Queue()
         self._blobs: dict[str, bytes] = {}

@@ -71,7 +71,6 @@ def batch_cmd(
         backend = RayBackend(ray, settings)
     else:
         from ..launch.compose import LaunchRequest, compose, gather_facts
-        from ..launch.fleet import LocalFleet
         from ..launch.supervisor import SupervisorOptions
         from .launch_cmd import NO_COMFYUI
 
@@ -79,7 +78,7 @@ def batch_cmd(
         if plan.comfyui_dir is None and not dry_run:
             raise ConfigError(NO_COMFYUI, hint="Or pass --url of a running ComfyUI.")
         sup = SupervisorOptions(restart="on-failure", ready_timeout_s=ready_timeout, restart_delay_s=0.5)
-        backend = FleetBackend(LocalFleet(plan, settings.environ, sup))
+        backend = FleetBackend(plan, settings.environ, sup)
     options = BatchOptions(
         out_dir=out, retries=retries, job_timeout_s=job_timeout or None, retry_failed=retry_failed,
     )

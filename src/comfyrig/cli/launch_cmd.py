@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console, Group
-from rich.table import Table
+from rich.console import Console
 from rich.text import Text
 
-from ..config.settings import RESTART_POLICIES
 from ..errors import ConfigError
 from ..host.ports import port_is_free, who_holds
 from ..launch.compose import LaunchRequest, compose, gather_facts
 from ..launch.plan import LaunchPlan
+from ..launch.policy import RESTART_POLICIES
 from ..ui.console import make_console
-from ..ui.panel import gpu_config_panel
+from ..ui.launch_view import render_plan
 from . import options as o
 from .app import RAW_ARGS, command, extra_args_after_dashes
 from .gpus_cmd import _print_json
@@ -30,27 +28,6 @@ NO_COMFYUI = (
     "or get one with 'comfyrig install' (ComfyUI in ./ComfyUI with its own .venv and the PyTorch build "
     "this machine's driver runs; comfyrig finds ComfyUI/.venv by itself)."
 )
-
-
-def render_plan(plan: LaunchPlan) -> Group:
-    table = Table(title="Launch plan", show_lines=True, expand=True)
-    table.add_column("instance", style="cyan", no_wrap=True)
-    table.add_column("what runs")
-    for inst in plan.instances:
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in inst.env.items())
-        body = Text()
-        body.append(f"{inst.url}   CUDA_VISIBLE_DEVICES={inst.cuda_visible_devices or '(empty)'}\n", style="bold")
-        body.append(f"cwd: {inst.cwd or '<ComfyUI directory>'}\n", style="dim")
-        body.append(f"argv: {shlex.join(inst.argv)}\n")
-        body.append(f"env: {env}", style="dim")
-        if inst.placement is not None:
-            body.append(f"\nplacement: {inst.placement.describe()}", style="magenta")
-        table.add_row(inst.name, body)
-    parts: list[object] = [gpu_config_panel(plan.selection, workers=plan.workers), table]
-    for warning in plan.warnings:
-        if warning not in plan.selection.notes:  # those the panel already shows
-            parts.append(Text(f"⚠ {warning}", style="bold yellow"))
-    return Group(*parts)  # type: ignore[arg-type]
 
 
 @command(
@@ -78,6 +55,7 @@ def launch_cmd(
     restart_delay: Annotated[float, typer.Option("--restart-delay", help="First restart delay in seconds; doubles per failure.")] = 1.0,
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for ComfyUI's HTTP API.")] = 300.0,
     stop_timeout: Annotated[float, typer.Option("--stop-timeout", help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
+    hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="Kill a ready ComfyUI that has not answered HTTP for this many seconds (then --restart decides); 0: never.")] = 60.0,
     plain: Annotated[bool, typer.Option("--plain", help="Raw log lines instead of the dashboard (automatic in pipes).")] = False,
     log_dir: Annotated[Optional[Path], typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
     placement: Annotated[Optional[str], typer.Option("--placement", help="CPU placement: auto (default with --workers) or none.", show_default=False)] = None,
@@ -94,8 +72,8 @@ def launch_cmd(
     extra_args_after_dashes(RAW_ARGS, extra)
     if restart not in RESTART_POLICIES:
         raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
-    if ready_timeout <= 0 or stop_timeout < 0:
-        raise ConfigError("--ready-timeout must be positive and --stop-timeout not negative.")
+    if ready_timeout <= 0 or stop_timeout < 0 or hang_timeout < 0:
+        raise ConfigError("--ready-timeout must be positive, --stop-timeout and --hang-timeout not negative.")
     if placement not in (None, "auto", "none"):
         raise ConfigError(f"--placement {placement!r}: choose auto or none.")
     for flag, value in (("--cpus-per-worker", cpus_per_worker), ("--threads-per-worker", threads_per_worker)):
@@ -122,16 +100,39 @@ def launch_cmd(
         console.print(render_plan(plan))
         console.print(Text(NO_COMFYUI, style="yellow"))
         return 0
-    from ..launch.service import LaunchOptions, launch
-    from ..launch.supervisor import SupervisorOptions
+    from rich.live import Live
 
-    sup = SupervisorOptions(
-        restart=restart,
+    from .. import __version__
+    from ..launch.fleet import Fleet, check_ports
+    from ..launch.signals import capture_signals
+    from ..launch.supervisor import SupervisorOptions
+    from ..ui.dashboard import dashboard
+    from ..ui.launch_view import PlainLaunchView, exit_report
+
+    options = SupervisorOptions(
+        restart=restart,  # checked above
         ready_timeout_s=ready_timeout,
         stop_timeout_s=stop_timeout,
         restart_delay_s=restart_delay,
+        hang_timeout_s=hang_timeout,
     )
-    return launch(plan, settings, console, LaunchOptions(supervisor=sup, plain=plain))
+    check_ports(plan)  # before anything is drawn: PortInUseError names the holder
+    if plain or not console.is_terminal:
+        view = PlainLaunchView(plan, console)
+        view.preamble()
+        fleet = Fleet(plan, settings.environ, options, reporter=view)
+        with capture_signals(fleet.signal):
+            code = fleet.run()
+    else:
+        fleet = Fleet(plan, settings.environ, options)
+        title = f"comfyrig {__version__} · ComfyUI · {plan.mode} mode · {len(plan.instances)} instance(s)"
+        with capture_signals(fleet.signal), Live(
+            dashboard(plan, fleet.snapshot(), title), console=console, refresh_per_second=4, transient=False
+        ) as live:
+            code = fleet.run(on_tick=lambda snapshot: live.update(dashboard(plan, snapshot, title)))
+    for part in exit_report(fleet.snapshot()):
+        console.print(part, soft_wrap=True)
+    return code
 
 
 def _busy_port_notes(console: Console, plan: LaunchPlan) -> None:

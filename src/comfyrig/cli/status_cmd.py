@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..launch.process import group_alive, signal_group
-from ..launch.registry import InstanceRecord, state_dir_for
+from ..host.processes import group_alive, signal_group
+from ..launch.registry import InstanceRecord, state_dir
 from ..ui.console import make_console
 from . import options as o
 from .app import command
@@ -53,10 +53,11 @@ def _describe(record: InstanceRecord) -> dict[str, Any]:
 @command("status", help="List the ComfyUI instances comfyrig started: port, pid, GPUs, ready, queue.")
 def status_cmd(json_out: o.JsonOut = False) -> int:
     settings = o.settings_from(o.overrides())
-    state = state_dir_for(settings)
+    state = state_dir(settings.environ)
     rows = []
     for record in state.records():
         info = _describe(record)
+        info["started_by"] = record.owner
         if not info["running"] and not group_alive(record.pgid):
             state.remove(record.port, record.pid)  # a stale record of a dead instance
             continue
@@ -69,11 +70,11 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
         console.print("No ComfyUI started by comfyrig is running.")
         return 0
     table = Table(title="ComfyUI instances started by comfyrig")
-    for column in ("port", "pid", "GPUs", "CPUs/threads", "mode", "url", "ready", "queue", "log"):
+    for column in ("port", "pid", "GPUs", "CPUs/threads", "mode", "by", "url", "ready", "queue", "log"):
         table.add_column(column)
     for r in rows:
         placed = f"{r['cpus']} / {r['threads']}" if r["cpus"] else "-"
-        table.add_row(str(r["port"]), str(r["pid"]), r["gpus"] or "cpu", placed, r["mode"], r["url"],
+        table.add_row(str(r["port"]), str(r["pid"]), r["gpus"] or "cpu", placed, r["mode"], r["started_by"], r["url"],
                       "yes" if r["ready"] else "no", "" if r["queue_remaining"] is None else str(r["queue_remaining"]),
                       r["log_file"] or "")
     console.print(table)
@@ -89,7 +90,7 @@ def stop_cmd(
     if (port is None) == (not all_):
         raise ConfigError("Say which instances to stop: --port N or --all.")
     settings = o.settings_from(o.overrides())
-    state = state_dir_for(settings)
+    state = state_dir(settings.environ)
     console = make_console(settings.environ)
     records = [r for r in state.records() if all_ or r.port == port]
     if not records:

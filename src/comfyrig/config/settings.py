@@ -22,7 +22,6 @@ from .modes import GpuRequest
 __all__ = [
     "CliOverrides",
     "KNOWN_KEYS",
-    "RestartPolicy",
     "Settings",
     "Sourced",
     "env_file_candidates",
@@ -30,9 +29,6 @@ __all__ = [
     "parse_gpu_list",
     "resolve_settings",
 ]
-
-RestartPolicy = Literal["no", "on-failure", "always"]
-RESTART_POLICIES: tuple[RestartPolicy, ...] = ("no", "on-failure", "always")
 
 # Keys comfyrig reads from the environment and .env. Anything else in .env is
 # passed through to ComfyUI's environment untouched.

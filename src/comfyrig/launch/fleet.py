@@ -1,10 +1,15 @@
-"""The local fleet: one ComfyUI per selected GPU, started and kept alive by the Supervisor.
+"""Running a plan under supervision: the one way every command starts ComfyUI.
 
-The Supervisor's loop runs in its own thread and never installs signal
-handlers (only the dispatcher's Ctrl-C handling applies). The thread lives as
-long as the fleet: ComfyUI's children get the parent-death signal when the
-thread that spawned them ends, so it must not end earlier. Restart policy is
-on-failure: a worker killed mid-job comes back and takes jobs again.
+``launch`` runs a Fleet in the foreground (its caller holds the signal
+handlers); the batch's own fleet and a Ray actor run one on a background
+thread and ask it, thread-safely, which workers are ready or gone. Either
+way the ports are checked first, every started process is recorded in the
+registry (so ``status``, ``stop`` and ``monitor`` see it), and the
+ComfyUI-Manager restart protocol is set up.
+
+The background thread lives as long as the fleet: ComfyUI's children get the
+parent-death signal when the thread that spawned them ends, so it must not
+end earlier.
 """
 
 from __future__ import annotations
@@ -12,79 +17,160 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from ..comfy.client import ready_stats
+from ..errors import PortInUseError
+from ..events import Reporter, discard
+from ..host.ports import port_is_free, who_holds
+from .events import FleetSnapshot, SupervisorEvent, WorkerView
 from .plan import LaunchPlan
-from .service import check_ports
-from .supervisor import FleetSnapshot, Supervisor, SupervisorOptions
+from .registry import Recorder, state_dir
+from .supervisor import Probes, Supervisor, SupervisorOptions
 
-__all__ = ["LocalFleet"]
+__all__ = ["Fleet", "check_ports", "http_probes"]
 
 
-class LocalFleet:
-    """Start ``plan`` (made with ``workers=True``); ``members`` lists (name, url, GPU label)."""
+def check_ports(plan: LaunchPlan) -> None:
+    """Raises PortInUseError naming the holder when a planned port is taken."""
+    for inst in plan.instances:
+        host = inst.listen.split(",")[0]
+        if not port_is_free(inst.port, host):
+            holder = who_holds(inst.port)
+            who = f"pid {holder.pid} ({holder.command[:120]})" if holder else "another process (not visible to this user)"
+            raise PortInUseError(
+                f"Port {inst.port} on {host} is already in use by {who}.",
+                hint="Stop that process ('comfyrig stop --port N' if comfyrig started it), "
+                "choose another port with --port N, or take the next free one with --port auto.",
+            )
+
+
+def http_probes(*, inspect_multigpu: bool) -> Probes:
+    """The production probes, through the one ComfyUI client (imported here, not at module
+    level, so commands that never start ComfyUI do not pay for httpx)."""
+    from ..comfy.client import ComfyClient, ready_stats
+    from ..errors import ComfyAPIError
+
+    def alive(url: str) -> int | None:
+        try:
+            with ComfyClient(url, timeout_s=5.0) as client:
+                return client.queue_remaining()
+        except (ComfyAPIError, KeyError, TypeError, ValueError):
+            return None
+
+    def inspect(url: str) -> tuple[str, ...] | None:
+        try:
+            with ComfyClient(url, timeout_s=30.0) as client:
+                return tuple(client.multigpu_nodes())
+        except ComfyAPIError:
+            return None
+
+    return Probes(ready=ready_stats, alive=alive, inspect=inspect if inspect_multigpu else None)
+
+
+def _tee(*reporters: Reporter[SupervisorEvent]) -> Reporter[SupervisorEvent]:
+    def report(event: SupervisorEvent) -> None:
+        for reporter in reporters:
+            reporter(event)
+
+    return report
+
+
+class Fleet:
+    """Every instance of ``plan`` under one Supervisor, recorded in the registry.
+
+    ``environ`` is the environment the children inherit (and where the state
+    directory is read from); ``reporter`` gets every SupervisorEvent.
+    """
 
     def __init__(
         self,
         plan: LaunchPlan,
         environ: Mapping[str, str],
         options: SupervisorOptions,
+        *,
+        reporter: Reporter[SupervisorEvent] = discard,
+        probes: Probes | None = None,
+        **seams: Any,
     ) -> None:
         self.plan = plan
-        self.on_event: Callable[[str], None] | None = None  # supervisor news, one line each
+        state = state_dir(environ)
+        sessions = {inst.name: state.session_path(f"{inst.port}") for inst in plan.instances}
+        inspect = not plan.workers and len(plan.selection.gpus) > 1
         self.supervisor = Supervisor(
             plan.instances,
             environ,
             options,
-            probe=ready_stats,
-            log_files={i.name: i.log_file for i in plan.instances if i.log_file is not None},
-            on_event=lambda text: self.on_event(text) if self.on_event is not None else None,
+            probes=probes or http_probes(inspect_multigpu=inspect),
+            reporter=_tee(Recorder(state, plan), reporter),
+            sessions=sessions,
+            **seams,
         )
-        self._thread = threading.Thread(target=self._run, name="batch-fleet", daemon=True)
         self._snapshot: FleetSnapshot = self.supervisor.snapshot()
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
         self.exit_code: int | None = None
+
+    # -- foreground ------------------------------------------------------------------------------
+    def run(self, on_tick: Callable[[FleetSnapshot], None] | None = None) -> int:
+        """Check the ports, then supervise on this thread until every instance is over."""
+        check_ports(self.plan)
+
+        def tick(snapshot: FleetSnapshot) -> None:
+            with self._lock:
+                self._snapshot = snapshot
+            if on_tick is not None:
+                on_tick(snapshot)
+
+        self.exit_code = self.supervisor.run(on_tick=tick)
+        return self.exit_code
+
+    def signal(self, signum: int) -> None:
+        """For a signal handler: enqueue only (the loop decides what it means)."""
+        self.supervisor.signal(signum)
+
+    # -- background ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Check the ports (PortInUseError names the holder), then supervise on a thread."""
+        check_ports(self.plan)
+        self._thread = threading.Thread(target=self._background, name="comfyrig-fleet", daemon=True)
+        self._thread.start()
+
+    def _background(self) -> None:
+        self.run()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self.supervisor.request_stop()
+            self._thread.join(timeout_s)
+
+    # -- questions from other threads ------------------------------------------------------------
+    def snapshot(self) -> FleetSnapshot:
+        with self._lock:
+            return self._snapshot
+
+    def _view(self, name: str) -> WorkerView | None:
+        return self.snapshot().view(name)
 
     @property
     def members(self) -> list[tuple[str, str, str]]:
+        """(name, url, GPU label) per instance."""
         return [(i.name, i.url, f"GPU {','.join(map(str, i.gpu_indices))}" if i.gpu_indices else "CPU") for i in self.plan.instances]
 
     def log_file(self, name: str) -> Path | None:
         return next(i.log_file for i in self.plan.instances if i.name == name)
 
-    def start(self) -> None:
-        """Check the ports (PortInUseError names the holder), then start every instance."""
-        check_ports(self.plan)
-        self._thread.start()
-
-    def _run(self) -> None:
-        self.exit_code = self.supervisor.run(on_tick=self._keep)
-
-    def _keep(self, snapshot: FleetSnapshot) -> None:
-        with self._lock:
-            self._snapshot = snapshot
-
-    def snapshot(self) -> FleetSnapshot:
-        with self._lock:
-            return self._snapshot
-
     def is_gone(self, name: str) -> bool:
-        """True once the Supervisor gave up on ``name`` (start limit, bad flag, ...)."""
-        view = next((w for w in self.snapshot().workers if w.name == name), None)
+        """True once the supervisor gave up on ``name`` (start limit, bad flag, ...)."""
+        view = self._view(name)
         return view is not None and view.phase in ("failed", "exited") and not self.supervisor.stopping
 
     def is_ready(self, name: str) -> bool:
-        view = next((w for w in self.snapshot().workers if w.name == name), None)
+        view = self._view(name)
         return view is not None and view.phase == "ready"
 
     def why_gone(self, name: str) -> str:
-        view = next((w for w in self.snapshot().workers if w.name == name), None)
+        view = self._view(name)
         return view.message if view else ""
 
     def restart(self, name: str) -> None:
         self.supervisor.kill(name)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self._thread.is_alive():
-            self.supervisor.request_stop()
-            self._thread.join(timeout_s)

@@ -9,28 +9,53 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config.settings import RestartPolicy
+from .events import ExitKind
 
-__all__ = ["ExitKind", "classify_exit", "RestartTracker"]
+__all__ = ["ARGPARSE_EXIT", "FAILURES", "RESTART_POLICIES", "Decision", "RestartPolicy", "RestartTracker", "classify_exit"]
 
-ExitKind = Literal["requested", "reboot", "bad-flag", "crash", "killed", "clean"]
-
+RestartPolicy = Literal["no", "on-failure", "always"]
+RESTART_POLICIES: tuple[RestartPolicy, ...] = ("no", "on-failure", "always")
 ARGPARSE_EXIT = 2
+# Exits that are failures: the command that supervised them exits non-zero.
+FAILURES: frozenset[ExitKind] = frozenset({"bad-flag", "crash", "killed", "hung", "not-ready"})
 
 
-def classify_exit(code: int, *, requested: bool, reboot_marker: bool, was_ready: bool) -> ExitKind:
-    """Why did the process end? ``code`` is Popen's returncode (negative = signal)."""
+def classify_exit(
+    code: int,
+    *,
+    requested: bool,
+    reboot_marker: bool = False,
+    was_ready: bool = False,
+    hung: bool = False,
+    not_ready: bool = False,
+) -> ExitKind:
+    """Why did the process end? ``code`` is Popen's returncode (negative = signal).
+
+    ``hung`` and ``not_ready`` say the supervisor itself ended it: it stopped
+    answering after ready, or never became ready in time.
+    """
     if requested:
         return "requested"
     if reboot_marker:
         return "reboot"  # ComfyUI-Manager's restart button (comfy-cli's protocol)
     if code == ARGPARSE_EXIT and not was_ready:
         return "bad-flag"  # argparse rejected the command line: restarting cannot help
+    if hung:
+        return "hung"
+    if not_ready:
+        return "not-ready"
     if code < 0:
         return "killed"  # by a signal; SIGKILL from outside is often the OOM killer
     if code == 0:
         return "clean"
     return "crash"
+
+
+@dataclass(frozen=True)
+class Decision:
+    restart: bool
+    delay_s: float
+    reason: str
 
 
 @dataclass
@@ -42,20 +67,20 @@ class RestartTracker:
     max_delay_s: float = 30.0
     failures: list[float] = field(default_factory=list)
 
-    def decide(self, kind: ExitKind, now: float) -> tuple[bool, float, str]:
-        """-> (restart?, delay in seconds, reason)."""
+    def decide(self, kind: ExitKind, now: float) -> Decision:
+        """Restart or not, after how long, and why (a sentence for the user)."""
         if kind == "reboot":
-            return True, 0.0, "restart requested by ComfyUI-Manager"
+            return Decision(True, 0.0, "restart requested by ComfyUI-Manager")
         if kind == "requested":
-            return False, 0.0, "stopped on request"
+            return Decision(False, 0.0, "stopped on request")
         if kind == "bad-flag":
-            return False, 0.0, "ComfyUI rejected its command line (exit 2); fix the flags, restarting cannot help"
+            return Decision(False, 0.0, "ComfyUI rejected its command line (exit 2); fix the flags, restarting cannot help")
         if self.policy == "no":
-            return False, 0.0, "restart policy is 'no'"
+            return Decision(False, 0.0, "restart policy is 'no'")
         if kind == "clean" and self.policy == "on-failure":
-            return False, 0.0, "exited cleanly (code 0)"
+            return Decision(False, 0.0, "exited cleanly (code 0)")
         self.failures = [t for t in self.failures if now - t < self.window_s] + [now]
         if len(self.failures) >= self.burst:
-            return False, 0.0, f"gave up: {len(self.failures)} failed starts within {self.window_s:.0f} s"
+            return Decision(False, 0.0, f"gave up: {len(self.failures)} failed starts within {self.window_s:.0f} s")
         delay = min(self.base_delay_s * 2 ** (len(self.failures) - 1), self.max_delay_s)
-        return True, delay, f"restarting in {delay:.0f} s (attempt {len(self.failures) + 1})"
+        return Decision(True, delay, f"restarting in {delay:.0f} s (attempt {len(self.failures) + 1})")

@@ -1,9 +1,11 @@
-"""Spawning ComfyUI in its own process group, and stopping the whole group.
+"""Spawning ComfyUI in its own process group, reading its output, signalling the group.
 
 No shell: an argv list, an explicit environment, the ComfyUI directory as cwd.
 The child gets the Linux parent-death signal, so if comfyrig itself is killed
 (even with SIGKILL) ComfyUI is killed too; its own children are reached
-through the process group, which ``stop_group`` signals as a whole.
+through the process group. The supervisor talks to a child only through the
+``ChildProcess`` protocol, so its tests drive fake children and never signal
+a real process group.
 """
 
 from __future__ import annotations
@@ -14,14 +16,41 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
-__all__ = ["Child", "spawn", "signal_group", "group_alive", "pid_alive"]
+from ..host.processes import group_alive, signal_group
+
+__all__ = ["Child", "ChildProcess", "Spawner", "spawn"]
 
 _PR_SET_PDEATHSIG = 1
+
+
+class ChildProcess(Protocol):
+    """What the supervisor needs of a started ComfyUI."""
+
+    pid: int
+    pgid: int
+
+    def poll(self) -> int | None:
+        """The exit code once the process ended (negative: killed by that signal), else None."""
+
+    def signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to its whole process group; False when the group is gone."""
+
+    def group_alive(self) -> bool: ...
+
+    def output_done(self) -> bool:
+        """True once its output reached end-of-file: every line was delivered, and the
+        pipe and the log file are closed."""
+
+
+# (argv, env, cwd, on_line, log_path, cpus) -> a started child; raises OSError.
+Spawner = Callable[
+    [tuple[str, ...], Mapping[str, str], "Path | None", Callable[[str], None], "Path | None", "tuple[int, ...] | None"],
+    ChildProcess,
+]
 
 
 def _child_setup(cpus: tuple[int, ...] | None) -> Callable[[], None]:
@@ -49,30 +78,61 @@ def _child_setup(cpus: tuple[int, ...] | None) -> Callable[[], None]:
 
 
 class Child:
-    """A running ComfyUI: its Popen, process group, and a thread copying its output."""
+    """A running ComfyUI: its Popen, its process group, and a thread copying its output
+    to the log file and ``on_line``. Pipe and log file are closed when the output ends."""
 
     def __init__(self, popen: subprocess.Popen[bytes], on_line: Callable[[str], None], log: IO[str] | None) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.pgid = popen.pid  # start_new_session: the child leads its own group
-        self.started = time.monotonic()
         self._on_line = on_line
         self._log = log
+        self._done = threading.Event()
         self.reader = threading.Thread(target=self._pump, name=f"comfyui-{self.pid}-output", daemon=True)
         self.reader.start()
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
-        for raw in iter(self.popen.stdout.readline, b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            if self._log is not None:
-                self._log.write(line + "\n")
-                self._log.flush()
-            self._on_line(line)
-        self.popen.stdout.close()
+        try:
+            for raw in iter(self.popen.stdout.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                self._write_log(line)
+                self._on_line(line)
+        finally:
+            # At end-of-file, so no descriptor outlives the output (one per restart leaked before).
+            for stream in (self.popen.stdout, self._log):
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:
+                    pass
+            self._done.set()
+
+    def _write_log(self, line: str) -> None:
+        if self._log is None:
+            return
+        try:
+            self._log.write(line + "\n")
+            self._log.flush()
+        except (OSError, ValueError):
+            # A full disk must not stop the reading: ComfyUI would block on a full pipe.
+            try:
+                self._log.close()
+            except OSError:
+                pass
+            self._log = None
 
     def poll(self) -> int | None:
         return self.popen.poll()
+
+    def signal_group(self, sig: int) -> bool:
+        return signal_group(self.pgid, sig)
+
+    def group_alive(self) -> bool:
+        return group_alive(self.pgid)
+
+    def output_done(self) -> bool:
+        return self._done.is_set()
 
 
 def spawn(
@@ -91,46 +151,21 @@ def spawn(
     log = None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the child
-    popen = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_child_setup(cpus),  # noqa: PLW1509 - only prctl and sched_setaffinity
-        close_fds=True,
-    )
+        log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the Child when output ends
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_child_setup(cpus),  # noqa: PLW1509 - only signal resets, prctl and sched_setaffinity
+            close_fds=True,
+        )
+    except BaseException:
+        if log is not None:
+            log.close()
+        raise
     return Child(popen, on_line, log)
-
-
-def signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to the whole group; False when the group is already gone."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any process of the group exists (zombies of ours excluded by reaping)."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,8 +1,11 @@
-"""Records of the ComfyUI instances comfyrig started, so ``status``/``stop`` find them.
+"""Records of the ComfyUI instances comfyrig started, so ``status``/``stop``/``monitor`` find them.
 
-One JSON file per instance, named by port, in the state directory. A record
-is trusted only while its pid still runs the same command line, so a reused
-pid is never signalled.
+One JSON file per instance, named by port, in the state directory. Every
+ComfyUI comfyrig starts writes one, whichever command started it (``launch``,
+the batch's own fleet, a Ray actor on this machine): the ``Recorder`` is a
+reporter of supervisor events, so nothing that supervises can forget it. A
+record is trusted only while its pid still runs the same command line, so a
+reused pid is never signalled.
 """
 
 from __future__ import annotations
@@ -10,16 +13,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .process import pid_alive
+from ..host.processes import cmdline, pid_alive
+from .events import Exited, Started, SupervisorEvent
+from .placement import format_cpus
+from .plan import LaunchPlan
 
-if TYPE_CHECKING:
-    from ..config.settings import Settings
-
-__all__ = ["InstanceRecord", "StateDir", "state_dir_for"]
+__all__ = ["InstanceRecord", "Recorder", "StateDir", "state_dir"]
 
 
 @dataclass(frozen=True)
@@ -38,16 +41,11 @@ class InstanceRecord:
     started_at: float
     cpus: str | None = None  # "0-15": the CPUs it is pinned to, when placed
     threads: int | None = None
+    owner: str = "launch"  # the command that started it: launch, batch or ray
 
     def matches_process(self) -> bool:
         """True when ``pid`` is alive and still runs our argv (not a reused pid)."""
-        if not pid_alive(self.pid):
-            return False
-        try:
-            raw = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return raw.rstrip(b"\0").split(b"\0") == [a.encode() for a in self.argv]
+        return pid_alive(self.pid) and cmdline(self.pid) == self.argv
 
 
 class StateDir:
@@ -75,7 +73,8 @@ class StateDir:
 
     def records(self) -> list[InstanceRecord]:
         found = []
-        for path in sorted((self.root / "instances").glob("*.json")):
+        paths = (self.root / "instances").glob("*.json")
+        for path in sorted(paths, key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0)):
             try:
                 found.append(InstanceRecord(**json.loads(path.read_text())))
             except (OSError, ValueError, TypeError):
@@ -89,10 +88,38 @@ class StateDir:
         return path
 
 
-def state_dir_for(settings: Settings) -> StateDir:
+def state_dir(environ: Mapping[str, str]) -> StateDir:
     """COMFYRIG_STATE_DIR, else $XDG_STATE_HOME/comfyrig, else ~/.local/state/comfyrig."""
-    env = settings.environ
-    root = env.get("COMFYRIG_STATE_DIR") or os.path.join(
-        env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME", "/tmp"), ".local", "state"), "comfyrig"
+    root = environ.get("COMFYRIG_STATE_DIR") or os.path.join(
+        environ.get("XDG_STATE_HOME") or os.path.join(environ.get("HOME", "/tmp"), ".local", "state"), "comfyrig"
     )
     return StateDir(Path(root))
+
+
+class Recorder:
+    """A reporter that keeps the registry in step with the supervisor: a record per
+    started process, removed when that process exits."""
+
+    def __init__(self, state: StateDir, plan: LaunchPlan) -> None:
+        self.state = state
+        self.plan = plan
+        self._ports = {i.name: i.port for i in plan.instances}
+
+    def __call__(self, event: SupervisorEvent) -> None:
+        match event:
+            case Started(spec=spec, pid=pid, pgid=pgid):
+                self.state.write(
+                    InstanceRecord(
+                        name=spec.name, port=spec.port, url=spec.url, pid=pid, pgid=pgid, argv=list(spec.argv),
+                        cwd=str(spec.cwd) if spec.cwd else None, cuda_visible_devices=spec.cuda_visible_devices,
+                        mode=self.plan.mode, log_file=str(spec.log_file) if spec.log_file else None,
+                        supervisor_pid=os.getpid(), started_at=time.time(),
+                        cpus=format_cpus(spec.placement.cpus) if spec.placement else None,
+                        threads=spec.placement.threads if spec.placement else None,
+                        owner=self.plan.owner,
+                    )
+                )
+            case Exited(name=name, pid=pid):
+                self.state.remove(self._ports[name], pid)
+            case _:
+                pass

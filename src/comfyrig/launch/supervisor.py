@@ -1,31 +1,56 @@
 """One supervision loop for one or many ComfyUI processes.
 
-signals -> reap -> health -> reconcile, as gunicorn's arbiter does: signal
-handlers only enqueue, the loop acts. Collaborators (spawn, readiness probe,
-clock) are constructor arguments so tests drive it without real signals.
+signals -> reap -> health -> reconcile, as gunicorn's arbiter does. Nothing
+in the loop waits: signal handlers, output readers and HTTP probes only put
+typed messages on its queue, and probes run beside it on a small thread pool
+(a ComfyUI that takes 30 s to answer /object_info, or one that hangs, never
+stalls the others). After ready, a liveness probe (``GET /prompt``, which also
+gives the queue length) runs every few seconds; a ComfyUI that stops
+answering for ``hang_timeout_s`` is killed, and the restart policy decides, as
+gunicorn's ``murder_workers`` does.
+
+Collaborators are constructor arguments (spawner, probes, clock, executor),
+so tests drive the loop through scripted histories with fake children and
+never send a real signal.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..comfy.logs import StartupInfo, parse_line
-from ..config.settings import RestartPolicy
+from ..events import Reporter, discard
+from .events import (
+    ExitKind,
+    Exited,
+    FleetSnapshot,
+    Hung,
+    Inspected,
+    LogLine,
+    Phase,
+    Ready,
+    Started,
+    StartFailed,
+    Stopping,
+    SupervisorEvent,
+    WorkerView,
+)
 from .plan import InstanceSpec
-from .policy import RestartTracker, classify_exit
-from .process import Child, group_alive, signal_group, spawn
+from .policy import FAILURES, RestartPolicy, RestartTracker, classify_exit
+from .process import ChildProcess, Spawner, spawn
 
-__all__ = ["Phase", "Supervisor", "SupervisorOptions", "WorkerView", "FleetSnapshot"]
+__all__ = ["Probes", "Supervisor", "SupervisorOptions"]
 
-Phase = Literal["starting", "ready", "stopping", "backoff", "exited", "failed"]
-TERMINAL: frozenset[str] = frozenset({"exited", "failed"})
+TERMINAL: frozenset[Phase] = frozenset({"exited", "failed"})
 TAIL_LINES = 30
 
 
@@ -34,74 +59,111 @@ class SupervisorOptions:
     restart: RestartPolicy = "no"
     ready_timeout_s: float = 300.0
     stop_timeout_s: float = 10.0
-    probe_interval_s: float = 0.25
-    queue_interval_s: float = 2.0
+    probe_interval_s: float = 0.25  # readiness probes while starting
+    liveness_interval_s: float = 5.0  # after ready; also refreshes the queue length
+    hang_timeout_s: float = 60.0  # no answer for this long (and hang_probes failures in a row) = hung; 0: never
+    hang_probes: int = 3
     restart_delay_s: float = 1.0  # first backoff; doubles per failure
+    drain_s: float = 2.0  # after an exit, how long the last output lines may take to arrive
 
 
 @dataclass(frozen=True)
-class WorkerView:
-    """An immutable picture of one instance, for the dashboard and the exit report."""
+class Probes:
+    """HTTP questions the loop asks beside itself. Each must return within a few seconds
+    (its own timeout) and never raise for an unreachable server.
 
+    ``ready(url)``: ComfyUI's /system_stats once its API answers, else None.
+    ``alive(url)``: the queue length (``GET /prompt``), None when it does not answer.
+    ``inspect(url)``: after ready, the multi-GPU node classes it registered (or None).
+    """
+
+    ready: Callable[[str], Mapping[str, Any] | None]
+    alive: Callable[[str], int | None]
+    inspect: Callable[[str], tuple[str, ...] | None] | None = None
+
+
+# -- what reaches the loop's queue -------------------------------------------------------------
+@dataclass(frozen=True)
+class _Signal:
+    signum: int
+
+
+@dataclass(frozen=True)
+class _Kill:
     name: str
-    url: str
-    port: int
-    cuda_visible_devices: str
-    phase: Phase
-    pid: int | None
-    elapsed_s: float
-    info: StartupInfo
-    message: str
-    exit_code: int | None
-    stats: Mapping[str, Any] | None
-    multigpu_nodes: tuple[str, ...] | None
-    queue_remaining: int | None
-    log_file: str | None
-    restarts: int
-    tail: tuple[str, ...]
-    placement: str | None = None
+    why: str
 
 
 @dataclass(frozen=True)
-class FleetSnapshot:
-    workers: tuple[WorkerView, ...]
-    stopping: bool
+class _Output:
+    name: str
+    generation: int
+    line: str
+
+
+@dataclass(frozen=True)
+class _ReadyAnswer:
+    name: str
+    generation: int
+    stats: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _AliveAnswer:
+    name: str
+    generation: int
+    queue_remaining: int | None
+
+
+@dataclass(frozen=True)
+class _Inspection:
+    name: str
+    generation: int
+    nodes: tuple[str, ...] | None
+
+
+_Message = _Signal | _Kill | _Output | _ReadyAnswer | _AliveAnswer | _Inspection
 
 
 @dataclass
 class _Worker:
     spec: InstanceSpec
-    log_file: Path | None
     tracker: RestartTracker
     session: Path | None
     phase: Phase = "starting"
-    child: Child | None = None
+    child: ChildProcess | None = None
+    generation: int = 0  # +1 per start: answers about an earlier process are dropped
     info: StartupInfo = field(default_factory=StartupInfo)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     phase_since: float = 0.0
+    probe_busy: bool = False
     next_probe: float = 0.0
+    last_answer: float = 0.0
+    failed_probes: int = 0
     next_start: float = 0.0
     stop_deadline: float = 0.0
+    exit_seen: tuple[int, float] | None = None  # (code, when): waiting for the last output lines
     message: str = ""
     exit_code: int | None = None
+    final_kind: ExitKind | None = None
     stats: Mapping[str, Any] | None = None
     multigpu: tuple[str, ...] | None = None
     queue_remaining: int | None = None
     restarts: int = 0
     was_ready: bool = False
+    ever_ready: bool = False
     requested: bool = False
-
-
-Probe = Callable[[str], "Mapping[str, Any] | None"]
+    hung: bool = False
+    not_ready: bool = False
 
 
 class Supervisor:
     """Start every instance, keep them running per the restart policy, stop them all.
 
-    ``probe(url)`` returns ComfyUI's /system_stats when it answers, else None.
-    ``on_ready(view)`` runs once per start when an instance becomes ready and
-    may return the MultiGPU node names it found. ``on_event(text)`` gets one
-    line per state change (the plain-output mode prints them).
+    ``reporter`` receives every SupervisorEvent, on the loop's thread, in order.
+    ``sessions`` maps an instance name to its comfy-cli session path (the
+    ComfyUI-Manager restart protocol). Thread-safe entry points: ``signal``,
+    ``request_stop``, ``kill``; everything else runs on the loop's thread.
     """
 
     def __init__(
@@ -110,69 +172,94 @@ class Supervisor:
         environ: Mapping[str, str],
         options: SupervisorOptions,
         *,
-        probe: Probe,
-        log_files: Mapping[str, Path] | None = None,
+        probes: Probes,
+        reporter: Reporter[SupervisorEvent] = discard,
         sessions: Mapping[str, Path] | None = None,
-        on_line: Callable[[str, str], None] | None = None,
-        on_event: Callable[[str], None] | None = None,
-        on_ready: Callable[[WorkerView], tuple[str, ...] | None] | None = None,
-        on_change: Callable[[Child, InstanceSpec, str], None] | None = None,
-        queue_probe: Callable[[str], int | None] | None = None,
-        spawner: Callable[..., Child] = spawn,
+        spawner: Spawner = spawn,
         clock: Callable[[], float] = time.monotonic,
+        beside: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.environ = environ
         self.options = options
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._probe = probe
-        self._queue_probe = queue_probe
-        self._on_line = on_line
-        self._on_event = on_event or (lambda text: None)
-        self._on_ready = on_ready
-        self._on_change = on_change
+        self.stopping = False
+        self._queue: queue.Queue[_Message] = queue.Queue()
+        self._probes = probes
+        self._report = reporter
         self._spawn = spawner
         self._clock = clock
-        self.stopping = False
-        self._next_queue_poll = 0.0
+        self._pool: ThreadPoolExecutor | None = None
+        if beside is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(specs)), thread_name_prefix="comfyrig-probe")
+        self._beside: Callable[[Callable[[], None]], None] = beside or self._submit
         self.workers = [
             _Worker(
                 spec=spec,
-                log_file=(log_files or {}).get(spec.name),
                 tracker=RestartTracker(options.restart, base_delay_s=options.restart_delay_s),
                 session=(sessions or {}).get(spec.name),
             )
             for spec in specs
         ]
 
-    # -- signals: handlers only enqueue --------------------------------------------
-    def install_signal_handlers(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda signum, _frame: self.events.put(("signal", signum)))
+    def _submit(self, fn: Callable[[], None]) -> None:
+        assert self._pool is not None
+        self._pool.submit(fn)
+
+    # -- thread-safe entry points: they only enqueue --------------------------------------------
+    def signal(self, signum: int) -> None:
+        """From a signal handler: the first stops every instance, a second kills them."""
+        self._queue.put(_Signal(signum))
 
     def request_stop(self) -> None:
-        self.events.put(("signal", signal.SIGTERM))
+        self._queue.put(_Signal(signal.SIGTERM))
 
-    def kill(self, name: str) -> None:
-        """SIGKILL one instance's process group (thread-safe: the loop acts); the restart
-        policy then decides, as for any crash. The batch dispatcher uses it for a hung worker."""
-        self.events.put(("kill", name))
+    def kill(self, name: str, why: str = "killed: it stopped responding") -> None:
+        """SIGKILL one instance's process group; the restart policy then decides, as for
+        any crash (the batch dispatcher uses it for a worker whose job hangs)."""
+        self._queue.put(_Kill(name, why))
 
-    # -- the loop -----------------------------------------------------------------------
+    # -- the loop -----------------------------------------------------------------------------
     def run(self, on_tick: Callable[[FleetSnapshot], None] | None = None, tick_s: float = 0.1) -> int:
+        """Start everything, supervise until every instance is over; returns the exit code."""
+        try:
+            self.start_all()
+            while not self.finished:
+                self.step(tick_s)
+                if on_tick is not None:
+                    on_tick(self.snapshot())
+            return self.exit_code()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def start_all(self) -> None:
         for worker in self.workers:
             self._start(worker)
-        while True:
-            self._drain(tick_s)
-            now = self._clock()
-            for worker in self.workers:
-                self._reap(worker, now)
-                self._health(worker, now)
-                self._reconcile(worker, now)
-            self._poll_queues(now)
-            if on_tick is not None:
-                on_tick(self.snapshot())
-            if all(w.phase in TERMINAL for w in self.workers):
-                return self._exit_code()
+
+    def step(self, timeout: float) -> None:
+        """One turn: wait up to ``timeout`` for messages, then reap, probe, reconcile."""
+        self._drain(timeout)
+        now = self._clock()
+        for worker in self.workers:
+            self._reap(worker, now)
+            self._health(worker, now)
+            self._reconcile(worker, now)
+
+    @property
+    def finished(self) -> bool:
+        return all(w.phase in TERMINAL for w in self.workers)
+
+    def exit_code(self) -> int:
+        """0 after a requested stop or clean ends; else the first failure's code
+        (a signal death as the shell reports it; 1 when it left with code 0)."""
+        if self.stopping:
+            return 0
+        for worker in self.workers:
+            if worker.final_kind in FAILURES or worker.final_kind is None and worker.phase == "failed":
+                code = worker.exit_code or 0
+                if code < 0:
+                    return 128 - code
+                return code or 1
+        return 0
 
     def snapshot(self) -> FleetSnapshot:
         now = self._clock()
@@ -192,121 +279,176 @@ class Supervisor:
                     stats=w.stats,
                     multigpu_nodes=w.multigpu,
                     queue_remaining=w.queue_remaining,
-                    log_file=str(w.log_file) if w.log_file else None,
+                    log_file=str(w.spec.log_file) if w.spec.log_file else None,
                     restarts=w.restarts,
                     tail=tuple(w.tail),
                     placement=w.spec.placement.describe() if w.spec.placement else None,
+                    ever_ready=w.ever_ready,
                 )
                 for w in self.workers
             ),
             stopping=self.stopping,
         )
 
-    def _exit_code(self) -> int:
-        if self.stopping:
-            return 0
-        codes = [w.exit_code for w in self.workers if w.exit_code not in (None, 0)]
-        if not codes:
-            return 0
-        code = codes[0]
-        assert code is not None
-        return 128 - code if code < 0 else code  # a signal death as the shell reports it
-
-    def _set(self, worker: _Worker, phase: Phase, message: str) -> None:
-        worker.phase = phase
-        worker.phase_since = self._clock()
-        worker.message = message
-        self._on_event(f"{worker.spec.name}: {message}")
-
+    # -- messages -------------------------------------------------------------------------------
     def _drain(self, timeout: float) -> None:
         try:
-            kind, payload = self.events.get(timeout=timeout)
+            message = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
         except queue.Empty:
             return
         while True:
-            if kind == "line":
-                name, line = payload
-                for worker in self.workers:
-                    if worker.spec.name == name:
-                        worker.info = parse_line(worker.info, line)
-                        worker.tail.append(line)
-            elif kind == "signal":
-                self._on_signal()
-            elif kind == "kill":
-                for worker in self.workers:
-                    if worker.spec.name == payload and worker.child is not None and worker.phase not in TERMINAL:
-                        signal_group(worker.child.pgid, signal.SIGKILL)
-                        worker.message = "killed: it stopped responding"
+            self._handle(message)
             try:
-                kind, payload = self.events.get_nowait()
+                message = self._queue.get_nowait()
             except queue.Empty:
                 return
+
+    def _handle(self, message: _Message) -> None:
+        match message:
+            case _Signal():
+                self._on_signal()
+            case _Kill(name=name, why=why):
+                worker = self._named(name)
+                if worker is not None and worker.child is not None and worker.phase not in TERMINAL:
+                    worker.child.signal_group(signal.SIGKILL)
+                    worker.message = why
+                    self._report(Stopping(name, why))
+            case _Output(name=name, generation=generation, line=line):
+                worker = self._named(name)
+                if worker is not None and worker.generation == generation:
+                    worker.info = parse_line(worker.info, line)
+                    worker.tail.append(line)
+                    self._report(LogLine(name, line))
+            case _ReadyAnswer(name=name, generation=generation, stats=stats):
+                worker = self._current(name, generation)
+                if worker is not None:
+                    worker.probe_busy = False
+                    if stats is not None and worker.phase == "starting" and worker.exit_seen is None:
+                        self._ready(worker, stats)
+            case _AliveAnswer(name=name, generation=generation, queue_remaining=remaining):
+                worker = self._current(name, generation)
+                if worker is not None:
+                    worker.probe_busy = False
+                    if remaining is None:
+                        worker.failed_probes += 1
+                    else:
+                        worker.failed_probes = 0
+                        worker.last_answer = self._clock()
+                        worker.queue_remaining = remaining
+            case _Inspection(name=name, generation=generation, nodes=nodes):
+                worker = self._current(name, generation)
+                if worker is not None:
+                    worker.multigpu = nodes
+                    self._report(Inspected(name, nodes))
+
+    def _named(self, name: str) -> _Worker | None:
+        return next((w for w in self.workers if w.spec.name == name), None)
+
+    def _current(self, name: str, generation: int) -> _Worker | None:
+        worker = self._named(name)
+        return worker if worker is not None and worker.generation == generation else None
 
     def _on_signal(self) -> None:
         if self.stopping:
             # A second Ctrl-C: no more grace.
             for worker in self.workers:
                 if worker.child is not None and worker.phase not in TERMINAL:
-                    signal_group(worker.child.pgid, signal.SIGKILL)
+                    worker.child.signal_group(signal.SIGKILL)
                     worker.message = "killed (second interrupt)"
+                    self._report(Stopping(worker.spec.name, worker.message))
             return
         self.stopping = True
         now = self._clock()
         for worker in self.workers:
             if worker.phase == "backoff":
                 self._set(worker, "exited", "stopped before its restart")
-            elif worker.child is not None and worker.phase not in TERMINAL:
+                worker.final_kind = "requested"
+                self._report(Stopping(worker.spec.name, worker.message))
+            elif worker.child is not None and worker.phase not in TERMINAL and worker.phase != "stopping":
+                worker.requested = True
                 self._stop(worker, now, "stopping (SIGINT to the process group)")
 
-    def _stop(self, worker: _Worker, now: float, message: str) -> None:
-        assert worker.child is not None
-        worker.requested = True
-        signal_group(worker.child.pgid, signal.SIGINT)
-        worker.stop_deadline = now + self.options.stop_timeout_s
-        self._set(worker, "stopping", message)
+    # -- transitions ----------------------------------------------------------------------------
+    def _set(self, worker: _Worker, phase: Phase, message: str) -> None:
+        worker.phase = phase
+        worker.phase_since = self._clock()
+        worker.message = message
 
     def _start(self, worker: _Worker) -> None:
-        env = worker.spec.child_env(self.environ)
+        spec = worker.spec
+        env = spec.child_env(self.environ)
         if worker.session is not None:
             env["__COMFY_CLI_SESSION__"] = str(worker.session)
-        name = worker.spec.name
+        worker.generation += 1
+        generation, name = worker.generation, spec.name
 
-        def on_line(line: str, _name: str = name) -> None:
-            self.events.put(("line", (_name, line)))
-            if self._on_line is not None:
-                self._on_line(_name, line)
+        def on_line(line: str) -> None:
+            self._queue.put(_Output(name, generation, line))
 
         worker.info = StartupInfo()
-        worker.stats = None
-        worker.multigpu = None
-        worker.was_ready = False
-        worker.requested = False
+        worker.tail.clear()
+        worker.stats = worker.multigpu = worker.queue_remaining = None
+        worker.was_ready = worker.requested = worker.hung = worker.not_ready = False
+        worker.probe_busy = False
+        worker.failed_probes = 0
+        worker.exit_seen = None
         try:
-            worker.child = self._spawn(worker.spec.argv, env, worker.spec.cwd, on_line, worker.log_file, worker.spec.cpus)
+            worker.child = self._spawn(spec.argv, env, spec.cwd, on_line, spec.log_file, spec.cpus)
         except OSError as exc:
             worker.child = None
             worker.exit_code = 127
-            self._set(worker, "failed", f"could not start {worker.spec.argv[0]}: {exc.strerror or exc}")
+            worker.final_kind = "crash"
+            reason = exc.strerror or str(exc)
+            self._set(worker, "failed", f"could not start {spec.argv[0]}: {reason}")
+            self._report(StartFailed(name, spec.argv[0], reason))
             return
-        if self._on_change is not None:
-            self._on_change(worker.child, worker.spec, "started")
         worker.next_probe = self._clock()
-        self._set(worker, "starting", f"started pid {worker.child.pid}, waiting for HTTP on {worker.spec.url}")
+        self._set(worker, "starting", f"started pid {worker.child.pid}, waiting for HTTP on {spec.url}")
+        self._report(Started(spec, worker.child.pid, worker.child.pgid, worker.generation))
+
+    def _ready(self, worker: _Worker, stats: Mapping[str, Any]) -> None:
+        now = self._clock()
+        took = now - worker.phase_since
+        worker.stats = stats
+        worker.was_ready = worker.ever_ready = True
+        worker.last_answer = now
+        worker.next_probe = now + self.options.liveness_interval_s
+        self._set(worker, "ready", f"ready at {worker.spec.url} after {took:.1f} s")
+        self._report(Ready(worker.spec.name, worker.spec.url, took, stats))
+        inspect = self._probes.inspect
+        if inspect is not None:
+            name, generation, url = worker.spec.name, worker.generation, worker.spec.url
+            self._beside(lambda: self._queue.put(_Inspection(name, generation, inspect(url))))
+
+    def _stop(self, worker: _Worker, now: float, reason: str) -> None:
+        assert worker.child is not None
+        worker.child.signal_group(signal.SIGINT)
+        worker.stop_deadline = now + self.options.stop_timeout_s
+        self._set(worker, "stopping", reason)
+        self._report(Stopping(worker.spec.name, reason))
 
     def _reap(self, worker: _Worker, now: float) -> None:
         child = worker.child
         if child is None or worker.phase in TERMINAL:
             return
-        code = child.poll()
-        if code is None:
-            return
-        child.reader.join(timeout=2.0)  # collect the last lines before judging
+        if worker.exit_seen is None:
+            code = child.poll()
+            if code is None:
+                return
+            # ComfyUI is gone; anything it left in its group goes too (GPU memory, the port).
+            child.signal_group(signal.SIGKILL)
+            worker.exit_seen = (code, now)
+        code, since = worker.exit_seen
+        if not child.output_done() and now - since < self.options.drain_s:
+            return  # its last lines are still in the pipe: they say why it ended
         self._drain(0)
-        # ComfyUI is gone; anything it left in its group goes too.
-        signal_group(child.pgid, signal.SIGKILL)
-        if self._on_change is not None:
-            self._on_change(child, worker.spec, "exited")
+        self._exited(worker, code, now)
+
+    def _exited(self, worker: _Worker, code: int, now: float) -> None:
+        child = worker.child
+        assert child is not None
         worker.child = None
+        worker.exit_seen = None
         worker.exit_code = code
         reboot = False
         if worker.session is not None:
@@ -314,48 +456,69 @@ class Supervisor:
             if marker.exists():
                 marker.unlink(missing_ok=True)
                 reboot = True
-        kind = classify_exit(code, requested=worker.requested or self.stopping, reboot_marker=reboot, was_ready=worker.was_ready)
-        restart, delay, reason = worker.tracker.decide(kind, now)
-        if restart and not self.stopping:
+        kind = classify_exit(
+            code,
+            requested=worker.requested or self.stopping,
+            reboot_marker=reboot,
+            was_ready=worker.was_ready,
+            hung=worker.hung,
+            not_ready=worker.not_ready,
+        )
+        decision = worker.tracker.decide(kind, now)
+        name = worker.spec.name
+        if decision.restart and not self.stopping:
             worker.restarts += 1
-            worker.next_start = now + delay
-            self._set(worker, "backoff", f"exited with code {code}; {reason}")
+            worker.next_start = now + decision.delay_s
+            self._set(worker, "backoff", f"exited with code {code}; {decision.reason}")
+            self._report(Exited(name, child.pid, code, kind, decision.reason, decision.delay_s))
             return
+        worker.final_kind = kind
         if kind == "requested":
             self._set(worker, "exited", f"stopped (exit code {code})")
         else:
-            self._set(worker, "failed" if code != 0 else "exited", f"exited with code {code}: {reason}")
+            self._set(worker, "failed" if kind in FAILURES else "exited", f"exited with code {code}: {decision.reason}")
+        self._report(Exited(name, child.pid, code, kind, decision.reason, None))
 
     def _health(self, worker: _Worker, now: float) -> None:
-        if worker.phase != "starting" or worker.child is None or now < worker.next_probe:
+        if worker.child is None or worker.exit_seen is not None or now < worker.next_probe:
             return
-        worker.next_probe = now + self.options.probe_interval_s
-        stats = self._probe(worker.spec.url)
-        if stats is not None:
-            worker.stats = stats
-            worker.was_ready = True
-            took = now - worker.phase_since
-            self._set(worker, "ready", f"ready at {worker.spec.url} after {took:.1f} s")
-            if self._on_ready is not None:
-                worker.multigpu = self._on_ready(self.snapshot().workers[self.workers.index(worker)])
+        if worker.phase == "starting":
+            if now - worker.phase_since > self.options.ready_timeout_s:
+                worker.not_ready = True
+                self._stop(worker, now, f"not ready after {self.options.ready_timeout_s:.0f} s; stopping it")
+                return
+            self._ask(worker, now, self.options.probe_interval_s, ready=True)
+        elif worker.phase == "ready":
+            hang = self.options.hang_timeout_s
+            silent = now - worker.last_answer
+            if hang > 0 and silent >= hang and worker.failed_probes >= self.options.hang_probes:
+                worker.hung = True
+                worker.child.signal_group(signal.SIGKILL)
+                worker.message = f"hung: no answer for {silent:.0f} s ({worker.failed_probes} probes); killed"
+                self._report(Hung(worker.spec.name, silent, worker.failed_probes))
+                worker.next_probe = math.inf
+                return
+            self._ask(worker, now, self.options.liveness_interval_s, ready=False)
+
+    def _ask(self, worker: _Worker, now: float, interval: float, *, ready: bool) -> None:
+        if worker.probe_busy:
             return
-        if now - worker.phase_since > self.options.ready_timeout_s:
-            self._stop(worker, now, f"not ready after {self.options.ready_timeout_s:.0f} s; stopping it")
-            worker.requested = False  # a failure, not a requested stop
+        worker.probe_busy = True
+        worker.next_probe = now + interval
+        name, generation, url = worker.spec.name, worker.generation, worker.spec.url
+        if ready:
+            probe_ready = self._probes.ready
+            self._beside(lambda: self._queue.put(_ReadyAnswer(name, generation, probe_ready(url))))
+        else:
+            probe_alive = self._probes.alive
+            self._beside(lambda: self._queue.put(_AliveAnswer(name, generation, probe_alive(url))))
 
     def _reconcile(self, worker: _Worker, now: float) -> None:
         if worker.phase == "backoff" and now >= worker.next_start and not self.stopping:
             self._start(worker)
         elif worker.phase == "stopping" and worker.child is not None and now >= worker.stop_deadline:
-            if group_alive(worker.child.pgid):
-                signal_group(worker.child.pgid, signal.SIGKILL)
+            if worker.child.group_alive():
+                worker.child.signal_group(signal.SIGKILL)
                 worker.message = f"did not stop within {self.options.stop_timeout_s:.0f} s: SIGKILL"
-                worker.stop_deadline = now + 3600
-
-    def _poll_queues(self, now: float) -> None:
-        if self._queue_probe is None or now < self._next_queue_poll:
-            return
-        self._next_queue_poll = now + self.options.queue_interval_s
-        for worker in self.workers:
-            if worker.phase == "ready":
-                worker.queue_remaining = self._queue_probe(worker.spec.url)
+                self._report(Stopping(worker.spec.name, worker.message))
+            worker.stop_deadline = math.inf

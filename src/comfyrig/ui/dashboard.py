@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..launch.plan import LaunchPlan
-from ..launch.supervisor import FleetSnapshot, WorkerView
+from ..launch.events import FleetSnapshot, WorkerView
 from .panel import gpu_config_panel
 
 __all__ = ["dashboard", "status_line", "multigpu_verdict"]

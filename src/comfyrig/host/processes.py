@@ -1,0 +1,50 @@
+"""Processes of this machine: signalling whole process groups, liveness, command lines.
+
+Facts and mechanics only, no policy: who to stop and when is the supervisor's
+business. Another user's process gives "unknown" answers, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["cmdline", "group_alive", "pid_alive", "signal_group"]
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the whole group; False when the group is gone (or not ours)."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of the group exists (our own zombies are reaped by Popen)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists (also when it belongs to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmdline(pid: int, proc_root: Path = Path("/proc")) -> list[str] | None:
+    """The argv of ``pid`` from /proc, or None when it cannot be read (gone, not Linux)."""
+    try:
+        raw = (proc_root / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")] if raw else []
