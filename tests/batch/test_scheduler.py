@@ -73,6 +73,35 @@ def test_worker_death_charges_the_running_job_only() -> None:
     assert dict(submits(s.tick(3)))["j0"] == "b"
 
 
+def test_a_worker_lost_while_its_outputs_are_fetched_runs_the_job_again() -> None:
+    # Seen with Ray: the actor died between "completed" and the download; the Collect sent
+    # to it was lost, and the job stayed "collecting" for ever (the batch never ended).
+    s = make(1, ("a", "b"))
+    s.worker_up("a", 0)
+    (sub,) = s.tick(0)
+    assert isinstance(sub, Submit)
+    assert s.completed("a", sub.prompt_id, 1) == [Collect("j0", "a", sub.prompt_id)]
+    (requeue,) = s.worker_down("a", "Ray actor failed", 2)
+    assert isinstance(requeue, Requeue) and not requeue.charged and "outputs" in requeue.reason["message"]
+    s.worker_up("b", 3)
+    assert submits(s.tick(3)) == [("j0", "b")]
+    assert s.collected("a", sub.prompt_id, 4) is None  # a late answer of the lost attempt changes nothing
+    finish(s, "j0", 5)
+    assert s.done == 1 and s.finished
+
+
+def test_outputs_that_never_arrive_are_retried_after_the_collect_timeout() -> None:
+    s = make(1, ("a",), collect_timeout_s=60.0, retries=1)
+    s.worker_up("a", 0)
+    (sub,) = s.tick(0)
+    assert isinstance(sub, Submit)
+    s.completed("a", sub.prompt_id, 1)
+    assert s.tick(60) == []
+    (requeue, again) = s.tick(62)
+    assert isinstance(requeue, Requeue) and requeue.charged and "did not arrive" in requeue.reason["message"]
+    assert isinstance(again, Submit) and again.attempt == 2
+
+
 def test_system_failures_are_retried_then_fail() -> None:
     s = make(1, ("a",), retries=1)
     s.worker_up("a", 0)

@@ -167,7 +167,8 @@ class Scheduler:
     """``retries``: system failures allowed per job beyond the first; ``job_timeout_s``:
     seconds without any event from a started job before it is interrupted (None: never);
     ``interrupt_grace_s``: seconds an interrupted job may take to stop before its worker
-    is given up for restart."""
+    is given up for restart; ``collect_timeout_s``: seconds a finished job's outputs may
+    take to arrive before the job runs again (a lost download must not stall the batch)."""
 
     def __init__(
         self,
@@ -176,11 +177,14 @@ class Scheduler:
         job_timeout_s: float | None = None,
         depth: int = 2,
         interrupt_grace_s: float = 10.0,
+        collect_timeout_s: float = 600.0,
     ) -> None:
         self.retries = retries
         self.job_timeout_s = job_timeout_s
         self.depth = depth
         self.interrupt_grace_s = interrupt_grace_s
+        self.collect_timeout_s = collect_timeout_s
+        self._collecting: dict[str, float] = {}  # job -> since when its outputs are being fetched
         self.jobs: dict[str, _Job] = {}
         self.workers: dict[str, _Worker] = {}
         self._pending: deque[str] = deque()
@@ -284,6 +288,11 @@ class Scheduler:
             charged = slot.state == "submitted" and (n == 0 or slot.started_at is not None)
             what = f"{name} went away while running it: {reason}" if charged else f"{name} went away before it ran: {reason}"
             actions += self._system_failure(slot, what, charged=charged, kind="worker-lost")
+        # Finished jobs whose outputs were still to be fetched from it: they are gone with it
+        # (a restarted ComfyUI has no history; a Ray actor's bytes died with the actor).
+        for job in [j for j in self._collecting if self.jobs[j].worker == name]:
+            what = f"{name} went away before its outputs were downloaded: {reason}"
+            actions += self._system_failure(self.jobs[job], what, charged=False, kind="worker-lost")
         return actions
 
     # -- job events ----------------------------------------------------------------------------
@@ -325,6 +334,7 @@ class Scheduler:
         self._leave_worker(slot, now)
         slot.state = "collecting"
         slot.activity_at = now
+        self._collecting[slot.id] = now
         return [Collect(slot.id, worker, prompt_id)]
 
     def collected(self, worker: str, prompt_id: str, now: float) -> tuple[str, int, float] | None:
@@ -334,6 +344,7 @@ class Scheduler:
             return None
         slot.state = "done"
         self._done += 1
+        self._collecting.pop(slot.id, None)
         seconds = max(slot.activity_at - (slot.started_at or slot.submitted_at), 0.0)
         stats = self.workers[worker].stats
         stats.done += 1
@@ -407,6 +418,11 @@ class Scheduler:
         if self.job_timeout_s is not None:
             for worker in self.workers.values():
                 actions += self._check_hangs(worker, now)
+        for job, since in list(self._collecting.items()):
+            if now - since > self.collect_timeout_s:
+                slot = self.jobs[job]
+                why = f"its outputs did not arrive from {slot.worker} within {self.collect_timeout_s:g} s"
+                actions += self._system_failure(slot, why, charged=True, kind="collect-timeout")
         actions += self._assign(now)
         return actions
 
@@ -480,6 +496,7 @@ class Scheduler:
 
     def _end(self, slot: _Job, state: Literal["done", "failed"]) -> None:
         slot.state = state
+        self._collecting.pop(slot.id, None)
         if state == "failed":
             self._failed += 1
         if slot.prompt_id is not None:
@@ -503,6 +520,7 @@ class Scheduler:
             return [Fail(slot.id, slot.attempt, {**info, "message": message}, charged=True)]
         if slot.prompt_id is not None:
             self._by_prompt.pop(slot.prompt_id, None)
+        self._collecting.pop(slot.id, None)
         slot.state = "pending"
         slot.started_at = slot.interrupt_at = None
         slot.interrupt_why = None
