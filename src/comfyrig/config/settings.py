@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Generic, Literal, TypeVar
 
 from ..errors import ComfyUINotFoundError, ConfigError
 from .envfile import EnvFile, read_env_file
@@ -47,12 +47,16 @@ _SECRET_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 DEFAULT_PORT = 8188
 DEFAULT_LISTEN = "127.0.0.1"
 
+T = TypeVar("T", covariant=True)
+# A port number, or "auto": the next free one from 8188, chosen at launch.
+PortSetting = int | Literal["auto"]
+
 
 @dataclass(frozen=True)
-class Sourced:
+class Sourced(Generic[T]):
     """A value and where it came from: "cli", "env", ".env:LINE", "default" or "derived"."""
 
-    value: Any
+    value: T
     source: str
 
 
@@ -111,24 +115,24 @@ class Settings:
     the .env variables that are not comfyrig's own, given to ComfyUI as well.
     """
 
-    gpu_request: Sourced
-    port: Sourced  # int, or "auto" for the next free port
-    listen: Sourced
-    comfyui_args: Sourced  # tuple[str, ...], split with shlex
-    enable_manager: Sourced
-    comfyui_dir: Sourced  # Path | None
-    python: Sourced  # str
-    pytorch_alloc_conf: Sourced
-    pytorch_cuda_alloc_conf: Sourced
+    gpu_request: Sourced[GpuRequest]
+    port: Sourced[PortSetting]
+    listen: Sourced[str]
+    comfyui_args: Sourced[tuple[str, ...]]  # split as a shell would (no shell runs)
+    enable_manager: Sourced[bool]
+    comfyui_dir: Sourced[Path | None]
+    python: Sourced[str]
+    pytorch_alloc_conf: Sourced[str | None]
+    pytorch_cuda_alloc_conf: Sourced[str | None]
     env_file: Path | None
-    passthrough: Mapping[str, Sourced]
+    passthrough: Mapping[str, Sourced[str]]
     extra_args: tuple[str, ...]
     environ: Mapping[str, str] = field(repr=False)
     fake_gpus: str | None = None
 
-    def table(self) -> dict[str, Sourced]:
+    def table(self) -> dict[str, Sourced[object]]:
         """Every effective value by its public name, for ``comfyrig config``."""
-        rows = {
+        rows: dict[str, Sourced[object]] = {
             "GPU_MODE": Sourced(self.gpu_request.value.describe(), self.gpu_request.source),
             "COMFYUI_PORT": self.port,
             "COMFYUI_LISTEN": self.listen,
@@ -149,7 +153,7 @@ class Settings:
         return {name: Sourced(mask_secret(name, v.value), v.source) for name, v in rows.items()}
 
 
-def mask_secret(name: str, value: Any) -> Any:
+def mask_secret(name: str, value: object) -> object:
     """Hide values whose names say they are credentials."""
     if isinstance(value, str) and value and any(m in name.upper() for m in _SECRET_MARKERS):
         return "****"
@@ -171,7 +175,7 @@ class _Layers:
         self.environ = environ
         self.env_file = env_file
 
-    def get(self, key: str, cli: Any = None) -> Sourced | None:
+    def get(self, key: str, cli: object = None) -> Sourced[object] | None:
         if cli is not None:
             return Sourced(cli, "cli")
         if key in self.environ:
@@ -181,7 +185,7 @@ class _Layers:
         return None
 
 
-def _where(src: Sourced, key: str, flag: str) -> str:
+def _where(src: Sourced[object], key: str, flag: str) -> str:
     if src.source == "cli":
         return flag
     if src.source == "env":
@@ -213,8 +217,8 @@ def resolve_settings(cli: CliOverrides, environ: Mapping[str, str], cwd: Path) -
         enable_manager=_enable_manager(layers, cli),
         comfyui_dir=comfyui_dir,
         python=python,
-        pytorch_alloc_conf=layers.get("PYTORCH_ALLOC_CONF") or Sourced(None, "default"),
-        pytorch_cuda_alloc_conf=layers.get("PYTORCH_CUDA_ALLOC_CONF") or Sourced(None, "default"),
+        pytorch_alloc_conf=_text(layers, "PYTORCH_ALLOC_CONF"),
+        pytorch_cuda_alloc_conf=_text(layers, "PYTORCH_CUDA_ALLOC_CONF"),
         env_file=env_file.path if env_file else None,
         passthrough=passthrough,
         extra_args=cli.extra_args,
@@ -235,7 +239,7 @@ def env_file_candidates(explicit: Path | None, comfyui_dir: object | None, cwd: 
 
 
 def _load_env_file(
-    explicit: Path | None, dir_hint: Sourced | None, cwd: Path, environ: Mapping[str, str]
+    explicit: Path | None, dir_hint: Sourced[object] | None, cwd: Path, environ: Mapping[str, str]
 ) -> EnvFile | None:
     candidates = env_file_candidates(explicit, dir_hint.value if dir_hint is not None else None, cwd)
     if explicit is not None and not candidates[0].is_file():
@@ -246,7 +250,12 @@ def _load_env_file(
     return None
 
 
-def _gpu_request(layers: _Layers, cli: CliOverrides) -> Sourced:
+def _text(layers: _Layers, key: str) -> Sourced[str | None]:
+    src = layers.get(key)
+    return Sourced(str(src.value), src.source) if src is not None else Sourced(None, "default")
+
+
+def _gpu_request(layers: _Layers, cli: CliOverrides) -> Sourced[GpuRequest]:
     request = cli.gpu_request()
     if request is not None:
         return Sourced(request, "cli")
@@ -257,7 +266,7 @@ def _gpu_request(layers: _Layers, cli: CliOverrides) -> Sourced:
     return Sourced(GpuRequest("auto"), "default")
 
 
-def _port(layers: _Layers, cli: CliOverrides) -> Sourced:
+def _port(layers: _Layers, cli: CliOverrides) -> Sourced[PortSetting]:
     src = layers.get("COMFYUI_PORT", cli.port)
     if src is None:
         return Sourced(DEFAULT_PORT, "default")
@@ -275,7 +284,7 @@ def _port(layers: _Layers, cli: CliOverrides) -> Sourced:
     return Sourced(port, src.source)
 
 
-def _listen(layers: _Layers, cli: CliOverrides) -> Sourced:
+def _listen(layers: _Layers, cli: CliOverrides) -> Sourced[str]:
     src = layers.get("COMFYUI_LISTEN", cli.listen)
     if src is None:
         return Sourced(DEFAULT_LISTEN, "default")
@@ -285,7 +294,7 @@ def _listen(layers: _Layers, cli: CliOverrides) -> Sourced:
     return Sourced(text, src.source)
 
 
-def _comfyui_args(layers: _Layers, cli: CliOverrides) -> Sourced:
+def _comfyui_args(layers: _Layers, cli: CliOverrides) -> Sourced[tuple[str, ...]]:
     src = layers.get("COMFYUI_ARGS", cli.comfyui_args)
     if src is None:
         return Sourced((), "default")
@@ -299,19 +308,19 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _enable_manager(layers: _Layers, cli: CliOverrides) -> Sourced:
+def _enable_manager(layers: _Layers, cli: CliOverrides) -> Sourced[bool]:
     src = layers.get("ENABLE_COMFYUI_MANAGER", cli.enable_manager)
     if src is None:
         return Sourced(False, "default")
     if isinstance(src.value, bool):
-        return src
+        return Sourced(src.value, src.source)
     text = str(src.value).strip().lower()
     if text in _TRUE | _FALSE:
         return Sourced(text in _TRUE, src.source)
     raise ConfigError(f"{_where(src, 'ENABLE_COMFYUI_MANAGER', '')} is {src.value!r}; use true or false.")
 
 
-def _comfyui_dir(layers: _Layers, cli: CliOverrides, cwd: Path) -> Sourced:
+def _comfyui_dir(layers: _Layers, cli: CliOverrides, cwd: Path) -> Sourced[Path | None]:
     src = layers.get("COMFYUI_DIR", cli.comfyui_dir)
     if src is None:
         if (cwd / "main.py").is_file():
@@ -328,7 +337,7 @@ def _comfyui_dir(layers: _Layers, cli: CliOverrides, cwd: Path) -> Sourced:
     return Sourced(path.resolve(), src.source)
 
 
-def _python(layers: _Layers, cli: CliOverrides, comfyui_dir: Path | None, environ: Mapping[str, str]) -> Sourced:
+def _python(layers: _Layers, cli: CliOverrides, comfyui_dir: Path | None, environ: Mapping[str, str]) -> Sourced[str]:
     src = layers.get("COMFYUI_PYTHON", cli.python)
     if src is not None:
         path = Path(str(src.value)).expanduser()

@@ -61,7 +61,7 @@ def check_settings(ctx: DoctorContext) -> CheckResult:
     return CheckResult("config.settings", title, "pass", f"Resolved: {summary}.{where} 'comfyrig config' lists them.")
 
 
-def _origin(value: Sourced) -> str:
+def _origin(value: Sourced[object]) -> str:
     source = value.source
     return {"cli": "the command line", "env": "the environment"}.get(source, ".env" if source.startswith(".env") else "default")
 

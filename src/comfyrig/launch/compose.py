@@ -97,7 +97,7 @@ def gather_facts(settings: Settings, *, probe: Callable[[str | None], Inventory]
 def pick_ports(settings: Settings, request: LaunchRequest, count: int, picker: PortPicker) -> list[int]:
     """The concrete ports: the configured one (one instance), free ones from it upwards
     (a fleet, or 'auto' from 8188), or kernel-chosen ones (``ports="ephemeral"``)."""
-    host = str(settings.listen.value).split(",")[0]
+    host = settings.listen.value.split(",")[0]
     if request.ports == "ephemeral":
         return [picker.ephemeral(host) for _ in range(count)]
     value = settings.port.value
