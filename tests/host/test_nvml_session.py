@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from comfyrig.host.gpus.inventory import Inventory
-from comfyrig.host.gpus.nvml import NvmlProcess, NvmlSession, NvmlUnavailable, probe_nvml
+from comfyrig.host.gpus.nvml import (
+    NvmlProcess,
+    NvmlSession,
+    NvmlUnavailable,
+    probe_nvml,
+)
 from comfyrig.host.gpus.probe import probe_inventory
 from comfyrig.host.gpus.smi import SmiUnavailable
 

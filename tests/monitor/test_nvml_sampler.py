@@ -9,7 +9,12 @@ import pytest
 
 from comfyrig.host.gpus.nvml import NvmlSession, NvmlUnavailable
 from comfyrig.monitor.procinfo import ProcDetails
-from comfyrig.monitor.sampler import NoGpuSampler, NvmlSampler, SimulatedSampler, open_sampler
+from comfyrig.monitor.sampler import (
+    NoGpuSampler,
+    NvmlSampler,
+    SimulatedSampler,
+    open_sampler,
+)
 
 from ..host import fake_pynvml as fake
 from ..host.fake_pynvml import FakePynvml, h100s
