@@ -1,7 +1,7 @@
 """CPU cost of one monitor tick's NVML queries, with handles kept vs NVML re-initialised each tick.
 
 Standalone (only pynvml), so it runs on a GPU machine without comfyrig
-installed. It makes exactly the calls of comfyrig.monitor.sampler.NvmlSampler
+installed. It makes exactly the calls of comfyrig.host.gpus.nvml.NvmlDevice.reading()
 per GPU: memory, utilisation, power and its limit, temperature, SM and memory
 clocks, compute and graphics processes.
 

@@ -1,97 +1,23 @@
-"""The NVML sampler against a fake pynvml module: init once, handles reused, N/A per field."""
+"""The NVML sampler against the fake pynvml: init once, handles reused, N/A per field."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import json
 from typing import Any
 
 import pytest
 
-from comfyrig.host.gpus.nvml import NvmlUnavailable
+from comfyrig.host.gpus.nvml import NvmlSession, NvmlUnavailable
 from comfyrig.monitor.procinfo import ProcDetails
-from comfyrig.monitor.sampler import NoGpuSampler, NvmlSampler, open_sampler
+from comfyrig.monitor.sampler import (
+    NoGpuSampler,
+    NvmlSampler,
+    SimulatedSampler,
+    open_sampler,
+)
 
-
-class NVMLError(Exception):
-    pass
-
-
-class FakeNvml:
-    NVMLError = NVMLError
-    NVML_TEMPERATURE_GPU = 0
-    NVML_CLOCK_SM = 1
-    NVML_CLOCK_MEM = 2
-
-    def __init__(self, count: int = 2, fail_init: bool = False) -> None:
-        self.count = count
-        self.fail_init = fail_init
-        self.calls: dict[str, int] = {}
-        self.lost: set[int] = set()
-        self.no_power = False
-
-    def _call(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    def nvmlInit(self) -> None:
-        self._call("init")
-        if self.fail_init:
-            raise NVMLError("Driver Not Loaded")
-
-    def nvmlShutdown(self) -> None:
-        self._call("shutdown")
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "550.54.14"
-
-    def nvmlDeviceGetCount(self) -> int:
-        return self.count
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
-        self._call("handle")
-        return i
-
-    def nvmlDeviceGetName(self, h: int) -> bytes:
-        return b"NVIDIA H100 80GB HBM3"
-
-    def nvmlDeviceGetUUID(self, h: int) -> str:
-        return f"GPU-{h:08d}"
-
-    def _check(self, h: int) -> None:
-        if h in self.lost:
-            raise NVMLError("GPU is lost")
-
-    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
-        self._check(h)
-        return SimpleNamespace(used=1024 * 2**20, total=81559 * 2**20)
-
-    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
-        self._check(h)
-        return SimpleNamespace(gpu=97, memory=41)
-
-    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
-        self._check(h)
-        return 61
-
-    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
-        self._check(h)
-        if self.no_power:
-            raise NVMLError("Not Supported")
-        return 612_345
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
-        self._check(h)
-        return 700_000
-
-    def nvmlDeviceGetClockInfo(self, h: int, clock: int) -> int:
-        self._check(h)
-        return {1: 1980, 2: 2619}[clock]
-
-    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
-        self._check(h)
-        return [SimpleNamespace(pid=100 + h, usedGpuMemory=512 * 2**20)] if h == 0 else []
-
-    def nvmlDeviceGetGraphicsRunningProcesses(self, h: int) -> list[Any]:
-        return []
+from ..host import fake_pynvml as fake
+from ..host.fake_pynvml import FakePynvml, h100s
 
 
 class FakeProcInfo:
@@ -99,20 +25,33 @@ class FakeProcInfo:
         return {pid: ProcDetails(user="bob", command="python main.py", ports=(8188,)) for pid in pids}
 
 
+def machine(count: int = 2) -> list[dict[str, Any]]:
+    gpus = h100s(count)
+    gpus[0]["processes"] = [{"pid": 100, "used_mib": 512}]
+    return gpus
+
+
+def sampler_on(nvml: FakePynvml) -> NvmlSampler:
+    return NvmlSampler(nvml, procinfo=FakeProcInfo())  # type: ignore[arg-type]
+
+
 def test_init_once_handles_reused() -> None:
-    nvml = FakeNvml()
-    sampler = NvmlSampler(nvml, procinfo=FakeProcInfo())  # type: ignore[arg-type]
+    nvml = FakePynvml(machine())
+    sampler = sampler_on(nvml)
     for tick in range(50):
         sampler.sample(tick)
     sampler.close()
     sampler.close()
-    assert nvml.calls == {"init": 1, "handle": 2, "shutdown": 1}
+    once = ("nvmlInit", "nvmlShutdown", "nvmlSystemGetDriverVersion")
+    assert [nvml.calls[name] for name in once] == [1, 1, 1]
+    assert [nvml.calls[name] for name in ("nvmlDeviceGetHandleByIndex", "nvmlDeviceGetName", "nvmlDeviceGetUUID")] == [2, 2, 2]
+    assert nvml.calls["nvmlDeviceGetMemoryInfo"] == 100 and nvml.refcount == 0
 
 
 def test_fields_and_processes() -> None:
-    sampler = NvmlSampler(FakeNvml(), procinfo=FakeProcInfo())  # type: ignore[arg-type]
+    sampler = sampler_on(FakePynvml(machine()))
     first, second = sampler.sample(0)
-    assert first.name == "NVIDIA H100 80GB HBM3" and first.uuid == "GPU-00000000"
+    assert first.name == "NVIDIA H100 80GB HBM3" and first.uuid == "GPU-00000000-1111-2222-3333-444444444444"
     assert (first.memory_used_mib, first.memory_total_mib) == (1024, 81559)
     assert (first.utilization_pct, first.memory_util_pct, first.temperature_c) == (97, 41, 61)
     assert (first.power_w, first.power_limit_w) == (612.345, 700.0)
@@ -120,38 +59,61 @@ def test_fields_and_processes() -> None:
     assert [(p.pid, p.memory_mib, p.user, p.ports) for p in first.processes] == [(100, 512, "bob", (8188,))]
     assert first.owner_ports == (8188,)
     assert second.processes == ()
-    assert sampler.driver_version == "550.54.14"
+    assert sampler.driver_version == "570.86.15" and sampler.problem is None
+
+
+def test_same_samples_as_the_simulated_gpus_with_the_same_values() -> None:
+    # The monitor's view and JSON were pinned with simulated GPUs; NVML must fill the same records.
+    nvml = sampler_on(FakePynvml(h100s(1), strings="bytes")).sample(0)
+    spec = {"driver_version": "570.86.15", "gpus": [{
+        "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-00000000-1111-2222-3333-444444444444",
+        "memory_total_mib": 81559, "memory_used_mib": 1024, "utilization_pct": 97, "memory_util_pct": 41,
+        "temperature_c": 61, "power_w": 612.345, "power_limit_w": 700.0, "sm_clock_mhz": 1980, "mem_clock_mhz": 2619,
+    }]}
+    assert nvml == SimulatedSampler.from_spec(json.dumps(spec)).sample(0)
 
 
 def test_unsupported_field_and_lost_gpu_are_na() -> None:
-    nvml = FakeNvml()
-    nvml.no_power = True
-    nvml.lost = {1}
-    first, second = NvmlSampler(nvml, procinfo=FakeProcInfo()).sample(0)  # type: ignore[arg-type]
-    assert first.power_w is None and first.utilization_pct == 97
+    gpus = machine()
+    gpus[0]["power_mw"] = None  # a board without a power sensor
+    gpus[0]["processes"] = [{"pid": 100, "used_mib": None}]  # NVML_VALUE_NOT_AVAILABLE
+    nvml = FakePynvml(gpus)
+    sampler = sampler_on(nvml)
+    nvml.lose(1)  # falls off the bus after the sampler opened
+    first, second = sampler.sample(0)
+    assert first.power_w is None and first.power_limit_w == 700.0 and first.utilization_pct == 97
+    assert [(p.pid, p.memory_mib) for p in first.processes] == [(100, None)]
     assert second.name == "NVIDIA H100 80GB HBM3"
-    assert (second.memory_used_mib, second.utilization_pct, second.temperature_c) == (None, None, None)
+    assert (second.memory_used_mib, second.utilization_pct, second.temperature_c, second.processes) == (None, None, None, ())
+
+
+def test_a_gpu_lost_before_opening_keeps_its_row() -> None:
+    nvml = FakePynvml(machine(3))
+    nvml.lose(1)
+    samples = sampler_on(nvml).sample(0)
+    assert [(s.index, s.name, s.memory_used_mib) for s in samples] == [
+        (0, "NVIDIA H100 80GB HBM3", 1024), (1, "N/A", None), (2, "NVIDIA H100 80GB HBM3", 1024)]
 
 
 def test_no_driver_gives_a_no_gpu_sampler_with_the_reason() -> None:
     with pytest.raises(NvmlUnavailable, match="Driver Not Loaded"):
-        NvmlSampler(FakeNvml(fail_init=True))
-    sampler = open_sampler(None, nvml=FakeNvml(fail_init=True))
+        NvmlSampler(FakePynvml(init_error=fake.NVML_ERROR_DRIVER_NOT_LOADED))
+    sampler = open_sampler(None, nvml=FakePynvml(init_error=fake.NVML_ERROR_DRIVER_NOT_LOADED))
     assert isinstance(sampler, NoGpuSampler)
     assert sampler.sample(0) == ()
     assert sampler.problem is not None and "Driver Not Loaded" in sampler.problem
 
 
 def test_zero_gpus_says_so() -> None:
-    sampler = NvmlSampler(FakeNvml(count=0), procinfo=FakeProcInfo())  # type: ignore[arg-type]
+    sampler = sampler_on(FakePynvml([]))
     assert sampler.sample(0) == ()
     assert sampler.problem == "the NVIDIA driver reports no GPU"
 
 
-def test_the_fake_speaks_real_pynvml() -> None:
-    # The sampler is tested against FakeNvml; every name the fake offers must exist in the real module,
-    # so a typo in the sampler cannot pass here and fail on a GPU machine.
-    pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed")
-    offered = [name for name in vars(FakeNvml) if name.startswith(("nvml", "NVML"))]
-    assert len(offered) > 15
-    assert [name for name in offered if not hasattr(pynvml, name)] == []
+def test_samples_through_a_given_session() -> None:
+    nvml = FakePynvml(machine())
+    session = NvmlSession(nvml)
+    sampler = NvmlSampler(session=session, procinfo=FakeProcInfo())  # type: ignore[arg-type]
+    assert len(sampler.sample(0)) == 2
+    sampler.close()
+    assert (nvml.calls["nvmlInit"], nvml.refcount) == (1, 0)

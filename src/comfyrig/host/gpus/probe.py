@@ -7,6 +7,9 @@ cannot be loaded; otherwise an empty inventory that says why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from .inventory import Inventory
 from .nvml import NvmlUnavailable, probe_nvml
 from .simulated import load_simulated
@@ -15,8 +18,16 @@ from .smi import SmiUnavailable, probe_smi
 __all__ = ["probe_inventory"]
 
 
-def probe_inventory(fake_gpus: str | None = None) -> Inventory:
+def probe_inventory(
+    fake_gpus: str | None = None,
+    *,
+    nvml: Any = None,
+    smi: Callable[[], Inventory] = probe_smi,
+) -> Inventory:
     """Detect GPUs. ``fake_gpus`` is the value of COMFYRIG_FAKE_GPUS, if set.
+
+    ``nvml`` is the pynvml module (None: the installed one) and ``smi`` the
+    nvidia-smi probe; tests pass fakes of both.
 
     Raises ConfigError for an unusable simulated inventory and GpuProbeError
     when nvidia-smi exists but fails; a machine without any NVIDIA driver is
@@ -25,11 +36,11 @@ def probe_inventory(fake_gpus: str | None = None) -> Inventory:
     if fake_gpus is not None and fake_gpus.strip():
         return load_simulated(fake_gpus)
     try:
-        return probe_nvml()
+        return probe_nvml(nvml)
     except NvmlUnavailable as nvml_exc:
         nvml_reason = str(nvml_exc)
     try:
-        inventory = probe_smi()
+        inventory = smi()
     except SmiUnavailable:
         return Inventory(
             gpus=(),
