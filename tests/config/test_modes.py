@@ -118,3 +118,12 @@ def test_mig_devices() -> None:
 def test_cpu_hides_everything(inventories: Inv) -> None:
     sel = select_gpus(GpuRequest("cpu"), inventories(2))
     assert sel.is_cpu and sel.cuda_visible_devices == "" and sel.gpus == ()
+
+
+def test_an_index_names_the_nvml_gpu_even_when_one_before_it_is_missing() -> None:
+    inventory = parse_simulated([{"name": f"GPU {n}", "memory_total_mib": 1024} for n in range(3)])
+    # GPU 1 fell off the bus: NVML still numbers the others 0 and 2.
+    lost = Inventory(gpus=(inventory.gpus[0], inventory.gpus[2]), source="nvml")
+    assert select_gpus(GpuRequest("single", ("2",)), lost).gpus[0].uuid == inventory.gpus[2].uuid
+    with pytest.raises(SelectionError, match="there is no GPU 1"):
+        select_gpus(GpuRequest("single", ("1",)), lost)

@@ -137,12 +137,15 @@ def _by_index(item: str, gpus: tuple[Gpu, ...], flag: str) -> Gpu:
         index = int(item)
     except ValueError:
         raise SelectionError(f"{flag} takes a GPU index, not {item!r}. This machine has: {_listing(gpus)}.") from None
-    if not 0 <= index < len(gpus):
+    # By NVML index, not list position: a GPU that fell off the bus is left out of the
+    # inventory, and GPU 2 must stay GPU 2.
+    found = next((g for g in gpus if g.index == index), None)
+    if found is None:
         raise SelectionError(
             f"{flag} {index}: there is no GPU {index}. This machine has {len(gpus)} "
             f"GPU{'s' if len(gpus) != 1 else ''} ({_listing(gpus)})."
         )
-    return gpus[index]
+    return found
 
 
 def _resolve_list(request: GpuRequest, inventory: Inventory) -> list[tuple[Gpu, str]]:
