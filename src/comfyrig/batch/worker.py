@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from ..comfy.client import ComfyClient
+from ..comfy.client import ComfyClient, http_client
 from ..comfy.history import classify_history, output_refs, summarize_400
 from ..comfy.websocket import ComfyEvents
 from ..errors import ComfyAPIError
@@ -167,7 +167,7 @@ class HttpWorker:
         ]
 
     def _client(self, timeout: float | None = None) -> ComfyClient:
-        http = httpx.Client(timeout=timeout or self._timeout, transport=self._transport)
+        http = http_client(self.url, timeout_s=timeout or self._timeout, transport=self._transport)
         return ComfyClient(self.url, http=http)
 
     # -- Endpoint ---------------------------------------------------------------------------------
