@@ -8,7 +8,12 @@ from typing import Literal
 
 import pytest
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosedError, InvalidStatus, ProxyError
+from websockets.exceptions import (
+    ConnectionClosedError,
+    InvalidProxy,
+    InvalidStatus,
+    ProxyError,
+)
 from websockets.http11 import Response
 
 from comfyrig.comfy.websocket import ComfyEvents
@@ -74,13 +79,15 @@ def test_events_in_order_skipping_previews_and_noise() -> None:
         (TimeoutError("timed out during opening handshake"), ComfyUnreachable, "did not open .*TimeoutError"),
         (ProxyError("proxy rejected connection"), ComfyUnreachable, "did not open .*ProxyError"),
         (InvalidStatus(Response(404, "Not Found", Headers())), ComfyHTTPError, "handshake was answered with HTTP 404"),
+        (ImportError("connecting through a SOCKS proxy requires python-socks"), ComfyAPIError, "proxy .* cannot be used"),
+        (InvalidProxy("ftp://p", "scheme ftp isn't supported"), ComfyAPIError, "proxy .* cannot be used"),
     ],
 )
 def test_open_failures(failure: BaseException, kind: type[ComfyAPIError], message: str) -> None:
     with pytest.raises(kind, match=message) as info:
         ComfyEvents(URL, "c", connect=factory(failure))
     assert info.value.message.startswith("ws://127.0.0.1:8188/ws?clientId=c: ")
-    assert info.value.status == (404 if kind is ComfyHTTPError else None)
+    assert type(info.value) is kind and info.value.status == (404 if kind is ComfyHTTPError else None)
 
 
 def test_a_closed_connection_is_unreachable() -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from websockets.exceptions import (
     ConnectionClosed,
+    InvalidProxy,
     InvalidStatus,
     ProxyError,
     WebSocketException,
@@ -72,6 +74,12 @@ class ComfyEvents:
             status = exc.response.status_code
             raise ComfyHTTPError(
                 f"{self.url}: the websocket handshake was answered with HTTP {status}.", status=status
+            ) from exc
+        except (ImportError, InvalidProxy) as exc:  # a SOCKS proxy without python-socks, a malformed one
+            host = urlsplit(self.url).hostname
+            raise ComfyAPIError(
+                f"{self.url}: the proxy set in the environment cannot be used ({_reason(exc)}).",
+                hint=f"Add {host} to NO_PROXY to reach it directly, or fix HTTP_PROXY/HTTPS_PROXY/SOCKS_PROXY.",
             ) from exc
         except (OSError, TimeoutError, ConnectionClosed, ProxyError) as exc:
             raise ComfyUnreachable(f"{self.url}: the websocket did not open ({_reason(exc)}).") from exc
