@@ -162,7 +162,8 @@ class ComfyClient:
 
     ``http`` replaces the client ``http_client(base_url, timeout_s=timeout_s)`` would build
     (tests pass one over ``httpx.MockTransport``); either way ``close()`` closes it. Every
-    method raises ComfyAPIError (see the module docstring for the split).
+    method raises ComfyAPIError (see the module docstring for the split). The constructor
+    raises ConfigError for a URL that is not http(s), or a proxy setting that cannot be used.
     """
 
     def __init__(self, base_url: str, *, http: httpx.Client | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
