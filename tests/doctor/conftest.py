@@ -118,7 +118,7 @@ def make_ctx(
         inventory=probe,
         port_is_free=lambda port, host: port_free,
         who_holds=lambda port: holder,
-        http_client=lambda: httpx.Client(transport=httpx.MockTransport(http)),
+        http_client=lambda url: httpx.Client(transport=httpx.MockTransport(http)),
     )
     return gather(cli or CliOverrides(), dict(environ or {}), cwd, torch=torch, probes=probes)
 

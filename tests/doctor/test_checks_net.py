@@ -35,7 +35,7 @@ def test_port_from_comfyui_args_is_the_one_checked(tmp_path: Path) -> None:
         inventory=lambda _f: inventory(),
         port_is_free=lambda port, host: seen.append((port, host)) is None,
         who_holds=lambda port: None,
-        http_client=lambda: httpx.Client(transport=httpx.MockTransport(refused)),
+        http_client=lambda url: httpx.Client(transport=httpx.MockTransport(refused)),
     )
     gather(CliOverrides(comfyui_args="--port 9000 --listen 0.0.0.0"), {}, tmp_path, torch=False, probes=probes)
     assert seen == [(9000, "0.0.0.0")]

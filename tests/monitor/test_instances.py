@@ -21,13 +21,13 @@ def test_states_and_last_error_survive_recovery() -> None:
 
     poller = InstancePoller(
         ["http://127.0.0.1:8188", "http://127.0.0.1:8189"],
-        client=httpx.Client(transport=httpx.MockTransport(handler)),
+        http=lambda url: httpx.Client(transport=httpx.MockTransport(handler)),
         clock=lambda: 0.0,
     )
     try:
         broken, down = poller.poll()
         assert (broken.state, down.state) == ("error", "down")
-        assert broken.last_error is not None and broken.last_error.endswith("/prompt: HTTP 500.")
+        assert broken.last_error is not None and broken.last_error.endswith(" /prompt: HTTP 500 Internal Server Error.")
         up["ok"] = True
         healthy, _ = poller.poll()
     finally:

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from ..comfy.client import ComfyClient
+from ..comfy.client import ComfyClient, http_client
+from ..comfy.history import classify_history, output_refs, summarize_400
 from ..comfy.websocket import ComfyEvents
 from ..errors import ComfyAPIError
 from .journal import OutputFile
@@ -37,9 +38,6 @@ __all__ = [
     "LocalSink",
     "OutputSink",
     "WorkerEvent",
-    "classify_history",
-    "output_refs",
-    "summarize_400",
 ]
 
 
@@ -110,66 +108,6 @@ class LocalSink:
         return n
 
 
-def output_refs(entry: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """(node id, {filename, subfolder, type}) for every saved output in a history entry.
-
-    Only ``type: output`` files count (SaveImage and the like); previews in temp do not."""
-    refs: list[tuple[str, Mapping[str, Any]]] = []
-    outputs = entry.get("outputs") or {}
-    for node_id in sorted(outputs, key=lambda k: (len(str(k)), str(k))):
-        for items in (outputs[node_id] or {}).values():
-            if not isinstance(items, list):
-                continue
-            for item in items:
-                if isinstance(item, dict) and item.get("filename") and item.get("type", "output") == "output":
-                    refs.append((str(node_id), item))
-    return refs
-
-
-def classify_history(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """-> ("success" | "error" | "interrupted" | "unknown", details) from a history entry's status."""
-    status = entry.get("status") or {}
-    messages = status.get("messages") or []
-    for message in messages:
-        if not isinstance(message, list) or len(message) < 2:
-            continue
-        event, data = message[0], message[1] if isinstance(message[1], dict) else {}
-        if event == "execution_error":
-            return "error", {
-                "node": str(data.get("node_id")),
-                "class_type": data.get("node_type"),
-                "exception_type": data.get("exception_type"),
-                "message": str(data.get("exception_message", "")).strip(),
-            }
-        if event == "execution_interrupted":
-            return "interrupted", {"node": str(data.get("node_id")), "class_type": data.get("node_type")}
-    if status.get("status_str") == "success" or status.get("completed") is True:
-        return "success", {}
-    return "unknown", {"message": f"ComfyUI reported status {status.get('status_str')!r} without an error message"}
-
-
-def summarize_400(body: Any) -> dict[str, Any]:
-    """The reason of a rejected prompt (HTTP 400): the first node error, or the top-level error."""
-    if not isinstance(body, dict):
-        return {"message": "ComfyUI rejected the prompt (HTTP 400)"}
-    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
-    reason: dict[str, Any] = {"error_type": error.get("type"), "message": error.get("message") or "invalid prompt"}
-    node_errors = body.get("node_errors") or {}
-    if isinstance(node_errors, dict) and node_errors:
-        node_id = sorted(node_errors, key=lambda k: (len(k), k))[0]
-        info: dict[str, Any] = node_errors[node_id] or {}
-        first: dict[str, Any] = (info.get("errors") or [{}])[0]
-        reason.update(
-            node=node_id,
-            class_type=info.get("class_type"),
-            exception_type=first.get("type"),
-            message=f"{first.get('message', '')}: {first.get('details', '')}".strip(": "),
-        )
-    elif error.get("details"):
-        reason["message"] = f"{reason['message']}: {error['details']}"
-    return reason
-
-
 @dataclass
 class _Flight:
     job: str
@@ -229,7 +167,7 @@ class HttpWorker:
         ]
 
     def _client(self, timeout: float | None = None) -> ComfyClient:
-        http = httpx.Client(timeout=timeout or self._timeout, transport=self._transport)
+        http = http_client(self.url, timeout_s=timeout or self._timeout, transport=self._transport)
         return ComfyClient(self.url, http=http)
 
     # -- Endpoint ---------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from ..comfy.probe_http import get_prompt_counts, local_url, make_client
+from ..comfy.client import PROBE_TIMEOUT_S, ComfyClient
+from ..comfy.urls import local_url
 from ..config.settings import DEFAULT_PORT, Settings
 from ..errors import ComfyAPIError, ConfigError
 from ..monitor.collect import MIN_INTERVAL_S, Monitor, run_ticks
@@ -43,9 +44,9 @@ def _watched(settings: Settings, urls: list[str] | None) -> tuple[list[str], tup
         return [normalise_url(u) for u in urls], ()
     port = settings.port.value if isinstance(settings.port.value, int) else DEFAULT_PORT
     url = local_url(str(settings.listen.value), port)
-    with make_client() as client:
+    with ComfyClient(url, timeout_s=PROBE_TIMEOUT_S) as client:
         try:
-            get_prompt_counts(client, url)
+            client.prompt_counts()
         except ComfyAPIError:
             return [], (f"No ComfyUI answers at {url}; watch instances with --url URL (repeatable).",)
     return [url], ()

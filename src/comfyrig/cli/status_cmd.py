@@ -22,14 +22,14 @@ __all__: list[str] = []
 
 def _describe(record: InstanceRecord) -> dict[str, Any]:
     # httpx is imported here, not at module level: 'gpus' and 'config' must stay light.
-    from ..comfy.client import ComfyClient
+    from ..comfy.client import PROBE_TIMEOUT_S, ComfyClient
     from ..errors import ComfyAPIError
 
     alive = record.matches_process()
     ready, queue = False, None
     if alive:
         try:
-            with ComfyClient(record.url, timeout_s=1.0) as client:
+            with ComfyClient(record.url, timeout_s=PROBE_TIMEOUT_S) as client:
                 queue = client.queue_remaining()
                 ready = True
         except ComfyAPIError:

@@ -1,19 +1,52 @@
-"""A small synchronous client for ComfyUI's HTTP API (server.py's routes).
+"""The one client of ComfyUI's HTTP API (the routes of ComfyUI's server.py).
 
-It takes an ``httpx.Client`` so unit tests pass ``httpx.MockTransport``; every
-transport failure becomes ComfyAPIError (one exception tree).
+Every part of comfyrig that talks to ComfyUI over HTTP uses it: launch's readiness probe,
+the batch workers, monitor, doctor and status. Failures are mapped in one place
+(``ComfyClient._send`` and ``_json``) onto the tree of ``comfyrig.errors``::
+
+    ComfyAPIError          it answered, but not as ComfyUI: not JSON, or not the expected shape
+    ├── ComfyUnreachable   nothing answered: refused, timed out, DNS, connection closed; status None
+    └── ComfyHTTPError     it answered HTTP >= 400: ``status``, ``body`` (decoded JSON or None)
+
+Messages start with the URL and route ("http://127.0.0.1:8188/prompt: ...") and are shown
+to people as they are. Proxies follow the one rule of ``urls.env_proxy_allowed``, applied
+by ``http_client``. Tests pass ``http=httpx.Client(transport=httpx.MockTransport(handler))``.
 """
 
 from __future__ import annotations
 
+import functools
+import ssl
+import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ..errors import ComfyAPIError
+from ..errors import ComfyAPIError, ComfyHTTPError, ComfyUnreachable, ConfigError
+from .history import summarize_400
+from .urls import env_proxy_allowed
 
-__all__ = ["ComfyClient", "MULTIGPU_NODES", "ready_stats"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "MULTIGPU_NODES",
+    "PROBE_TIMEOUT_S",
+    "ComfyClient",
+    "QueueCounts",
+    "Submitted",
+    "http_client",
+    "probe_http_client",
+    "ready_stats",
+]
+
+DEFAULT_TIMEOUT_S = 2.0  # seconds; a ComfyUI answers its small routes in about a millisecond
+# Probes (readiness, monitor ticks, doctor, status) wait less: a probe that takes longer
+# than a monitor tick is useless, and "no answer in a second" is what they report.
+PROBE_TIMEOUT_S = 1.0
+OBJECT_INFO_TIMEOUT_S = 30.0  # every node's schema: slow on a ComfyUI with many node packs
+VIEW_TIMEOUT_S = 120.0  # one output file; videos are large
 
 # Loader nodes registered by ComfyUI-MultiGPU (pollockjj/ComfyUI-MultiGPU __init__.py).
 MULTIGPU_NODES = (
@@ -25,10 +58,121 @@ MULTIGPU_NODES = (
 )
 
 
+@dataclass(frozen=True)
+class QueueCounts:
+    """Prompts executing now and waiting. ComfyUI runs one prompt at a time."""
+
+    running: int
+    pending: int
+
+    @property
+    def remaining(self) -> int:
+        """What ComfyUI calls ``queue_remaining``: running plus pending."""
+        return self.running + self.pending
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """ComfyUI's answer to an accepted ``POST /prompt``."""
+
+    prompt_id: str
+    number: float  # the queue position ComfyUI gave it (an int unless the client sent one)
+    node_errors: Mapping[str, Any]  # errors of output nodes that were left out, if any
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Built once per process: loading the CA bundle costs ~20 ms, and the readiness probe
+    # builds a client four times a second per starting ComfyUI.
+    return httpx.create_ssl_context()
+
+
+def http_client(
+    base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """An ``httpx.Client`` for the ComfyUI at ``base_url``, with the one proxy rule.
+
+    A loopback host (127.0.0.0/8, ::1, localhost) is reached directly whatever the
+    environment says (``trust_env=False``); any other host honours the environment,
+    HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY included (httpx reads them).
+    ``timeout_s``: seconds for each of connect, read, write and pool; ``transport``
+    replaces the network (tests), and then no proxy applies.
+
+    Raises ConfigError when a proxy variable that applies cannot be used (a SOCKS proxy
+    without httpx's socks extra, an unknown scheme).
+    """
+    trust_env = env_proxy_allowed(base_url)
+    try:
+        return httpx.Client(timeout=timeout_s, trust_env=trust_env, transport=transport, verify=_ssl_context())
+    except (ImportError, ValueError, httpx.InvalidURL) as exc:
+        host = urlsplit(base_url).hostname or base_url
+        raise ConfigError(
+            f"The proxy set in the environment for {base_url} cannot be used: {exc}",
+            hint=f"Add {host} to NO_PROXY to reach it directly, or fix HTTP_PROXY/HTTPS_PROXY/ALL_PROXY.",
+        ) from exc
+
+
+def probe_http_client(base_url: str) -> httpx.Client:
+    """``http_client`` with the probe timeout (``PROBE_TIMEOUT_S``): what monitor and doctor use."""
+    return http_client(base_url, timeout_s=PROBE_TIMEOUT_S)
+
+
+def _proxy_hint(base_url: str) -> str | None:
+    """A second sentence for errors when a proxy from the environment probably sits in
+    between (a dead or refusing proxy looks like a dead ComfyUI)."""
+    host = urlsplit(base_url).hostname
+    if host is None or not env_proxy_allowed(base_url):
+        return None
+    proxies = urllib.request.getproxies()
+    if not any(proxies.get(scheme) for scheme in ("http", "https", "all")) or urllib.request.proxy_bypass(host):
+        return None
+    return (f"A proxy is set in the environment (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) and {host} is not in "
+            f"NO_PROXY, so requests go through the proxy; add {host} to NO_PROXY to reach it directly.")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _decoded(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        return None
+
+
+def _detail(body: Any) -> str:
+    """What a JSON error body says, for the message: ComfyUI's ``{error, node_errors}``."""
+    if not isinstance(body, dict) or not ("error" in body or "node_errors" in body):
+        return ""
+    reason = summarize_400(body)
+    where = f" (node {reason['node']}, {reason.get('class_type')})" if reason.get("node") else ""
+    return f": {reason['message']}{where}"
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
 class ComfyClient:
-    def __init__(self, base_url: str, *, http: httpx.Client | None = None, timeout_s: float = 2.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = http or httpx.Client(timeout=timeout_s)
+    """One ComfyUI server at ``base_url`` (``http://host:port``).
+
+    ``http`` replaces the client ``http_client(base_url, timeout_s=timeout_s)`` would build
+    (tests pass one over ``httpx.MockTransport``); either way ``close()`` closes it. Every
+    method raises ComfyAPIError (see the module docstring for the split). The constructor
+    raises ConfigError for a URL that is not http(s), or a proxy setting that cannot be used.
+    """
+
+    def __init__(self, base_url: str, *, http: httpx.Client | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        parts = urlsplit(base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{base_url!r} is not an http(s) URL such as http://127.0.0.1:8188.")
+        self.base_url = base_url.strip().rstrip("/")
+        self._http = http if http is not None else http_client(self.base_url, timeout_s=timeout_s)
+        self._hint = _proxy_hint(self.base_url) if self._http.trust_env else None
 
     def close(self) -> None:
         self._http.close()
@@ -39,136 +183,188 @@ class ComfyClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(
+    # -- the one place where failures become ComfyAPIError ------------------------------------------
+    def _send(
         self,
         method: str,
-        path: str,
+        route: str,
         *,
         params: Mapping[str, str] | None = None,
         body: Any = None,
-        timeout: float | None = None,
+        timeout_s: float | None = None,
     ) -> httpx.Response:
-        """One request; every failure becomes ComfyAPIError (status None: no answer)."""
-        url = self.base_url + path
+        url = self.base_url + route
         kwargs: dict[str, Any] = {}
         if params is not None:
             kwargs["params"] = params
         if body is not None:
             kwargs["json"] = body
-        if timeout:
-            kwargs["timeout"] = timeout
+        if timeout_s is not None:
+            kwargs["timeout"] = timeout_s
         try:
             response = self._http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ComfyAPIError(f"ComfyUI at {self.base_url} did not answer {path}: {exc.__class__.__name__}.") from exc
-        if response.status_code >= 400:
-            try:
-                detail: Any = response.json()
-            except ValueError:
-                detail = None
-            raise ComfyAPIError(
-                f"ComfyUI at {self.base_url} answered {path} with HTTP {response.status_code}.",
-                status=response.status_code,
-                body=detail,
+        except httpx.TimeoutException as exc:
+            raise ComfyUnreachable(f"{url}: no answer within the timeout ({type(exc).__name__}).", hint=self._hint) from exc
+        except httpx.TransportError as exc:  # refused, DNS, reset, closed mid-answer, proxy errors
+            raise ComfyUnreachable(f"{url}: nothing answers ({_reason(exc)}).", hint=self._hint) from exc
+        except httpx.HTTPError as exc:  # it answered, but the answer could not be decoded
+            raise ComfyAPIError(f"{url}: the answer could not be read ({_reason(exc)}).") from exc
+        status = response.status_code
+        if status >= 400:
+            decoded = _decoded(response)
+            # A proxy's own error page (no JSON) deserves the proxy hint; ComfyUI's 400 does not.
+            hint = self._hint if decoded is None and (status >= 500 or status == 407) else None
+            status_line = f"HTTP {status} {response.reason_phrase}".rstrip()
+            raise ComfyHTTPError(
+                f"{url}: {status_line}{_detail(decoded)}.",
+                status=status,
+                body=decoded,
+                hint=hint,
             )
         return response
 
-    def _get(self, path: str, timeout: float | None = None) -> Any:
-        return self._json(self._request("GET", path, timeout=timeout), path)
-
-    def _json(self, response: httpx.Response, path: str) -> Any:
+    def _json(self, response: httpx.Response, route: str) -> Any:
         try:
             return response.json()
         except ValueError as exc:
-            raise ComfyAPIError(
-                f"ComfyUI at {self.base_url} sent something that is not JSON for {path}.", status=response.status_code
-            ) from exc
+            raise ComfyAPIError(f"{self.base_url}{route}: the answer is not JSON, so this is probably not ComfyUI.") from exc
 
-    def system_stats(self) -> dict[str, Any]:
-        """GET /system_stats: versions, RAM and the default device only."""
-        data: dict[str, Any] = self._get("/system_stats")
-        return data
+    def _get(self, route: str, *, timeout_s: float | None = None) -> Any:
+        return self._json(self._send("GET", route, timeout_s=timeout_s), route)
+
+    def _not_comfyui(self, route: str, what: str) -> ComfyAPIError:
+        return ComfyAPIError(f"{self.base_url}{route}: {what} in the answer, so this is probably not ComfyUI.")
+
+    # -- reading ----------------------------------------------------------------------------------
+    def prompt_counts(self) -> QueueCounts:
+        """``GET /prompt`` -> running and pending, from ``exec_info.queue_remaining``.
+
+        The cheapest health and load probe (a few bytes whatever the queue holds). ComfyUI
+        runs prompts on one thread, so at most one runs and the rest of the count waits.
+        """
+        remaining = self.queue_remaining()
+        running = min(remaining, 1)
+        return QueueCounts(running=running, pending=remaining - running)
 
     def queue_remaining(self) -> int:
-        """GET /prompt: the cheapest health and load probe."""
-        return int(self._get("/prompt")["exec_info"]["queue_remaining"])
+        """``GET /prompt`` -> ``exec_info.queue_remaining``: prompts running plus waiting."""
+        data = self._get("/prompt")
+        exec_info = data.get("exec_info") if isinstance(data, dict) else None
+        remaining = _count(exec_info.get("queue_remaining")) if isinstance(exec_info, dict) else None
+        if remaining is None:
+            raise self._not_comfyui("/prompt", "no exec_info.queue_remaining count")
+        return remaining
 
-    def queue(self) -> tuple[int, int]:
-        """GET /queue -> (running, pending)."""
+    def _queue_lists(self) -> tuple[list[Any], list[Any]]:
         data = self._get("/queue")
-        return len(data.get("queue_running", [])), len(data.get("queue_pending", []))
+        running = data.get("queue_running") if isinstance(data, dict) else None
+        pending = data.get("queue_pending") if isinstance(data, dict) else None
+        if not isinstance(running, list) or not isinstance(pending, list):
+            raise self._not_comfyui("/queue", "no queue_running/queue_pending lists")
+        return running, pending
 
-    def node_classes(self) -> set[str]:
-        """Names of every node class the server registered (GET /object_info)."""
-        return set(self.object_info())
+    def queue(self) -> QueueCounts:
+        """``GET /queue`` -> counts. Its answer carries every queued workflow, so it grows with
+        the queue: probes use ``prompt_counts`` instead."""
+        running, pending = self._queue_lists()
+        return QueueCounts(running=len(running), pending=len(pending))
 
-    def object_info(self) -> dict[str, Any]:
-        """GET /object_info: every node's schema (inputs, input_order, outputs)."""
-        data = self._get("/object_info", timeout=30.0)
-        if not isinstance(data, dict):
-            raise ComfyAPIError(f"ComfyUI at {self.base_url} sent an /object_info that is not an object.")
+    def queue_ids(self) -> tuple[list[str], list[str]]:
+        """``GET /queue`` -> (running prompt ids, pending prompt ids).
+
+        Each queue item is ``[number, prompt_id, prompt, extra_data, outputs_to_execute]``.
+        """
+        running, pending = self._queue_lists()
+
+        def ids(items: list[Any]) -> list[str]:
+            return [str(item[1]) for item in items if isinstance(item, list) and len(item) > 1]
+
+        return ids(running), ids(pending)
+
+    def system_stats(self) -> dict[str, Any]:
+        """``GET /system_stats`` -> ``{system: {comfyui_version, pytorch_version, ...}, devices: [...]}``."""
+        data = self._get("/system_stats")
+        if not isinstance(data, dict) or not isinstance(data.get("system"), dict):
+            raise self._not_comfyui("/system_stats", "no 'system' object")
         return data
 
-    def submit(self, prompt: Mapping[str, Any], *, prompt_id: str, client_id: str | None = None) -> dict[str, Any]:
-        """POST /prompt with a client-chosen ``prompt_id`` (the idempotency key).
+    def object_info(self) -> dict[str, Any]:
+        """``GET /object_info`` -> every node class's schema (input, input_order, output, ...)."""
+        data = self._get("/object_info", timeout_s=OBJECT_INFO_TIMEOUT_S)
+        if not isinstance(data, dict):
+            raise self._not_comfyui("/object_info", "no object of node classes")
+        return data
 
-        Raises ComfyAPIError; for an invalid prompt its ``status`` is 400 and
-        ``body`` holds ComfyUI's ``{error, node_errors}``.
+    def node_classes(self) -> set[str]:
+        """Names of every node class the server registered (``GET /object_info``)."""
+        return set(self.object_info())
+
+    def multigpu_nodes(self) -> list[str]:
+        """Which of ComfyUI-MultiGPU's loaders (``MULTIGPU_NODES``) the server has."""
+        classes = self.node_classes()
+        return [n for n in MULTIGPU_NODES if n in classes]
+
+    def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """``GET /history/{prompt_id}`` -> the entry of a finished prompt; None while it is
+        queued, running or unknown. Read it with ``comfy.history``."""
+        route = f"/history/{quote(prompt_id, safe='')}"
+        data = self._get(route)
+        if not isinstance(data, dict):
+            raise self._not_comfyui(route, "no object of history entries")
+        entry = data.get(prompt_id)
+        if entry is not None and not isinstance(entry, dict):
+            raise self._not_comfyui(route, f"no object for prompt {prompt_id}")
+        return entry
+
+    def view(self, filename: str, subfolder: str = "", kind: str = "output") -> bytes:
+        """``GET /view``: the bytes of one file (``kind``: output, input or temp)."""
+        params = {"filename": filename, "subfolder": subfolder, "type": kind}
+        return self._send("GET", "/view", params=params, timeout_s=VIEW_TIMEOUT_S).content
+
+    # -- acting -----------------------------------------------------------------------------------
+    def submit(self, prompt: Mapping[str, Any], *, prompt_id: str, client_id: str | None = None) -> Submitted:
+        """``POST /prompt`` with a client-chosen ``prompt_id`` (the idempotency key).
+
+        A rejected prompt raises ComfyHTTPError with ``status`` 400 and ``body`` ComfyUI's
+        ``{error, node_errors}`` (``comfy.history.summarize_400`` reads it).
         """
         body: dict[str, Any] = {"prompt": prompt, "prompt_id": prompt_id}
         if client_id is not None:
             body["client_id"] = client_id
-        data = self._json(self._request("POST", "/prompt", body=body), "/prompt")
-        if not isinstance(data, dict) or data.get("prompt_id") != prompt_id:
+        data = self._json(self._send("POST", "/prompt", body=body), "/prompt")
+        if not isinstance(data, dict) or "prompt_id" not in data:
+            raise self._not_comfyui("/prompt", "no prompt_id")
+        if data["prompt_id"] != prompt_id:
             # ComfyUI before mid-2025 ignores prompt_id and picks its own: resuming would then break.
             raise ComfyAPIError(
-                f"ComfyUI at {self.base_url} did not keep the prompt id comfyrig chose.",
+                f"{self.base_url}/prompt: ComfyUI did not keep the prompt id comfyrig chose.",
                 hint="Update ComfyUI: client-chosen prompt ids arrived in mid-2025 (PR #8189).",
             )
-        return data
-
-    def history(self, prompt_id: str) -> dict[str, Any] | None:
-        """GET /history/{prompt_id}: the finished entry, or None while unknown or unfinished."""
-        data = self._get(f"/history/{prompt_id}")
-        if not isinstance(data, dict):
-            return None
-        entry = data.get(prompt_id)
-        return entry if isinstance(entry, dict) else None
-
-    def queue_ids(self) -> tuple[list[str], list[str]]:
-        """GET /queue -> (running prompt ids, pending prompt ids)."""
-        data = self._get("/queue")
-
-        def ids(items: Any) -> list[str]:
-            return [str(item[1]) for item in items or [] if isinstance(item, list) and len(item) > 1]
-
-        return ids(data.get("queue_running")), ids(data.get("queue_pending"))
+        number = data.get("number")
+        node_errors = data.get("node_errors")
+        return Submitted(
+            prompt_id=prompt_id,
+            number=number if isinstance(number, (int, float)) and not isinstance(number, bool) else 0,
+            node_errors=node_errors if isinstance(node_errors, dict) else {},
+        )
 
     def delete_queued(self, prompt_ids: list[str]) -> None:
-        """POST /queue {delete}: drop pending prompts (a running one is not touched)."""
-        self._request("POST", "/queue", body={"delete": prompt_ids})
+        """``POST /queue {delete}``: drop waiting prompts (a running one is not touched)."""
+        self._send("POST", "/queue", body={"delete": prompt_ids})
 
     def interrupt(self, prompt_id: str | None = None) -> None:
-        """POST /interrupt, only ``prompt_id`` when given (ignored unless it runs)."""
-        self._request("POST", "/interrupt", body={"prompt_id": prompt_id} if prompt_id else {})
-
-    def view(self, filename: str, subfolder: str = "", kind: str = "output") -> bytes:
-        """GET /view: the bytes of one output file."""
-        params = {"filename": filename, "subfolder": subfolder, "type": kind}
-        return self._request("GET", "/view", params=params, timeout=120.0).content
-
-    def multigpu_nodes(self) -> list[str]:
-        classes = self.node_classes()
-        return [n for n in MULTIGPU_NODES if n in classes]
+        """``POST /interrupt``; with ``prompt_id``, only that prompt (ignored unless it runs)."""
+        self._send("POST", "/interrupt", body={"prompt_id": prompt_id} if prompt_id else {})
 
 
 def ready_stats(url: str) -> dict[str, Any] | None:
-    """ComfyUI's /system_stats once its API answers (GET /prompt first), else None.
+    """ComfyUI's ``/system_stats`` once its API answers (``GET /prompt`` first), else None.
 
-    The readiness probe of the supervisor and of the batch fleet.
+    The readiness probe of launch's supervisor and of the batch fleet. Raises ConfigError
+    only for a proxy setting that cannot be used (never for a loopback URL).
     """
     try:
-        with ComfyClient(url, timeout_s=1.0) as client:
+        with ComfyClient(url, timeout_s=PROBE_TIMEOUT_S) as client:
             client.queue_remaining()
             return client.system_stats()
     except ComfyAPIError:

@@ -1,8 +1,19 @@
-"""How to reach a ComfyUI from this machine, given its --listen and --port."""
+"""How to reach a ComfyUI from this machine, and the one rule for proxies on the way.
+
+The rule, for HTTP (``client.http_client``) and the websocket (``websocket.ComfyEvents``)
+alike: a loopback host (127.0.0.0/8, ::1, localhost) or this machine's wildcard address is
+always reached directly; any other host honours the proxy variables of the environment
+(HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY, read by httpx and websockets themselves).
+GPU clusters set a proxy for every process; a request to 127.0.0.1 that follows it reaches
+the proxy, never the ComfyUI next to it.
+"""
 
 from __future__ import annotations
 
-__all__ = ["local_url"]
+import ipaddress
+from urllib.parse import urlsplit
+
+__all__ = ["env_proxy_allowed", "is_local_host", "local_url"]
 
 
 def local_url(listen: str, port: int) -> str:
@@ -16,3 +27,25 @@ def local_url(listen: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def is_local_host(host: str) -> bool:
+    """True for a host that is this machine's loopback: 127.0.0.0/8, ::1, localhost (and
+    names under .localhost), or a wildcard address (0.0.0.0, ::), which connects to it."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # a host name: it may resolve anywhere, so the environment decides
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def env_proxy_allowed(url: str) -> bool:
+    """The proxy rule: False when ``url`` is on this machine's loopback (never proxied),
+    True when the proxy settings of the environment apply to it (NO_PROXY included)."""
+    host = urlsplit(url).hostname
+    return host is None or not is_local_host(host)

@@ -2,20 +2,56 @@
 
 ComfyUI sends a job's events only to the client id the prompt was submitted
 with, so the batch dispatcher connects with the id it submits with. Binary
-frames (previews) are skipped. Every failure becomes ComfyAPIError.
+frames (previews) are skipped. Failures follow the client's split: nothing
+answered or the connection closed -> ComfyUnreachable; the handshake answered
+with an HTTP error -> ComfyHTTPError; anything else -> ComfyAPIError.
+
+The connection comes from a factory (``connect=``), websockets' sync client by
+default; it gets the proxy decision of ``urls.env_proxy_allowed``, the same rule
+as HTTP: websockets >= 15 reads HTTP_PROXY/HTTPS_PROXY/NO_PROXY itself, and must
+not for a loopback ComfyUI.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
-from websockets.exceptions import WebSocketException
-from websockets.sync.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidProxy,
+    InvalidStatus,
+    ProxyError,
+    WebSocketException,
+)
+from websockets.sync.client import connect as websockets_connect
 
-from ..errors import ComfyAPIError
+from ..errors import ComfyAPIError, ComfyHTTPError, ComfyUnreachable
+from .urls import env_proxy_allowed
 
-__all__ = ["ComfyEvents", "ws_url"]
+__all__ = ["ComfyEvents", "WsConnect", "WsConnection", "open_websocket", "ws_url"]
+
+MAX_MESSAGE_BYTES = 2**24  # an `executed` event lists every output of a node
+
+
+class WsConnection(Protocol):
+    """What ComfyEvents needs of a connection (websockets' ClientConnection has it)."""
+
+    def recv(self, timeout: float | None = None) -> str | bytes: ...
+    def close(self) -> None: ...
+
+
+class WsConnect(Protocol):
+    """Opens a connection. ``proxy``: True = the environment's proxy settings apply,
+    None = connect directly. Raises OSError, TimeoutError or websockets' exceptions."""
+
+    def __call__(self, url: str, *, open_timeout: float, proxy: Literal[True] | None) -> WsConnection: ...
+
+
+def open_websocket(url: str, *, open_timeout: float, proxy: Literal[True] | None) -> WsConnection:
+    """The production factory: websockets' sync client."""
+    return websockets_connect(url, open_timeout=open_timeout, proxy=proxy, max_size=MAX_MESSAGE_BYTES)
 
 
 def ws_url(base_url: str, client_id: str) -> str:
@@ -27,25 +63,43 @@ def ws_url(base_url: str, client_id: str) -> str:
 class ComfyEvents:
     """One websocket connection; ``next(timeout)`` -> (event type, data) or None on timeout."""
 
-    def __init__(self, base_url: str, client_id: str, *, open_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, client_id: str, *, open_timeout_s: float = 5.0, connect: WsConnect = open_websocket
+    ) -> None:
         self.url = ws_url(base_url, client_id)
+        proxy: Literal[True] | None = True if env_proxy_allowed(self.url) else None
         try:
-            self._ws: ClientConnection = connect(self.url, open_timeout=open_timeout_s, max_size=2**24)
-        except (OSError, WebSocketException, TimeoutError) as exc:
-            raise ComfyAPIError(f"ComfyUI's websocket at {self.url} did not open: {exc.__class__.__name__}.") from exc
+            self._ws = connect(self.url, open_timeout=open_timeout_s, proxy=proxy)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise ComfyHTTPError(
+                f"{self.url}: the websocket handshake was answered with HTTP {status}.", status=status
+            ) from exc
+        except (ImportError, InvalidProxy) as exc:  # a SOCKS proxy without python-socks, a malformed one
+            host = urlsplit(self.url).hostname
+            raise ComfyAPIError(
+                f"{self.url}: the proxy set in the environment cannot be used ({_reason(exc)}).",
+                hint=f"Add {host} to NO_PROXY to reach it directly, or fix HTTP_PROXY/HTTPS_PROXY/SOCKS_PROXY.",
+            ) from exc
+        except (OSError, TimeoutError, ConnectionClosed, ProxyError) as exc:
+            raise ComfyUnreachable(f"{self.url}: the websocket did not open ({_reason(exc)}).") from exc
+        except WebSocketException as exc:
+            raise ComfyAPIError(f"{self.url}: the websocket did not open ({_reason(exc)}).") from exc
 
     def next(self, timeout_s: float | None) -> tuple[str, dict[str, Any]] | None:
         """The next JSON event; None when nothing came within ``timeout_s`` seconds.
 
-        Raises ComfyAPIError when the connection is gone (ComfyUI exited or restarted).
+        Raises ComfyUnreachable when the connection is gone (ComfyUI exited or restarted).
         """
         while True:
             try:
                 message = self._ws.recv(timeout=timeout_s)
             except TimeoutError:
                 return None
-            except (OSError, WebSocketException) as exc:
-                raise ComfyAPIError(f"ComfyUI's websocket at {self.url} closed: {exc.__class__.__name__}.") from exc
+            except (OSError, ConnectionClosed) as exc:
+                raise ComfyUnreachable(f"{self.url}: the websocket closed ({_reason(exc)}).") from exc
+            except WebSocketException as exc:
+                raise ComfyAPIError(f"{self.url}: the websocket failed ({_reason(exc)}).") from exc
             if isinstance(message, bytes):
                 continue  # a preview image
             try:
@@ -61,3 +115,8 @@ class ComfyEvents:
             self._ws.close()
         except (OSError, WebSocketException):
             pass
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

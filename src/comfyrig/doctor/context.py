@@ -18,10 +18,11 @@ from typing import Any
 import httpx
 
 from ..comfy.checkout import comfyui_version, supported_flags
-from ..comfy.probe_http import ComfyUnreachable, get_system_stats, local_url, make_client
+from ..comfy.client import ComfyClient, probe_http_client
+from ..comfy.urls import local_url
 from ..config.modes import Selection, select_gpus
 from ..config.settings import DEFAULT_PORT, CliOverrides, Settings, env_file_candidates, resolve_settings
-from ..errors import ComfyAPIError, ComfyrigError
+from ..errors import ComfyAPIError, ComfyrigError, ComfyUnreachable, ConfigError
 from ..host.gpus.inventory import Inventory
 from ..host.gpus.probe import probe_inventory
 from ..host.gpus.torchcheck import run_torch_check
@@ -88,7 +89,7 @@ class Probes:
     torch: Callable[..., dict[str, Any]] = run_torch_check
     port_is_free: Callable[[int, str], bool] = port_is_free
     who_holds: Callable[[int], PortHolder | None] = who_holds
-    http_client: Callable[[], httpx.Client] = make_client
+    http_client: Callable[[str], httpx.Client] = probe_http_client  # tests pass one over httpx.MockTransport
 
 
 def gather(
@@ -205,9 +206,13 @@ def _port_state(port: int | None, host: str, probes: Probes) -> PortState:
 
 
 def _http_state(url: str, probes: Probes) -> HttpState:
-    with probes.http_client() as client:
+    try:
+        client = ComfyClient(url, http=probes.http_client(url))
+    except ConfigError as exc:  # a proxy variable that cannot be used for this URL
+        return HttpState(url=url, error=str(exc))
+    with client:
         try:
-            return HttpState(url=url, stats=get_system_stats(client, url), reachable=True)
+            return HttpState(url=url, stats=client.system_stats(), reachable=True)
         except ComfyUnreachable as exc:
             return HttpState(url=url, error=exc.message)
         except ComfyAPIError as exc:

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..comfy.probe_http import ComfyUnreachable, get_prompt_counts, make_client
-from ..errors import ComfyAPIError, ConfigError
+from ..comfy.client import ComfyClient, probe_http_client
+from ..errors import ComfyAPIError, ComfyUnreachable, ConfigError
 from .snapshot import InstanceSample, InstanceState
 
 __all__ = ["InstancePoller", "normalise_url"]
@@ -46,16 +46,21 @@ def _port(url: str) -> int:
 
 
 class InstancePoller:
-    """Keeps each instance's last error across ticks; ``client`` is injectable."""
+    """Keeps each instance's last error across ticks.
+
+    ``http`` builds the httpx client for a URL (tests pass one over MockTransport); the
+    default applies comfyrig's proxy rule with the probe timeout. Raises ConfigError for
+    a proxy setting that cannot be used for one of the URLs.
+    """
 
     def __init__(
         self,
         urls: Sequence[str],
-        client: httpx.Client | None = None,
+        http: Callable[[str], httpx.Client] = probe_http_client,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.urls = tuple(urls)
-        self._client = client or make_client()
+        self._clients = {url: ComfyClient(url, http=http(url)) for url in self.urls}
         self._clock = clock
         self._last_error: dict[str, str] = {}
         self._pool = ThreadPoolExecutor(max_workers=min(len(self.urls), 8)) if len(self.urls) > 1 else None
@@ -67,7 +72,7 @@ class InstancePoller:
 
     def _one(self, url: str) -> InstanceSample:
         try:
-            counts = get_prompt_counts(self._client, url)
+            counts = self._clients[url].prompt_counts()
         except ComfyAPIError as exc:
             state: InstanceState = "down" if isinstance(exc, ComfyUnreachable) else "error"
             stamp = time.strftime("%H:%M:%S", time.localtime(self._clock()))
@@ -86,4 +91,5 @@ class InstancePoller:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
-        self._client.close()
+        for client in self._clients.values():
+            client.close()
