@@ -61,6 +61,7 @@ class Cli:
         self.env.pop("ENABLE_COMFYUI_MANAGER", None)
         self.env["NO_COLOR"] = "1"
         self.env["COLUMNS"] = "100"
+        self.env["COMFYRIG_STATE_DIR"] = str(tmp_path / "state")  # never the developer's registry
 
     def gpus(self, count: int, **kwargs: object) -> None:
         self.env["COMFYRIG_FAKE_GPUS"] = json.dumps(fake_gpus(count, **kwargs))

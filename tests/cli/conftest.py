@@ -26,6 +26,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytes
                 "CUDA_DEVICE_ORDER", "VIRTUAL_ENV", "COMFYRIG_FAKE_GPUS"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMFYRIG_STATE_DIR", str(tmp_path / "state"))  # never the developer's registry
     monkeypatch.setenv("COMFYUI_PORT", str(free_port()))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "100")

@@ -43,6 +43,28 @@ def test_default_instance_is_the_configured_port(
     assert [i["url"] for i in json.loads(out)["instances"]] == [comfy_stub.url]
 
 
+def test_default_is_every_instance_comfyrig_started(
+    fake_gpus: dict[str, Any], comfy_stub: Stub, capsys: Capture, tmp_path: Path
+) -> None:
+    # A fleet of two recorded workers (one stands in for both: same stub, two ports recorded),
+    # and one record whose process is gone: watched are the two that run.
+    import os
+
+    from comfyrig.host.processes import cmdline
+    from comfyrig.launch.registry import InstanceRecord, state_dir
+
+    state = state_dir(os.environ)
+    me = cmdline(os.getpid()) or []
+    for name, port, pid in (("worker-0", comfy_stub.port, os.getpid()), ("worker-1", 1, 2**22 + 7)):
+        state.write(InstanceRecord(name=name, port=port, url=f"http://127.0.0.1:{port}", pid=pid, pgid=pid, argv=me,
+                                   cwd=None, cuda_visible_devices="0", mode="single", log_file=None,
+                                   supervisor_pid=os.getpid(), started_at=0.0, owner="batch"))
+    _, out, _ = run_cli(capsys, "monitor", "--once", "--json")
+    assert [i["url"] for i in json.loads(out)["instances"]] == [comfy_stub.url]
+    _, out, _ = run_cli(capsys, "monitor", "--once", "--json", "--port", "9")  # --port: that one only
+    assert json.loads(out)["instances"] == []
+
+
 def test_json_lines_per_tick(fake_gpus: dict[str, Any], capsys: Capture) -> None:
     code, out, _ = run_cli(capsys, "monitor", "--json", "--count", "2", "--interval", "0.25")
     lines = out.splitlines()

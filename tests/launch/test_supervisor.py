@@ -250,3 +250,16 @@ def test_a_fleet_is_supervised_per_instance(tmp_path: Path) -> None:
     rig.supervisor.request_stop()
     rig.until(lambda: rig.supervisor.finished)
     assert rig.supervisor.exit_code() == 0  # the stop was asked for
+
+
+def test_a_probe_that_raises_is_no_answer_and_says_why_at_the_timeout(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ready_timeout_s=3.0)
+
+    def broken(url: str) -> None:
+        raise ValueError("ALL_PROXY=socks5://... needs socksio")
+
+    rig.supervisor._probes = rig.supervisor._probes.__class__(ready=broken, alive=broken)  # type: ignore[arg-type]
+    rig.tick(1.0, times=5)
+    assert rig.answers.asked == [] and rig.phase() in ("stopping", "failed")
+    stop = rig.of(Stopping)[0]
+    assert "not ready after 3 s (the probe could not ask: ValueError: ALL_PROXY" in stop.reason

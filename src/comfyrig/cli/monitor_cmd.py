@@ -39,9 +39,16 @@ __all__: list[str] = []
 
 
 def _watched(settings: Settings, urls: list[str] | None) -> tuple[list[str], tuple[str, ...]]:
-    """The URLs to poll and a note when the default one is left out."""
+    """The URLs to poll: those given; else every ComfyUI comfyrig started that still runs
+    (launch, a batch fleet, Ray actors here); else the configured port, if it answers."""
     if urls:
         return [normalise_url(u) for u in urls], ()
+    if settings.port.source != "cli":
+        from ..launch.registry import state_dir
+
+        recorded = [r.url for r in state_dir(settings.environ).records() if r.matches_process()]
+        if recorded:
+            return recorded, ()
     port = settings.port.value if isinstance(settings.port.value, int) else DEFAULT_PORT
     url = local_url(str(settings.listen.value), port)
     with ComfyClient(url, timeout_s=PROBE_TIMEOUT_S) as client:
@@ -75,7 +82,7 @@ def _plot(plot: Path, out: Path | None, console: Console) -> int:
 @command("monitor", help="Watch the GPUs, their processes and the ComfyUI instances, live (Ctrl-C stops).")
 def monitor_cmd(
     interval: Annotated[float, typer.Option("--interval", "-i", metavar="SECONDS", help=f"Seconds between refreshes (at least {MIN_INTERVAL_S}).")] = 1.0,
-    url: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A ComfyUI to watch (repeatable); default: the configured port, if it answers.", show_default=False)] = None,
+    url: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A ComfyUI to watch (repeatable); default: every ComfyUI comfyrig started, else the configured port if it answers.", show_default=False)] = None,
     once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
     count: Annotated[Optional[int], typer.Option("--count", "-c", min=1, metavar="N", help="Stop after this many refreshes.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON: one object with --once, else one line per refresh.")] = False,

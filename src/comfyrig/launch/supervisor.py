@@ -106,6 +106,7 @@ class _ReadyAnswer:
     name: str
     generation: int
     stats: Mapping[str, Any] | None
+    error: str | None = None  # a probe that raised: why it could not even ask
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class _AliveAnswer:
     name: str
     generation: int
     queue_remaining: int | None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class _Worker:
     next_probe: float = 0.0
     last_answer: float = 0.0
     failed_probes: int = 0
+    probe_error: str | None = None  # the last probe that could not even ask (a bad proxy setting, say)
     next_start: float = 0.0
     stop_deadline: float = 0.0
     exit_seen: tuple[int, float] | None = None  # (code, when): waiting for the last output lines
@@ -319,16 +322,18 @@ class Supervisor:
                     worker.info = parse_line(worker.info, line)
                     worker.tail.append(line)
                     self._report(LogLine(name, line))
-            case _ReadyAnswer(name=name, generation=generation, stats=stats):
+            case _ReadyAnswer(name=name, generation=generation, stats=stats, error=error):
                 worker = self._current(name, generation)
                 if worker is not None:
                     worker.probe_busy = False
+                    worker.probe_error = error
                     if stats is not None and worker.phase == "starting" and worker.exit_seen is None:
                         self._ready(worker, stats)
-            case _AliveAnswer(name=name, generation=generation, queue_remaining=remaining):
+            case _AliveAnswer(name=name, generation=generation, queue_remaining=remaining, error=error):
                 worker = self._current(name, generation)
                 if worker is not None:
                     worker.probe_busy = False
+                    worker.probe_error = error
                     if remaining is None:
                         worker.failed_probes += 1
                     else:
@@ -391,6 +396,7 @@ class Supervisor:
         worker.was_ready = worker.requested = worker.hung = worker.not_ready = False
         worker.probe_busy = False
         worker.failed_probes = 0
+        worker.probe_error = None
         worker.exit_seen = None
         try:
             worker.child = self._spawn(spec.argv, env, spec.cwd, on_line, spec.log_file, spec.cpus)
@@ -418,7 +424,15 @@ class Supervisor:
         inspect = self._probes.inspect
         if inspect is not None:
             name, generation, url = worker.spec.name, worker.generation, worker.spec.url
-            self._beside(lambda: self._queue.put(_Inspection(name, generation, inspect(url))))
+
+            def ask() -> None:
+                try:
+                    nodes = inspect(url)
+                except Exception:  # noqa: BLE001 - "it did not say" is an answer too
+                    nodes = None
+                self._queue.put(_Inspection(name, generation, nodes))
+
+            self._beside(ask)
 
     def _stop(self, worker: _Worker, now: float, reason: str) -> None:
         assert worker.child is not None
@@ -485,7 +499,8 @@ class Supervisor:
         if worker.phase == "starting":
             if now - worker.phase_since > self.options.ready_timeout_s:
                 worker.not_ready = True
-                self._stop(worker, now, f"not ready after {self.options.ready_timeout_s:.0f} s; stopping it")
+                why = f" (the probe could not ask: {worker.probe_error})" if worker.probe_error else ""
+                self._stop(worker, now, f"not ready after {self.options.ready_timeout_s:.0f} s{why}; stopping it")
                 return
             self._ask(worker, now, self.options.probe_interval_s, ready=True)
         elif worker.phase == "ready":
@@ -506,12 +521,20 @@ class Supervisor:
         worker.probe_busy = True
         worker.next_probe = now + interval
         name, generation, url = worker.spec.name, worker.generation, worker.spec.url
-        if ready:
-            probe_ready = self._probes.ready
-            self._beside(lambda: self._queue.put(_ReadyAnswer(name, generation, probe_ready(url))))
-        else:
-            probe_alive = self._probes.alive
-            self._beside(lambda: self._queue.put(_AliveAnswer(name, generation, probe_alive(url))))
+        probe_ready, probe_alive = self._probes.ready, self._probes.alive
+
+        def ask() -> None:
+            # Whatever happens, an answer reaches the loop: a probe that raised (a proxy
+            # setting httpx cannot use, a bug) is "no answer", never a probe busy for ever.
+            try:
+                message: _Message = (_ReadyAnswer(name, generation, probe_ready(url)) if ready
+                                     else _AliveAnswer(name, generation, probe_alive(url)))
+            except Exception as exc:  # noqa: BLE001 - reported in the not-ready message
+                text = f"{type(exc).__name__}: {exc}"
+                message = _ReadyAnswer(name, generation, None, text) if ready else _AliveAnswer(name, generation, None, text)
+            self._queue.put(message)
+
+        self._beside(ask)
 
     def _reconcile(self, worker: _Worker, now: float) -> None:
         if worker.phase == "backoff" and now >= worker.next_start and not self.stopping:
