@@ -132,13 +132,13 @@ def main() -> int:
     ok = all(met for _, met in checks)
     lines = [
         f"# bench_cli {time.strftime('%Y-%m-%d %H:%M')}  {'PASS' if ok else 'FAIL'}",
-        f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}",
+        (f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+         f"Python {platform.python_version()}"),
         f"load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (the machine is shared)",
-        f"versions: comfyrig {version_of(Path(sys.executable), 'comfyrig')}, typer {version_of(Path(sys.executable), 'typer')}, "
-        f"comfy-cli {version_of(comfy_python, 'comfy-cli')}",
-        "bytecode cached: python -m compileall over both venvs' site-packages and comfyrig's source, "
-        "children without PYTHONDONTWRITEBYTECODE, 1 warm-up round not counted",
+        (f"versions: comfyrig {version_of(Path(sys.executable), 'comfyrig')}, "
+         f"typer {version_of(Path(sys.executable), 'typer')}, comfy-cli {version_of(comfy_python, 'comfy-cli')}"),
+        ("bytecode cached: python -m compileall over both venvs' site-packages and comfyrig's source, "
+         "children without PYTHONDONTWRITEBYTECODE, 1 warm-up round not counted"),
         f"{args.rounds} rounds, interleaved, order rotating; cwd an empty folder; 2 simulated GPUs (COMFYRIG_FAKE_GPUS)",
         "",
         f"{'command':<26} {'median s':>9} {'min s':>7} {'max s':>7}",
