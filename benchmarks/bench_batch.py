@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -32,14 +33,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from comfyrig.batch.dispatcher import BatchOptions, Dispatcher
+from comfyrig.batch.journal import Journal
+from comfyrig.batch.variations import build_spec
+from comfyrig.batch.worker import Command, HttpWorker, LocalSink, OutputSink, WorkerEvent
+from comfyrig.comfy.workflow import workflow_from_json
 
-from comfyrig.batch.dispatcher import BatchOptions, Dispatcher  # noqa: E402
-from comfyrig.batch.journal import Journal  # noqa: E402
-from comfyrig.batch.variations import build_spec  # noqa: E402
-from comfyrig.batch.worker import Command, HttpWorker, LocalSink, OutputSink, WorkerEvent  # noqa: E402
-from comfyrig.comfy.workflow import workflow_from_json  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": 1, "color": 0}},
@@ -107,8 +107,13 @@ def bench_inprocess(jobs: int, workers: int) -> dict:  # type: ignore[type-arg]
 
 
 def bench_fake(jobs: int, workers: int) -> dict:  # type: ignore[type-arg]
-    sys.path.insert(0, str(ROOT / "tests" / "fake_comfyui"))
-    from harness import running_fake  # type: ignore[import-not-found]
+    # The fake's harness is a test helper, not part of the package: loaded by path, as the tests do.
+    spec = importlib.util.spec_from_file_location("fake_comfyui_harness", ROOT / "tests" / "fake_comfyui" / "harness.py")
+    assert spec is not None and spec.loader is not None
+    harness = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = harness
+    spec.loader.exec_module(harness)
+    running_fake = harness.running_fake
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         fakes = [stack.enter_context(running_fake(args=["--output-directory", f"{tmp}/fake{n}", "--disable-metadata"]))
@@ -121,18 +126,21 @@ def bench_fake(jobs: int, workers: int) -> dict:  # type: ignore[type-arg]
 
 
 def bench_memory(jobs: int) -> dict:  # type: ignore[type-arg]
-    code = (
-        "import sys, json, resource, tempfile; from pathlib import Path;"
-        f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_batch as b;"
-        "d = tempfile.mkdtemp();"
-        f"r = b.run_batch(Path(d), {jobs}, lambda e, s: [b.InstantWorker(f'w{{n}}', e, s) for n in range(4)]);"
-        "r['peak_rss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; print(json.dumps(r))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    base = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); import comfyrig.batch.run, resource;"
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)" % str(ROOT / "src")],
+    # A fresh interpreter, so that peak RSS is this batch's alone: this script again, mode memory-child.
+    out = subprocess.run([sys.executable, __file__, "memory-child", "--jobs", str(jobs)],
+                         capture_output=True, text=True, check=True)
+    base = subprocess.run([sys.executable, "-c", "import comfyrig.batch.run, resource;"
+                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
                           capture_output=True, text=True, check=True)
     return {"mode": "memory", **json.loads(out.stdout.strip().splitlines()[-1]), "baseline_rss_mib": float(base.stdout)}
+
+
+def memory_child(jobs: int) -> None:
+    import resource
+
+    r = run_batch(Path(tempfile.mkdtemp()), jobs, lambda e, s: [InstantWorker(f"w{n}", e, s) for n in range(4)])
+    r["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(r))
 
 
 def line(r: dict) -> str:  # type: ignore[type-arg]
@@ -145,10 +153,14 @@ def line(r: dict) -> str:  # type: ignore[type-arg]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", nargs="?", choices=["all", "inprocess", "fake", "memory"], default="all")
+    parser.add_argument("mode", nargs="?", choices=["all", "inprocess", "fake", "memory", "memory-child"],
+                        default="all")
     parser.add_argument("--jobs", type=int)
     parser.add_argument("--workers", type=int)
     args = parser.parse_args()
+    if args.mode == "memory-child":
+        memory_child(args.jobs)
+        return
     results = []
     if args.mode in ("all", "inprocess"):
         results.append(bench_inprocess(args.jobs or 5000, args.workers or 4))

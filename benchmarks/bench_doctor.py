@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-SRC = ROOT.parent / "src"
 
 FLAGS = ("--listen", "--port", "--lowvram", "--novram", "--reserve-vram", "--disable-smart-memory", "--cuda-device")
 
@@ -52,7 +51,6 @@ def main() -> int:
     args = parser.parse_args()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "CUDA_", "PYTORCH_", "COMFYRIG_"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     if args.source == "simulated":
         gpus = [{"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559} for _ in range(8)]
         env["COMFYRIG_FAKE_GPUS"] = json.dumps({"driver_version": "580.00", "cuda_driver_version": "13.0", "gpus": gpus})

@@ -26,15 +26,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "src"))
+from comfyrig.monitor.collect import Monitor, run_ticks
+from comfyrig.monitor.history import History
+from comfyrig.monitor.instances import InstancePoller
+from comfyrig.monitor.sampler import GpuSampler, NvmlSampler, SimulatedSampler
+from comfyrig.monitor.snapshot import Snapshot
+from comfyrig.ui.monitor_view import monitor_view
 
-from comfyrig.monitor.collect import Monitor, run_ticks  # noqa: E402
-from comfyrig.monitor.history import History  # noqa: E402
-from comfyrig.monitor.instances import InstancePoller  # noqa: E402
-from comfyrig.monitor.sampler import GpuSampler, NvmlSampler, SimulatedSampler  # noqa: E402
-from comfyrig.monitor.snapshot import Snapshot  # noqa: E402
-from comfyrig.ui.monitor_view import monitor_view  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 
 def simulated(count: int, ports: list[int]) -> SimulatedSampler:

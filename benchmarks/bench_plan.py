@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from comfyrig.cli.app import main
+from comfyrig.cli import main
 from comfyrig.host.gpus.probe import probe_inventory
 from comfyrig.fit.components import analyze_model
 from comfyrig.fit.fit import GIB, default_reserve, plan_fit

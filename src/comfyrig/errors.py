@@ -1,6 +1,6 @@
 """The one exception tree of comfyrig.
 
-Library code raises these; only the CLI edge (``comfyrig.cli.app``) turns them
+Library code raises these; only the CLI edge (``comfyrig.cli``) turns them
 into a one-paragraph message and an exit code, so no user ever sees a traceback
 for bad input::
 

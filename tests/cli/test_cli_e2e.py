@@ -151,23 +151,6 @@ def test_workers_dry_run_places_cpus(cli: Cli) -> None:
     assert bad.returncode == 2 and "need --placement auto" in bad.stderr
 
 
-def test_gpus_and_config_stay_light(cli: Cli) -> None:
-    """No torch, httpx or websockets behind 'gpus' and 'config' (start-up time)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, io, contextlib\n"
-        "from comfyrig.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    main(['gpus', '--json']); main(['config', '--json'])\n"
-        "print(sorted(m for m in ('torch', 'httpx', 'websockets') if m in sys.modules))\n"
-    )
-    cli.gpus(2)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli.env, cwd=cli.cwd)
-    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
-
-
 @pytest.mark.parametrize("args", [["bogus"], ["launch", "--dry-run", "lowvram"], ["doctor", "--no-torch", "stray"]])
 def test_typos_are_not_passed_to_comfyui(cli: Cli, args: list[str]) -> None:
     cli.gpus(1)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.fit.layouts import blocks_layout, flux_layout, sdxl_checkpoint_layout, t5xxl_layout, vae_layout, write_sparse_safetensors
 
-from comfyrig.cli.app import main
+from comfyrig.cli import main
 
 RTX3090 = {"name": "RTX 3090", "memory_total_mib": 24576, "memory_used_mib": 500}
 

@@ -1,12 +1,8 @@
-"""Thin Typer commands: parse -> settings -> call a service -> exit code."""
+"""Thin Typer commands: parse -> settings -> call a service -> exit code.
 
-import sys
+Importing this package imports neither Typer nor a command: see entry.py.
+"""
 
-from .app import app, main
+from .entry import main, run
 
-__all__ = ["app", "main", "run"]
-
-
-def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+__all__ = ["main", "run"]

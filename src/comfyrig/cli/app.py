@@ -1,4 +1,11 @@
-"""The Typer application and the edge where errors become messages and exit codes."""
+"""The Typer application and the edge where errors become messages and exit codes.
+
+Commands register themselves on ``app`` with :func:`command` when their module
+is imported. The root group is a :class:`LazyGroup`: it knows every command
+from the table in commands.py and imports a command's module only when that
+command is looked up, the pattern Click documents as "lazily loading
+subcommands". entry.py answers the root help itself, before Typer is imported.
+"""
 
 from __future__ import annotations
 
@@ -7,61 +14,67 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.markup import escape
+import typer.main
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    # Typer 0.26+ vendors Click as typer._click; only the annotations name it.
+    from typer import _click as click
 
 from .. import __version__
 from ..errors import ComfyrigError
-from ..ui.console import make_console
+from .commands import COMMANDS, DESCRIPTION
+from .report import report_error
 
-__all__ = ["add_group", "app", "command", "main", "SUBCOMMANDS"]
+__all__ = ["RAW_ARGS", "LazyGroup", "add_group", "app", "command", "extra_args_after_dashes", "run_app"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+RAW_ARGS: list[str] = []  # the command line as typed, for checks Typer cannot make
+
+
+class LazyGroup(TyperGroup):
+    """The root group: commands come from the table, modules load on first look-up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(f"{__package__}.{COMMANDS[cmd_name][0]}")
+            # Importing the module registered its commands on ``app``; Typer
+            # turns registrations into Click commands only when it builds a group.
+            for name, built in typer.main.get_group(app).commands.items():
+                self.commands.setdefault(name, built)
+        return self.commands.get(cmd_name)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The same text entry.py prints for 'comfyrig --help', so no command module is needed.
+        from .entry import root_help
+
+        formatter.write(root_help(os.environ, sys.stdout))
+
+
 app = typer.Typer(
     name="comfyrig",
-    help="Run ComfyUI on every GPU of this machine, correctly and visibly. "
-    "With no command, 'comfyrig [OPTIONS]' means 'comfyrig launch [OPTIONS]'.",
+    cls=LazyGroup,
+    help=DESCRIPTION,
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# Which module registers each command. Only the module of the command being
-# run is imported, so 'comfyrig gpus' does not pay for httpx, the monitor or
-# the batch machinery; --help imports them all.
-COMMAND_MODULES: dict[str, str] = {
-    "launch": "launch_cmd",
-    "gpus": "gpus_cmd",
-    "config": "gpus_cmd",
-    "status": "status_cmd",
-    "stop": "status_cmd",
-    "plan": "plan_cmd",
-    "doctor": "doctor_cmd",
-    "monitor": "monitor_cmd",
-    "install": "install_cmd",
-    "batch": "batch_cmd",
-    "nodes": "install_cmd",
-}
-SUBCOMMANDS: set[str] = set()
-RAW_ARGS: list[str] = []  # the command line as typed, for checks Typer cannot make
-
-
-def report_error(exc: ComfyrigError) -> None:
-    """Print one paragraph on stderr: what is wrong, then what to do."""
-    err = make_console(os.environ, stderr=True)
-    hint = f" {escape(exc.hint)}" if exc.hint else ""
-    err.print(f"[bold red]comfyrig: error:[/] {escape(exc.message)}{hint}", soft_wrap=True)
-
 
 def command(name: str, *, group: typer.Typer | None = None, **kwargs: Any) -> Callable[[F], F]:
     """Register a command whose int result is the exit code and whose
     ComfyrigError becomes a message: the one place errors meet the user.
 
-    ``group`` registers it under a sub-app (``comfyrig nodes add``) instead.
+    ``group`` registers it under a sub-app (``comfyrig nodes add``) instead;
+    a top-level command must have a row in commands.py.
     """
 
     def decorate(fn: F) -> F:
@@ -78,8 +91,7 @@ def command(name: str, *, group: typer.Typer | None = None, **kwargs: Any) -> Ca
                 raise typer.Exit(int(code))
 
         if group is None:
-            SUBCOMMANDS.add(name)
-            app.command(name, **kwargs)(wrapper)
+            app.command(name, short_help=COMMANDS[name][1], **kwargs)(wrapper)
         else:
             group.command(name, **kwargs)(wrapper)
         return fn
@@ -88,9 +100,8 @@ def command(name: str, *, group: typer.Typer | None = None, **kwargs: Any) -> Ca
 
 
 def add_group(name: str, group: typer.Typer, help: str) -> None:
-    """Register a sub-app such as ``comfyrig nodes``."""
-    SUBCOMMANDS.add(name)
-    app.add_typer(group, name=name, help=help)
+    """Register a sub-app such as ``comfyrig nodes``; it must have a row in commands.py."""
+    app.add_typer(group, name=name, help=help, short_help=COMMANDS[name][1])
 
 
 def _version(value: bool) -> None:
@@ -106,22 +117,6 @@ def _root(
     """Run ComfyUI on every GPU of this machine, correctly and visibly."""
 
 
-def _with_default_command(args: list[str]) -> list[str]:
-    # "comfyrig --dual" is "comfyrig launch --dual", as the old launcher script took flags directly.
-    if not args:
-        return ["launch"]
-    first = args[0]
-    if first in COMMAND_MODULES or first in ("-h", "--help", "--version"):
-        return args
-    if not first.startswith("-"):
-        # A mistyped command must not become an argument of ComfyUI.
-        raise ComfyrigError(
-            f"Unknown command {first!r}. Commands: {', '.join(sorted(COMMAND_MODULES))}.",
-            hint="Flags for ComfyUI itself go after --, e.g. 'comfyrig --dual -- --lowvram'.",
-        )
-    return ["launch", *args]
-
-
 def extra_args_after_dashes(argv: Sequence[str], extra: Sequence[str] | None) -> None:
     """ComfyUI's own flags must follow '--', so a typo is never passed on silently."""
     if extra and "--" not in argv:
@@ -131,18 +126,9 @@ def extra_args_after_dashes(argv: Sequence[str], extra: Sequence[str] | None) ->
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
-    raw = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = _with_default_command(raw)
-    except ComfyrigError as exc:
-        report_error(exc)
-        return exc.exit_code
+def run_app(args: list[str], raw: list[str]) -> int:
+    """Run the Typer app on ``args`` (the command already resolved); returns the exit code."""
     RAW_ARGS[:] = raw
-    wanted = COMMAND_MODULES.get(args[0])
-    for module in sorted(set(COMMAND_MODULES.values())) if wanted is None else [wanted]:
-        importlib.import_module(f"{__package__}.{module}")
     try:
         app(args=args, prog_name="comfyrig")
     except SystemExit as exc:

@@ -23,11 +23,12 @@ from ..install.plan import COMFYUI_REPO, InstallOptions, InstallPlan, needs_late
 from ..install.state import inspect_state, venv_python
 from ..install.steps import InstallResult, Installer, latest_release_tag
 from ..ui.console import make_console
+from ..ui.gpus_view import torch_table
 from ..ui.install_view import RichInstallEvents, render_install_plan
 from ..ui.panel import gpu_config_panel
 from . import options as o
 from .app import add_group, command
-from .gpus_cmd import _print_json, _torch_table
+from .report import print_json
 
 __all__: list[str] = []
 
@@ -114,7 +115,7 @@ def _show_and_run(
     options, plan = _plan(inventory, options, environ, dry_run)
     if dry_run:
         if json_out:
-            _print_json({"plan": plan.to_json()})
+            print_json({"plan": plan.to_json()})
         else:
             console.print(render_install_plan(plan))
         return None
@@ -177,10 +178,10 @@ def install_cmd(
     report = judge_torch(str(result.plan.venv_python), raw, len(selection.gpus), len(inventory.gpus))
     report = _companions_import(report, result.plan, environ)
     if json_out:
-        _print_json(_result_json(result, report))
+        print_json(_result_json(result, report))
     else:
         console.print(gpu_config_panel(selection))
-        console.print(_torch_table(report.to_json()))
+        console.print(torch_table(report.to_json()))
         _next_steps(console, result, report)
     return 0 if report.ok else 1
 
@@ -277,7 +278,7 @@ def nodes_add_cmd(
     if result is None:
         return 0
     if json_out:
-        _print_json(_result_json(result, None))
+        print_json(_result_json(result, None))
         return 0
     for p in result.plan.packs:
         where = p.folder.relative_to(result.plan.target)

@@ -18,7 +18,7 @@ from ..ui.console import make_console
 from ..ui.launch_view import render_plan
 from . import options as o
 from .app import RAW_ARGS, command, extra_args_after_dashes
-from .gpus_cmd import _print_json
+from .report import print_json
 
 __all__: list[str] = []
 
@@ -89,7 +89,7 @@ def launch_cmd(
     console = make_console(settings.environ)
     if dry_run:
         if json_out:
-            _print_json(plan.to_json())
+            print_json(plan.to_json())
         else:
             console.print(render_plan(plan))
             _busy_port_notes(console, plan)

@@ -20,7 +20,7 @@ from ..ui.console import make_console
 from ..ui.fit_view import plan_view
 from . import options as o
 from .app import command
-from .gpus_cmd import _print_json
+from .report import print_json
 
 __all__: list[str] = []
 
@@ -104,7 +104,7 @@ def plan_cmd(
         if write is not None:
             _write(write, new)
     if json_out:
-        _print_json(_report(infos, plan, changes, notes, write))
+        print_json(_report(infos, plan, changes, notes, write))
     else:
         make_console(settings.environ).print(plan_view(infos, plan, changes, notes, str(write) if write else None))
     return 1 if plan.verdict == "too_big" else 0

@@ -15,7 +15,7 @@ from ..launch.registry import InstanceRecord, state_dir
 from ..ui.console import make_console
 from . import options as o
 from .app import command
-from .gpus_cmd import _print_json
+from .report import print_json
 
 __all__: list[str] = []
 
@@ -63,7 +63,7 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
             continue
         rows.append(info)
     if json_out:
-        _print_json({"instances": rows})
+        print_json({"instances": rows})
         return 0
     console = make_console(settings.environ)
     if not rows:

@@ -16,9 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotenv.parser import parse_stream
-from dotenv.variables import parse_variables
-
 from ..errors import ConfigError
 
 __all__ = ["EnvFile", "read_env_file"]
@@ -38,6 +35,10 @@ class EnvFile:
 
 def read_env_file(path: Path, environ: Mapping[str, str]) -> EnvFile:
     """Parse ``path``; raises ConfigError for an unreadable file or line."""
+    # python-dotenv is imported only when there is a file to read: its package
+    # pulls in logging and tempfile, start-up time every command would pay.
+    from dotenv.parser import parse_stream
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -71,4 +72,6 @@ def _single_quoted(original: str) -> bool:
 
 
 def _expand(value: str, scope: Mapping[str, str]) -> str:
+    from dotenv.variables import parse_variables
+
     return "".join(atom.resolve(dict(scope)) for atom in parse_variables(value))

@@ -19,7 +19,10 @@ Idempotent: wheels already in ``wheels/`` are reused, the tarball is rebuilt
 only when the source tree changed.  Exits 1 if the bundle is over ``--max-mib``
 or a pinned wheel does not satisfy ComfyUI's ``requirements.txt``.
 
-    python benchmarks/gpu/make_bundle.py [--comfyui-src DIR] [--out bundle/]
+    python -m gpulab.make_bundle --comfyui-src DIR [--out bundle/] [--layout FILE]
+
+DIR is a ComfyUI source tree (or set COMFYUI_SRC); the layout file defaults to
+``shared/data/sd15_checkpoint_layout.json`` in or beside the checkout.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
+from gpulab.paths import BUNDLE, shared_data
+
 try:
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
@@ -51,10 +56,7 @@ except ImportError:  # pip always vendors a copy
     from pip._vendor.packaging.utils import canonicalize_name  # type: ignore[no-redef]
     from pip._vendor.packaging.version import Version  # type: ignore[no-redef]
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-DEFAULT_SRC = Path("/work/ext/ComfyUI-Zudva")
-DEFAULT_LAYOUT = Path("/work/shared/data/sd15_checkpoint_layout.json")
+LAYOUT_NAME = "sd15_checkpoint_layout.json"
 
 # Packages missing on the GPU machine's Python 3.12 (see COMFYUI-FACTS.md), one
 # pinned version each: a second version of a wheel stops the whole offline install.
@@ -348,15 +350,20 @@ def write_manifest(out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--comfyui-src", type=Path, default=DEFAULT_SRC)
-    p.add_argument("--out", type=Path, default=REPO / "bundle")
-    p.add_argument("--layout", type=Path, default=DEFAULT_LAYOUT)
+    src_env = os.environ.get("COMFYUI_SRC")
+    p.add_argument("--comfyui-src", type=Path, default=Path(src_env) if src_env else None, required=not src_env,
+                   help="the ComfyUI source tree to pack (default: $COMFYUI_SRC)")
+    p.add_argument("--out", type=Path, default=BUNDLE)
+    p.add_argument("--layout", type=Path, default=shared_data(LAYOUT_NAME),
+                   help=f"the SD1.5 tensor layout (default: shared/data/{LAYOUT_NAME} in or beside the checkout)")
     p.add_argument("--max-mib", type=float, default=60.0)
     p.add_argument("--multigpu-src", type=Path, default=None,
                    help="an exported ComfyUI-MultiGPU tree (e.g. commit c5e3e6a, v2.5.11, known to load in 0.3.76); "
                    "packed as multigpu.tar.xz for bench_distorch.py")
     args = p.parse_args(argv)
 
+    if args.layout is None:
+        p.error(f"no {LAYOUT_NAME} in shared/data/ in or beside the checkout: give --layout FILE")
     src, out = args.comfyui_src.resolve(), args.out.resolve()
     if not (src / "main.py").is_file() or not (src / "requirements.txt").is_file():
         raise SystemExit(f"{src} does not look like a ComfyUI tree (no main.py / requirements.txt)")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up real ComfyUI + comfyrig on the lent GPU machine from the carried bundle.
 #
-#   source benchmarks/gpu/remote_setup.sh     # exports COMFYUI_DIR, COMFYUI_PYTHON, PYTHONPATH, PATH
-#   bash benchmarks/gpu/remote_setup.sh       # same work; exports land in $COMFYRIG_GPU_ENV only
+#   source gpulab/remote_setup.sh     # exports COMFYUI_DIR, COMFYUI_PYTHON, PYTHONPATH, PATH
+#   bash gpulab/remote_setup.sh       # same work; exports land in $COMFYRIG_GPU_ENV only
 #
 # No network is needed: wheels come from bundle/wheels (built here by
 # make_bundle.py), installed with --target into $SITE and put on PYTHONPATH,
@@ -19,7 +19,7 @@ _rs_sourced=0
 [[ $_rs_sourced == 1 ]] && _rs_saved_opts="$(set +o)"
 set -euo pipefail
 
-_rs_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+_rs_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 BUNDLE="${BUNDLE:-$_rs_repo/bundle}"
 SITE="${SITE:-/tmp/site}"
@@ -33,7 +33,7 @@ _rs_log() { printf '[setup %3ss] %s\n' "$((SECONDS - _rs_t0))" "$*"; }
 _rs_sha() { (cd "$BUNDLE" && sha256sum $1) | sha256sum | cut -c1-16; }
 
 if [[ ! -d "$BUNDLE/wheels" || ! -f "$BUNDLE/comfyui.tar.xz" ]]; then
-    echo "remote_setup: no bundle at $BUNDLE (build it with: python benchmarks/gpu/make_bundle.py; carry [\"bundle\"])" >&2
+    echo "remote_setup: no bundle at $BUNDLE (build it with: python -m gpulab.make_bundle --comfyui-src DIR; carry [\"bundle\"])" >&2
     false
 fi
 COMFYUI_PYTHON="$(command -v "$PYTHON")"
@@ -85,8 +85,8 @@ print("[setup] imports ok: " + ", ".join(f"{n} {md.version(n)}" for n in names))
 EOF
 
 # 4. Random-weight SD1.5 checkpoint (kept when its header already matches).
-"$COMFYUI_PYTHON" "$_rs_repo/benchmarks/gpu/make_sd15_checkpoint.py" \
-    --comfyui-dir "$COMFYUI_DIR" --layout "$BUNDLE/sd15_checkpoint_layout.json" | sed 's/^/[setup] /'
+(cd "$_rs_repo" && "$COMFYUI_PYTHON" -m gpulab.make_sd15_checkpoint \
+    --comfyui-dir "$COMFYUI_DIR" --layout "$BUNDLE/sd15_checkpoint_layout.json") | sed 's/^/[setup] /'
 
 # 5. comfyrig itself.  pip needs no network with --no-index --no-build-isolation
 # (setuptools is on the machine); if that fails, fall back to PYTHONPATH=src plus

@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_http  # noqa: E402
+from gpulab import comfy_http
 
 
 def parse_set(items: list[str]) -> dict[str, object]:

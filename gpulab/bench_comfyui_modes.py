@@ -43,8 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_http  # noqa: E402
+from gpulab import comfy_http
 
 LOG_DIR = Path("/tmp/comfyrig-bench-logs")
 PID_FILE = LOG_DIR / "pids"  # one ComfyUI pid (= its process group) a line, for run_all.sh's clean-up

@@ -19,16 +19,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import comfy_http  # noqa: E402
-from bench_fleet import Launch, comfyrig, free_port  # noqa: E402
+from gpulab import comfy_http
+from gpulab.bench_fleet import Launch, comfyrig, free_port
+from gpulab.paths import BUNDLE, WORKFLOWS
 
 
 def gpu_memory_of(pids: set[int]) -> dict[int, int]:
@@ -55,11 +53,10 @@ def main() -> int:
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    repo = HERE.parent.parent
     base = Path(os.environ["COMFYUI_DIR"])
     python = os.environ["COMFYUI_PYTHON"]
     result: dict[str, Any] = {"fake_mib": args.fake_mib}
-    bundle = repo / "bundle" / "multigpu.tar.xz"
+    bundle = BUNDLE / "multigpu.tar.xz"
     if not bundle.exists():
         raise SystemExit("bundle/multigpu.tar.xz is missing: build the bundle with --multigpu-src")
     # A separate ComfyUI with the node pack, so other benchmarks stay without it.
@@ -77,7 +74,7 @@ def main() -> int:
     fake = json.dumps([{"name": "NVIDIA H200", "memory_total_mib": args.fake_mib}] * 2)
     plan = subprocess.run(
         [*comfyrig(), "plan", str(checkpoint), "--gpus", "0,1", "--json", "--comfyui-dir", str(comfy),
-         "--workflow", str(HERE / "workflows" / "sd15_txt2img_512.json"), "--write", str(rewritten)],
+         "--workflow", str(WORKFLOWS / "sd15_txt2img_512.json"), "--write", str(rewritten)],
         env={**os.environ, "COMFYRIG_FAKE_GPUS": fake}, capture_output=True, text=True, timeout=60,
     )
     result["plan_exit"] = plan.returncode

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-WORKFLOWS = Path(__file__).resolve().parent / "workflows"
+from gpulab.paths import WORKFLOWS
 
 
 class ComfyError(RuntimeError):

@@ -19,14 +19,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from bench_fleet import Launch, comfyrig, gpu_count  # noqa: E402
+from gpulab.bench_fleet import Launch, comfyrig, gpu_count
+from gpulab.paths import WORKFLOWS
 
 SETUPS = [
     ("one-gpu", ["--single", "0", "--placement", "auto"], 1),
@@ -38,7 +36,7 @@ SETUPS = [
 
 def batch(args: list[str], out_dir: Path, timeout: float) -> dict[str, Any]:
     start = time.perf_counter()
-    run = subprocess.run([*comfyrig(), "batch", str(HERE / "workflows" / "sd15_txt2img_512.json"), "--out", str(out_dir),
+    run = subprocess.run([*comfyrig(), "batch", str(WORKFLOWS / "sd15_txt2img_512.json"), "--out", str(out_dir),
                           "--json", "--plain", *args], capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - start
     try:

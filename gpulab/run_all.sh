@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The one command for the lent GPU machine (device tool, carry ["bundle"]):
 #
-#   bash benchmarks/gpu/run_all.sh
+#   bash gpulab/run_all.sh
 #
 # 1. remote_setup.sh (wheels, ComfyUI, random SD1.5 checkpoint, comfyrig, env report)
 # 2. python3 -m pytest -m "gpu or comfyui" -v tests/   -> junit.xml, pytest.log
-# 3. every benchmarks/gpu/bench_*.py                   -> its own JSON + Markdown
+# 3. every gpulab/bench_*.py (python3 -m gpulab.NAME)  -> its own JSON + Markdown
 # 4. summarize.py                                      -> summary.md (+ results.tar.gz)
 #
 # Results go to $OUT (the device tool's return folder), else ./gpu-results/.
@@ -18,7 +18,7 @@
 # arguments to every bench (for a quick check: BENCH_ARGS="--jobs 4").
 set -uo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO" || exit 1
 OUT="${OUT:-$REPO/gpu-results}"
 mkdir -p "$OUT"
@@ -42,7 +42,7 @@ say "setup"
 limit=$(min 180 "$(left)")
 start=$SECONDS
 rm -f "$COMFYRIG_GPU_ENV"
-timeout -k 5 "$limit" bash benchmarks/gpu/remote_setup.sh 2>&1 | tee "$OUT/setup.log"
+timeout -k 5 "$limit" bash gpulab/remote_setup.sh 2>&1 | tee "$OUT/setup.log"
 rc=${PIPESTATUS[0]}
 record setup "$rc" $((SECONDS - start)) "$limit"
 setup_ok=0
@@ -73,7 +73,7 @@ else
 fi
 
 # --- 3. benchmarks, each with what is left of the budget (shared fairly among those not yet run).
-mapfile -t benches < <(find benchmarks/gpu -maxdepth 1 -name "bench_*.py" | sort)
+mapfile -t benches < <(find gpulab -maxdepth 1 -name "bench_*.py" | sort)
 if [[ -n "${BENCHES:-}" ]]; then
     wanted=()
     for b in "${benches[@]}"; do
@@ -97,7 +97,7 @@ for i in "${!benches[@]}"; do
     fi
     start=$SECONDS
     # shellcheck disable=SC2086  # BENCH_ARGS is split on purpose (e.g. "--jobs 8")
-    timeout -k 10 "$limit" python3 "$b" --out "$OUT" --budget-s $((limit - 25)) ${BENCH_ARGS:-} > "$OUT/$name.log" 2>&1
+    timeout -k 10 "$limit" python3 -m "gpulab.$name" --out "$OUT" --budget-s $((limit - 25)) ${BENCH_ARGS:-} > "$OUT/$name.log" 2>&1
     rc=$?
     tail -60 "$OUT/$name.log"
     record "$name" "$rc" $((SECONDS - start)) "$limit"
@@ -112,5 +112,5 @@ done
 
 # --- 4. summary.md, then pack so that at most 8 files come back.
 say "summary"
-python3 benchmarks/gpu/summarize.py --out "$OUT" --pack
+python3 -m gpulab.summarize --out "$OUT" --pack
 say "done in $((SECONDS - T0)) s; results in $OUT"

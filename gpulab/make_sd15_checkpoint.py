@@ -21,7 +21,7 @@ kind.  An existing file with the same tensor names, shapes and dtypes is kept
 
 Usage::
 
-    python3 make_sd15_checkpoint.py --comfyui-dir /tmp/comfyui \
+    python3 -m gpulab.make_sd15_checkpoint --comfyui-dir /tmp/comfyui \
         [--layout bundle/sd15_checkpoint_layout.json] [--seed 0] [--device auto]
 
 writes ``<comfyui-dir>/models/checkpoints/sd15_random.safetensors`` (2.1 GB).
@@ -38,8 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+from gpulab.paths import BUNDLE, shared_data
+
 CKPT_NAME = "sd15_random.safetensors"
 POSITION_IDS_KEY = "cond_stage_model.transformer.embeddings.position_ids"
 N_POSITIONS = 77
@@ -48,13 +48,8 @@ WEIGHT_STD = 0.02
 
 def default_layout() -> Path:
     """The bundled copy first, then the team's shared data folder."""
-    for candidate in (
-        REPO / "bundle" / "sd15_checkpoint_layout.json",
-        Path("/work/shared/data/sd15_checkpoint_layout.json"),
-    ):
-        if candidate.is_file():
-            return candidate
-    return REPO / "bundle" / "sd15_checkpoint_layout.json"
+    bundled = BUNDLE / "sd15_checkpoint_layout.json"
+    return bundled if bundled.is_file() else shared_data(bundled.name) or bundled
 
 
 def load_layout(path: Path) -> dict[str, list[int]]:

@@ -1,7 +1,7 @@
 """On the GPU machine: `comfyrig gpus` vs `import torch`, and launch-to-ready overhead (issues #2, #3).
 
-Runs benchmarks/bench_gpus.py and benchmarks/bench_launch.py (single GPU mode)
-with this machine's torch; writes startup.md (both tables) to --out.
+Runs benchmarks/bench_gpus.py, bench_launch.py (single GPU mode), bench_doctor.py
+and bench_monitor.py with this machine's torch and NVML; writes startup.md (both tables) to --out.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from gpulab.paths import REPO
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
         ("bench_monitor.py", ["--source", "nvml", "--seconds", "20", "--gpus", "2", "--instances", "2"]),
     ):
         target = out / f"{Path(name).stem}.md"
-        result = subprocess.run([sys.executable, str(HERE.parent / name), *extra, "--out", str(target)],
+        result = subprocess.run([sys.executable, str(REPO / "benchmarks" / name), *extra, "--out", str(target)],
                                 capture_output=True, text=True, timeout=max(args.budget_s / 2, 60))
         print(result.stdout, result.stderr[-2000:], flush=True)
         parts.append(target.read_text() if target.exists() else f"{name} failed: {result.stderr[-1500:]}\n")

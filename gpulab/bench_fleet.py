@@ -16,7 +16,7 @@ configuration runs about as long (a 4-GPU fleet would finish 24 jobs in a few
 seconds, too short to read a ratio from).
 
 Writes fleet.json and fleet.md to --out. Needs COMFYUI_DIR/COMFYUI_PYTHON
-(benchmarks/gpu/remote_setup.sh exports them) and comfyrig on PATH.
+(gpulab/remote_setup.sh exports them) and comfyrig on PATH.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_http  # noqa: E402
+from gpulab import comfy_http
 
 CONFIGS: list[tuple[str, list[str]]] = [
     ("one-default", ["--single", "0", "--placement", "none"]),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Collate a run_all.sh results folder into summary.md, and pack it to fit the return limits.
 
-    python3 summarize.py --out DIR [--extra-logs /tmp/comfyrig-bench-logs] [--pack]
+    python3 -m gpulab.summarize --out DIR [--extra-logs /tmp/comfyrig-bench-logs] [--pack]
 
 Reads what the steps left in DIR: ``steps.tsv`` (name, exit code, seconds,
 limit), ``setup.log``, ``junit.xml``/``pytest.log`` and every other ``*.md`` (one

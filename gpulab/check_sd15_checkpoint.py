@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Load the random SD1.5 checkpoint through ComfyUI's own loader and say what it saw.
 
-Run with ComfyUI's Python (it imports ComfyUI's ``comfy`` package from
-``--comfyui-dir``)::
+Run with ComfyUI's Python, from the repository root, with the ComfyUI tree on
+PYTHONPATH (it imports ComfyUI's ``comfy`` package, as ComfyUI's main.py does)::
 
-    python check_sd15_checkpoint.py --comfyui-dir /tmp/comfyui [--cpu]
+    PYTHONPATH=/tmp/comfyui python -m gpulab.check_sd15_checkpoint --comfyui-dir /tmp/comfyui [--cpu]
 
 It calls ``comfy.sd.load_checkpoint_guess_config`` -- the function behind the
 ``CheckpointLoaderSimple`` node -- and prints one JSON object: the detected model
@@ -16,6 +16,7 @@ time.  Exit 0 only if ComfyUI detected SD1.5 (``SD15``, ``EPS``,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     comfy_dir = args.comfyui_dir.resolve()
-    sys.path.insert(0, str(comfy_dir))
+    spec = importlib.util.find_spec("comfy")  # a namespace package: no __init__.py
+    if spec is None or comfy_dir / "comfy" not in {Path(p).resolve() for p in spec.submodule_search_locations or ()}:
+        p.error(f"ComfyUI's comfy package is not importable from {comfy_dir}: run with PYTHONPATH={comfy_dir}")
     os.chdir(comfy_dir)
     # comfy.cli_args parses sys.argv only when asked to; this is how ComfyUI's
     # main.py switches it on, so --cpu reaches comfy.model_management.
