@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 __all__ = ["settings_json", "settings_table"]
 
 
-def settings_json(rows: Mapping[str, Sourced]) -> dict[str, Any]:
+def settings_json(rows: Mapping[str, Sourced[object]]) -> dict[str, Any]:
     return {"settings": {k: {"value": v.value, "source": v.source} for k, v in rows.items()}}
 
 
-def settings_table(rows: Mapping[str, Sourced]) -> Table:
+def settings_table(rows: Mapping[str, Sourced[object]]) -> Table:
     # Rich is imported here, not with the module: 'config --json' never needs it.
     from rich.table import Table
 
