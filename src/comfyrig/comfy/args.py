@@ -315,7 +315,7 @@ def parse_comfy_args(tokens: Sequence[str], table: FlagTable | None = None, *, o
     unknown, and the partial ``BUILTIN`` table is used. Every problem is
     collected (argparse stops at the first), so one run can report them all.
     """
-    table = table or BUILTIN
+    table = table if table is not None else BUILTIN
     tokens = tuple(tokens)
     matches = [_match(t, table) for t in tokens]
     occurrences: list[Occurrence] = []
