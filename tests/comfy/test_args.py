@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from comfyrig.comfy.args import BUILTIN, LISTEN_ALL, FlagTable, comfy_args, effective_listen, effective_port, parse_comfy_args
+from comfyrig.comfy.args import (
+    BUILTIN,
+    LISTEN_ALL,
+    FlagTable,
+    comfy_args,
+    effective_listen,
+    effective_port,
+    parse_comfy_args,
+)
 from comfyrig.comfy.checkout import flag_table, flag_table_from_source, supported_flags
 from comfyrig.config.settings import CliOverrides, resolve_settings
 from tests.comfy.cli_args_versions import cli_args_text, real_parser
@@ -204,6 +212,8 @@ def test_without_a_checkout_values_are_still_read_and_nothing_is_unknown() -> No
     assert not args.given("--lowvram")  # a prefix cannot be resolved without the real table
     assert [o.status for o in args.occurrences] == ["unchecked", "exact", "exact", "unchecked", "unchecked"]
     assert parse_comfy_args(["--port"], None).problems[0].kind == "missing_value"
+    # The VRAM modes exclude each other in every version: CPU mode's --cpu clashes even without a checkout.
+    assert [p.kind for p in parse_comfy_args(["--cpu", "--lowvram"], None).problems] == ["conflict"]
 
 
 def test_own_flags_are_told_apart_from_the_users(tmp_path: Path) -> None:

@@ -109,8 +109,9 @@ def test_abbreviations_are_flags_argparse_accepts(tmp_path: Path) -> None:
 
 
 def test_exit_2_cases_are_warned(tmp_path: Path) -> None:
-    def warnings(args: str, version: str = "0.3.76", request: GpuRequest = GpuRequest("single", ("0",))) -> tuple[str, ...]:
-        return plan(tmp_path, request, cli=CliOverrides(comfyui_args=args), flags=table(version)).warnings
+    def warnings(args: str, version: str = "0.3.76", request: GpuRequest | None = None) -> tuple[str, ...]:
+        chosen = request or GpuRequest("single", ("0",))
+        return plan(tmp_path, chosen, cli=CliOverrides(comfyui_args=args), flags=table(version)).warnings
 
     assert warnings("--fas", "0.24.0") == (
         "--fas is an abbreviation of --fast, --fast-disk, and argparse refuses an ambiguous one: ComfyUI will exit with code 2.",
@@ -121,17 +122,19 @@ def test_exit_2_cases_are_warned(tmp_path: Path) -> None:
     assert warnings("--normalvram", "0.24.0") == ("ComfyUI has no --normalvram flag: it will exit with code 2.",)
     # CPU mode adds --cpu, which is in one mutually exclusive group with the VRAM modes.
     assert warnings("--lowvram", request=GpuRequest("cpu")) == (
-        "--cpu and --lowvram exclude each other (ComfyUI takes only one of them): ComfyUI will exit with code 2. "
-        "comfyrig adds --cpu in CPU mode: remove --lowvram, or choose GPUs.",
+        ("--cpu and --lowvram exclude each other (ComfyUI takes only one of them): ComfyUI will exit with code 2. "
+         "comfyrig adds --cpu in CPU mode: remove --lowvram, or choose GPUs."),
     )
+    unknown = plan(tmp_path, GpuRequest("cpu"), cli=CliOverrides(comfyui_args="--novram --whatever"))
+    assert [w.split(" (")[0] for w in unknown.warnings] == ["--cpu and --novram exclude each other"]  # no checkout: --whatever unchecked
 
 
 def test_cuda_device_in_every_form_is_seen(tmp_path: Path) -> None:
     for args in ("--cuda-device=1", "--cuda-dev 1", "--cuda-device 0 --cuda-device=1"):
         p = plan(tmp_path, GpuRequest("dual"), cli=CliOverrides(comfyui_args=args), flags=table())
         assert p.warnings == (
-            "--cuda-device is in ComfyUI's arguments: ComfyUI then rewrites CUDA_VISIBLE_DEVICES to one GPU and hides "
-            "the others comfyrig selected (0,1). Remove it.",
+            ("--cuda-device is in ComfyUI's arguments: ComfyUI then rewrites CUDA_VISIBLE_DEVICES to one GPU and hides "
+             "the others comfyrig selected (0,1). Remove it."),
         ), args
     listed = plan(tmp_path, GpuRequest("dual"), cli=CliOverrides(comfyui_args="--cuda-device 1,0"), flags=table("0.24.0"))
     assert listed.warnings[0].startswith("--cuda-device is in ComfyUI's arguments: ComfyUI then rewrites CUDA_VISIBLE_DEVICES to 1,0, in place of")

@@ -121,12 +121,14 @@ class FlagTable:
         return flag in self._index
 
 
-def _flag(names: str, nargs: Nargs = 1, const: str | None = None, type: str | None = None) -> FlagSpec:
-    return FlagSpec(tuple(names.split()), nargs, const, type)
+def _flag(names: str, nargs: Nargs = 1, const: str | None = None, type: str | None = None,
+          group: str | None = None) -> FlagSpec:
+    return FlagSpec(tuple(names.split()), nargs, const, type, group=group)
 
 
 # The shape of the flags comfyrig reads or adds, the same in ComfyUI 0.3.64 to 0.24; used only
-# when the checkout's own table is unknown (no checkout yet), so their values can still be read.
+# when the checkout's own table is unknown (no checkout yet), so their values can still be read
+# and the --cpu that CPU mode adds is still seen to clash with --lowvram and the other VRAM modes.
 BUILTIN = FlagTable(
     flags=(
         _flag("--listen", "?", LISTEN_ALL, "str"),
@@ -140,10 +142,11 @@ BUILTIN = FlagTable(
         _flag("--reserve-vram", type="float"),
         _flag("--preview-method"),
         _flag("--fast", "*"),
+        *(_flag(name, 0, group="vram") for name in ("--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram", "--cpu")),
+        *(_flag(name, 0, group="cuda_malloc") for name in ("--cuda-malloc", "--disable-cuda-malloc")),
         *(_flag(name, 0) for name in (
-            "--cpu", "--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram", "--enable-manager",
-            "--cuda-malloc", "--disable-cuda-malloc", "--disable-smart-memory", "--multi-user", "--dont-print-server",
-            "--log-stdout", "--auto-launch", "--disable-auto-launch",
+            "--enable-manager", "--disable-smart-memory", "--multi-user", "--dont-print-server", "--log-stdout",
+            "--auto-launch", "--disable-auto-launch",
         )),
     ),
     complete=False,
