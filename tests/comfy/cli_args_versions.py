@@ -185,5 +185,5 @@ def cli_args_text(version: str = "0.3.76", only: Iterable[str] | None = None) ->
 def real_parser(version: str) -> Any:
     """The stdlib argparse parser that text builds: what ComfyUI itself would use."""
     namespace: dict[str, Any] = {"__name__": f"cli_args_{version}"}
-    exec(compile(cli_args_text(version), f"cli_args_{version}.py", "exec"), namespace)  # our own text, not ComfyUI's
+    exec(compile(cli_args_text(version), f"cli_args_{version}.py", "exec"), namespace)  # noqa: S102 (our own text)
     return namespace["parser"]
