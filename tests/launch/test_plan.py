@@ -157,3 +157,21 @@ def test_workers_keep_a_folder_the_user_gave_in_any_form(tmp_path: Path) -> None
     unknown = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True,
                    cli=CliOverrides(comfyui_args="--temp-directory=/scratch"))
     assert all("temp/gpu" not in " ".join(i.argv) and "output/gpu" in " ".join(i.argv) for i in unknown.instances)
+
+
+def test_listen_and_port_in_comfyuis_flags_win_and_are_warned(tmp_path: Path) -> None:
+    # argparse keeps the last --listen: a bare one in COMFYUI_ARGS exposes ComfyUI, whatever COMFYUI_LISTEN says.
+    p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--lis"), flags=table())
+    assert p.warnings == (
+        "--listen 0.0.0.0,:: in ComfyUI's arguments overrides COMFYUI_LISTEN (127.0.0.1), since ComfyUI keeps the last "
+        "value: comfyrig would look for ComfyUI at the wrong address. Set it with comfyrig's --listen or COMFYUI_LISTEN instead.",
+        "ComfyUI will listen on 0.0.0.0,::: it has no authentication, so anyone who can reach that address can run code on "
+        "this machine. Keep it behind a firewall or VPN.",
+    )
+    port = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--port=9000"), flags=table())
+    assert [w.split(",")[0] for w in port.warnings] == ["--port 9000 in ComfyUI's arguments overrides COMFYUI_PORT (8188)"]
+    same = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--port 8188"), flags=table())
+    assert same.warnings == ()
+    workers = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, cli=CliOverrides(comfyui_args="--port 8188"))
+    assert [w.split(",")[0] for w in workers.warnings] == [
+        "--port 8188 in ComfyUI's arguments overrides the port comfyrig gives each instance"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..comfy.args import ArgProblem, ComfyArgs, FlagTable, comfy_args
+from ..comfy.args import ArgProblem, ComfyArgs, FlagTable, comfy_args, effective_listen
 from ..comfy.urls import local_url
 from ..config.modes import ModeLabel, Selection
 from ..config.settings import Settings
@@ -179,13 +179,14 @@ def plan_launch(
     per_instance: list[CpuPlacement | None] = list(placements) if placements is not None else [None] * len(groups)
     warnings = list(selection.notes) + [f"CPU placement: {note}" for note in placement_notes]
     args = comfy_args(settings, flags, own=own_flags(settings, selection, flags))
-    _flag_warnings(settings, selection, args, warnings)
+    _flag_warnings(settings, selection, args, len(groups), warnings)
     listen = str(settings.listen.value)
     comfyui_dir = settings.comfyui_dir.value
     logs = log_dir or (comfyui_dir / "user" if comfyui_dir is not None else None)
-    if not is_loopback(listen):
+    bound = effective_listen(settings, args)  # a --listen in ComfyUI's flags wins: argparse keeps the last
+    if not is_loopback(bound):
         warnings.append(
-            f"ComfyUI will listen on {listen}: it has no authentication, so anyone who can reach "
+            f"ComfyUI will listen on {bound}: it has no authentication, so anyone who can reach "
             "that address can run code on this machine. Keep it behind a firewall or VPN."
         )
     instances = tuple(
@@ -227,7 +228,9 @@ def own_flags(settings: Settings, selection: Selection, table: FlagTable | None)
     return flags
 
 
-def _flag_warnings(settings: Settings, selection: Selection, args: ComfyArgs, warnings: list[str]) -> None:
+def _flag_warnings(
+    settings: Settings, selection: Selection, args: ComfyArgs, instances: int, warnings: list[str]
+) -> None:
     if settings.enable_manager.value and args.checked and not args.table.has("--enable-manager"):
         warnings.append(
             "ENABLE_COMFYUI_MANAGER is on, but this ComfyUI has no --enable-manager flag "
@@ -235,6 +238,18 @@ def _flag_warnings(settings: Settings, selection: Selection, args: ComfyArgs, wa
         )
     if not selection.is_cpu and args.user_given("--cpu"):
         warnings.append(f"--cpu is in ComfyUI's arguments, so the selected GPUs ({selection.mode} mode) stay unused.")
+    # comfyrig passes --listen and --port first; ComfyUI keeps the last, so the user's win unseen.
+    for flag, setting, configured in (("--port", "COMFYUI_PORT", settings.port.value),
+                                      ("--listen", "COMFYUI_LISTEN", settings.listen.value)):
+        value = args.value(flag)
+        several = flag == "--port" and instances > 1
+        if not args.user_given(flag) or value is None or (value == str(configured) and not several):
+            continue
+        what = "the port comfyrig gives each instance" if several else f"{setting} ({configured})"
+        warnings.append(
+            f"{flag} {value} in ComfyUI's arguments overrides {what}, since ComfyUI keeps the last value: "
+            f"comfyrig would look for ComfyUI at the wrong address. Set it with comfyrig's {flag} or {setting} instead."
+        )
     if args.user_given("--cuda-device") and len(selection.gpus) > 1:
         value = args.value("--cuda-device") or ""
         to = f"{value}, in place of the GPUs" if "," in value else "one GPU and hides the others"
