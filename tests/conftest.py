@@ -91,12 +91,11 @@ def comfy_tree(tmp_path: Path) -> Path:
     (root / "custom_nodes").mkdir()
     (root / "main.py").write_text("print('not really ComfyUI')\n")
     (root / "comfyui_version.py").write_text('__version__ = "0.3.76"\n')
-    (root / "comfy" / "cli_args.py").write_text(
-        "\n".join(
-            f'parser.add_argument("{flag}")'
-            for flag in ("--listen", "--port", "--cpu", "--lowvram", "--novram", "--enable-manager", "--cuda-device", "--enable-cors-header")
-        )
-    )
+    # Shaped as in 0.3.76 (--cpu takes no value, --listen an optional one...): comfyrig reads it as argparse would.
+    from tests.comfy.cli_args_versions import cli_args_text
+
+    flags = ("--listen", "--port", "--cpu", "--lowvram", "--novram", "--enable-manager", "--cuda-device", "--enable-cors-header")
+    (root / "comfy" / "cli_args.py").write_text(cli_args_text("0.3.76", only=flags))
     return root
 
 

@@ -1,4 +1,4 @@
-"""Workflow loading, node/field resolution, typing and patching (batch/workflow.py)."""
+"""The one workflow model: loading, node/field resolution, typing and patching (comfy/workflow.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from comfyrig.comfy.workflow import (
+    EXPORT_API_HINT,
     FieldType,
     coerce,
     load_workflow,
     patch,
+    require_api_format,
     resolve_field,
     resolve_node,
     schema_problems,
@@ -47,27 +49,74 @@ def wf():  # type: ignore[no-untyped-def]
 def test_api_and_ui_format_are_told_apart(tmp_path: Path) -> None:
     api = tmp_path / "api.json"
     api.write_text(json.dumps(SD))
-    assert not load_workflow(api).needs_conversion
+    loaded = load_workflow(api)
+    assert not loaded.needs_conversion and loaded.prompt == SD and loaded.source == str(api)
+    assert require_api_format(loaded, "never said") is loaded
     ui = tmp_path / "ui.json"
     ui.write_text(json.dumps({"nodes": [], "links": []}))
     assert load_workflow(ui).needs_conversion
     wrapped = tmp_path / "wrapped.json"
-    wrapped.write_text(json.dumps({"prompt": SD}))
-    assert set(load_workflow(wrapped).prompt) == set(SD)
+    wrapped.write_text(json.dumps({"prompt": SD, "client_id": "x", "extra_data": {}}))
+    assert load_workflow(wrapped).prompt == SD
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(SD).encode())  # as Windows editors save it
+    assert load_workflow(bom).prompt == SD
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("[1,2", "not JSON"),
-    ('{"1": {"inputs": {}}}', "node 1 has no class_type"),
-    ("[]", "not a ComfyUI workflow"),
-])
-def test_bad_files_say_why(tmp_path: Path, text: str, needle: str) -> None:
-    path = tmp_path / "w.json"
-    path.write_text(text)
-    with pytest.raises(WorkflowError, match=needle):
+def test_the_ui_format_is_refused_where_no_server_converts_it(tmp_path: Path) -> None:
+    ui = tmp_path / "ui.json"
+    ui.write_text(json.dumps({"nodes": [], "links": []}))
+    with pytest.raises(WorkflowError) as caught:
+        require_api_format(load_workflow(ui), "this needs the API format")
+    assert caught.value.message == f"The workflow {ui} is in ComfyUI's UI format (what Save writes); this needs the API format."
+    assert caught.value.hint == EXPORT_API_HINT and "Export (API)" in EXPORT_API_HINT
+    with pytest.raises(WorkflowError) as caught:
+        require_api_format(load_workflow(ui), "no server", alternative="Pass --url.")
+    assert caught.value.hint is not None and caught.value.hint.startswith("Pass --url. Or: in ComfyUI, open the workflow")
+
+
+# Every kind of bad input, and the one message the loader gives for it ({path} is the file).
+BAD_FILES: list[tuple[str, bytes | None, str]] = [
+    ("missing", None, "The workflow {path} does not exist."),
+    ("folder", None, "The workflow {path} is a folder, not a JSON file."),
+    ("latin-1", '{"1": "caf\xe9"}'.encode("latin-1"),
+     "The workflow {path} is not UTF-8 text (byte 10 is 0xe9); ComfyUI saves workflows as UTF-8 JSON."),
+    ("bad json", b'{"1": {"class_type": "A",\n  "inputs": {]}}',
+     "The workflow {path} is not valid JSON: Expecting property name enclosed in double quotes at line 2, column 14."),
+    ("empty file", b"", "The workflow {path} is not valid JSON: Expecting value at line 1, column 1."),
+    ("array", b"[1, 2]", (
+        "The workflow {path} is a JSON array, not a ComfyUI workflow: expected the API format (an object of nodes, "
+        "each with class_type and inputs) or the UI format (an object with nodes and links).")),
+    ("string", b'"KSampler"', "The workflow {path} is a JSON string, not a ComfyUI workflow"),
+    ("empty object", b"{}", "The workflow {path} has no nodes: it is an empty JSON object."),
+    ("empty prompt", b'{"prompt": {}}', "The workflow {path} has no nodes: it is an empty JSON object."),
+    ("node not object", b'{"1": 5}', (
+        "The workflow {path}: node 1 is a JSON number, not an object with class_type and inputs, "
+        "so this is not an API-format workflow.")),
+    ("no class_type", b'{"1": {"inputs": {}}}',
+     "The workflow {path}: node 1 has no class_type, so this is not an API-format workflow."),
+    ("inputs not object", b'{"1": {"class_type": "KSampler", "inputs": [1]}}',
+     "The workflow {path}: the inputs of node 1 (KSampler) are not an object."),
+    ("dangling link", b'{"1": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0]}}}',
+     "The workflow {path}: node 1 (VAEDecode) takes samples from node 9, which is not in the workflow."),
+]
+
+
+def write_bad(path: Path, name: str, content: bytes | None) -> Path:
+    """The bad input ``name`` at ``path`` (a folder for "folder", nothing for "missing")."""
+    if name == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("name, content, expected", BAD_FILES, ids=[n for n, _, _ in BAD_FILES])
+def test_every_bad_input_names_the_file_and_why(tmp_path: Path, name: str, content: bytes | None, expected: str) -> None:
+    path = write_bad(tmp_path / "w.json", name, content)
+    with pytest.raises(WorkflowError) as caught:
         load_workflow(path)
-    with pytest.raises(WorkflowError, match="Cannot read"):
-        load_workflow(tmp_path / "missing.json")
+    assert caught.value.message.startswith(expected.format(path=path))
 
 
 def test_nodes_by_id_title_or_unique_class() -> None:

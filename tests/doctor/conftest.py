@@ -17,6 +17,7 @@ from comfyrig.doctor.result import CheckResult
 from comfyrig.host.gpus.inventory import Inventory
 from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.host.ports import PortHolder
+from tests.comfy.cli_args_versions import cli_args_text
 from tests.conftest import TWO_3090
 
 FLAGS_0376 = (
@@ -34,14 +35,16 @@ def comfy_tree(
     comfy_modules: Sequence[str] = ("model_management", "utils", "sd"),
     packs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
-    """A ComfyUI checkout as far as comfyrig reads one; ``packs`` maps custom_nodes folder -> files."""
+    """A ComfyUI checkout as far as comfyrig reads one; ``packs`` maps custom_nodes folder -> files.
+
+    Its cli_args.py has ``flags``, shaped as in ComfyUI 0.3.76 (``--port`` takes a value, ...).
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root / "main.py").write_text("# ComfyUI\n")
     if version is not None:
         (root / "comfyui_version.py").write_text(f'__version__ = "{version}"\n')
     (root / "comfy").mkdir(exist_ok=True)
-    lines = [f'parser.add_argument("{flag}", action="store_true")' for flag in flags]
-    (root / "comfy" / "cli_args.py").write_text("import argparse\nparser = argparse.ArgumentParser()\n" + "\n".join(lines) + "\n")
+    (root / "comfy" / "cli_args.py").write_text(cli_args_text("0.3.76", only=flags))
     for module in comfy_modules:
         (root / "comfy" / f"{module}.py").write_text("")
     (root / "custom_nodes").mkdir(exist_ok=True)

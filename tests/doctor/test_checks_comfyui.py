@@ -15,6 +15,7 @@ from comfyrig.doctor.checks_comfyui import (
     check_version,
     missing_comfy_modules,
 )
+from tests.comfy.cli_args_versions import cli_args_text
 from tests.doctor.conftest import MULTIGPU_263, comfy_tree, fake_python, make_ctx, stats_answer
 
 
@@ -181,3 +182,53 @@ def test_manager_flag_missing_in_an_older_comfyui(tmp_path: Path) -> None:
     )
     new = comfy_tree(tmp_path / "New")
     assert check_args(make_ctx(tmp_path, CliOverrides(comfyui_dir=new, enable_manager=True))).status == "pass"
+
+
+def test_cuda_device_in_every_form(tmp_path: Path) -> None:
+    comfy = comfy_tree(tmp_path / "ComfyUI")
+    for given in ("--cuda-device=1", "--cuda-dev 1", "--cuda-device 0 --cuda-device 1"):
+        result = check_args(make_ctx(tmp_path, CliOverrides(comfyui_dir=comfy, single=0, comfyui_args=given)))
+        assert result.status == "fail" and "--cuda-device 1 makes ComfyUI use GPU 1, not the selected GPU 0" in result.message, given
+
+
+def test_cuda_device_takes_a_list_since_0_24(tmp_path: Path) -> None:
+    new = tmp_path / "ComfyUI"
+    comfy_tree(new, version="0.24.0")
+    (new / "comfy" / "cli_args.py").write_text(cli_args_text("0.24.0"))
+
+    def args(cli: CliOverrides) -> tuple[str, str]:
+        result = check_args(make_ctx(tmp_path, cli))
+        return result.status, result.message
+
+    status, message = args(CliOverrides(comfyui_dir=new, dual=True, comfyui_args="--cuda-device 0,1"))
+    assert status == "warn" and "--cuda-device 0,1 repeats what the selection already does" in message
+    status, message = args(CliOverrides(comfyui_dir=new, dual=True, comfyui_args="--cuda-device 1,0"))
+    assert status == "fail" and "makes ComfyUI use GPUs 1,0, not the selected 0,1" in message
+    status, message = args(CliOverrides(comfyui_dir=new, dual=True, comfyui_args="--cuda-device 0"))
+    assert status == "fail" and "hiding the other GPUs of dual mode (0,1)" in message
+    status, message = args(CliOverrides(comfyui_dir=new, single=0, comfyui_args="--cuda-device gpu0"))
+    assert status == "fail" and "takes GPU numbers separated by commas there" in message
+
+
+def test_args_that_make_comfyui_exit_2(tmp_path: Path) -> None:
+    new = tmp_path / "ComfyUI"
+    comfy_tree(new, version="0.24.0")
+    (new / "comfy" / "cli_args.py").write_text(cli_args_text("0.24.0"))
+
+    def args(given: str, **cli: object) -> tuple[str, str, str | None]:
+        result = check_args(make_ctx(tmp_path, CliOverrides(comfyui_dir=new, comfyui_args=given, **cli)))  # type: ignore[arg-type]
+        return result.status, result.message, result.fix
+
+    status, message, fix = args("--fas")
+    assert status == "fail" and message == (
+        "In --comfyui-args: --fas could mean --fast, --fast-disk; argparse refuses an ambiguous abbreviation, "
+        "so it would exit with code 2."
+    ) and fix == "Write the flag in full."
+    status, message, fix = args("--lowvram", cpu=True)
+    assert status == "fail" and "--cpu and --lowvram exclude each other (ComfyUI takes only one of them): it would exit" in message
+    assert fix == "comfyrig adds --cpu in CPU mode: remove --lowvram, or choose GPUs."
+    status, message, _ = args("--reserve-vram")
+    assert status == "fail" and "--reserve-vram needs a value and is the last argument: it would exit with code 2" in message
+    status, message, _ = args("--highvram=yes extra")
+    assert status == "fail" and "--highvram takes no value" in message and "'extra' is not a flag" in message
+    assert args("--low --reserve-vram=-1 --listen")[0] == "warn"  # an abbreviation, and --listen overrides COMFYUI_LISTEN

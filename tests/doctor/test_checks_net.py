@@ -56,3 +56,15 @@ def test_cors(tmp_path: Path) -> None:
     comfy = comfy_tree(tmp_path / "ComfyUI")
     result = check_cors(make_ctx(tmp_path, CliOverrides(comfyui_dir=comfy, comfyui_args="--enable-cors-header '*'")))
     assert result.status == "warn" and "CSRF" in result.message
+
+
+def test_abbreviated_flags_count_as_argparse_reads_them(tmp_path: Path) -> None:
+    comfy = comfy_tree(tmp_path / "ComfyUI")
+    # --lis is --listen (bare: every address), --enable-cors is --enable-cors-header, --po is --port.
+    ctx = make_ctx(tmp_path, CliOverrides(comfyui_dir=comfy, comfyui_args="--lis --enable-cors --po=8191"))
+    assert check_listen(ctx).status == "warn" and "listen on 0.0.0.0,::" in check_listen(ctx).message
+    assert check_cors(ctx).status == "warn"
+    assert ctx.port is not None and ctx.port.port == 8191
+    # Without the checkout, a prefix is not guessed at.
+    bare = make_ctx(tmp_path, CliOverrides(comfyui_args="--lis"))
+    assert check_listen(bare).status == "pass"

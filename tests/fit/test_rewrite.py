@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,8 @@ from comfyrig.errors import WorkflowError
 from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.fit.components import ModelInfo, analyze_model
 from comfyrig.fit.fit import GIB, FitPlan, default_reserve, plan_fit
-from comfyrig.fit.rewrite import find_loaders, load_workflow, rewrite_workflow
+from comfyrig.comfy.workflow import workflow_from_json
+from comfyrig.fit.rewrite import NodeChange, find_loaders, rewrite_workflow
 
 # Inputs the DisTorch2 wrappers add (ComfyUI-MultiGPU wrappers.py, _create_distorch_safetensor_v2_override).
 DISTORCH2_INPUTS = {"compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations", "eject_models"}
@@ -31,6 +31,13 @@ def flux_workflow() -> dict[str, Any]:
         "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["3", 0]}},
         "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "fox"}},
     }
+
+
+def rewrite(prompt: dict[str, Any], plan: FitPlan, models: list[ModelInfo]) -> tuple[dict[str, Any], list[NodeChange], list[str]]:
+    """rewrite_workflow on the one Workflow type, for API-format dicts."""
+    new, changes, notes = rewrite_workflow(workflow_from_json(prompt, "wf.json"), plan, models)
+    assert new.source == "wf.json" and new.ui is None
+    return new.prompt, changes, notes
 
 
 def links(workflow: dict[str, Any]) -> set[tuple[str, str, str, int]]:
@@ -67,7 +74,7 @@ def flux_plan(models: list[ModelInfo]) -> FitPlan:
 def test_flux_workflow_rewritten_for_two_gpus(flux_models: list[ModelInfo]) -> None:
     plan = flux_plan(flux_models)
     original = flux_workflow()
-    new, changes, notes = rewrite_workflow(original, plan, flux_models)
+    new, changes, notes = rewrite(original, plan, flux_models)
     assert original == flux_workflow()  # the input is not modified
     assert {c.node_id: c.new_class for c in changes} == {
         "1": "UNETLoaderDisTorch2MultiGPU",
@@ -85,7 +92,7 @@ def test_flux_workflow_rewritten_for_two_gpus(flux_models: list[ModelInfo]) -> N
         assert new[node_id] == original[node_id]
     assert notes == []
     # Planning the rewritten workflow again gives the same workflow.
-    again, _, _ = rewrite_workflow(new, plan, flux_models)
+    again, _, _ = rewrite(new, plan, flux_models)
     assert again == new
 
 
@@ -93,7 +100,7 @@ def test_unplanned_files_are_left_alone(flux_models: list[ModelInfo]) -> None:
     plan = flux_plan(flux_models)
     wf = flux_workflow()
     wf["9"] = {"class_type": "VAELoader", "inputs": {"vae_name": "other_vae.safetensors"}}
-    new, changes, notes = rewrite_workflow(wf, plan, flux_models)
+    new, changes, notes = rewrite(wf, plan, flux_models)
     assert new["9"] == wf["9"] and "9" not in {c.node_id for c in changes}
     assert any("other_vae.safetensors" in n and "not planned" in n for n in notes)
 
@@ -105,7 +112,7 @@ def test_single_gpu_plan_needs_no_rewrite(tmp_path: Path) -> None:
                     reserve=default_reserve("sdxl", 0.8, None), ram_available=None)
     wf = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
           "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "x", "clip": ["1", 1]}}}
-    new, changes, notes = rewrite_workflow(wf, plan, [sdxl])
+    new, changes, notes = rewrite(wf, plan, [sdxl])
     assert new == wf and changes == [] and "Nothing to rewrite" in notes[0]
 
 
@@ -118,7 +125,7 @@ def test_split_checkpoint_with_clip_elsewhere_uses_the_advanced_distorch_loader(
     wf = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
           "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "x", "clip": ["1", 1]}},
           "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 2]}}}
-    new, changes, _ = rewrite_workflow(wf, plan, [sdxl])
+    new, changes, _ = rewrite(wf, plan, [sdxl])
     node = new["1"]
     assert node["class_type"] == "CheckpointLoaderAdvancedDisTorch2MultiGPU"
     # checkpoint_multigpu.py's required inputs, all present
@@ -128,22 +135,10 @@ def test_split_checkpoint_with_clip_elsewhere_uses_the_advanced_distorch_loader(
     assert links(new) == links(wf)
 
 
-def test_bad_workflows(tmp_path: Path, flux_models: list[ModelInfo]) -> None:
+def test_a_workflow_without_loaders(flux_models: list[ModelInfo]) -> None:
     plan = flux_plan(flux_models)
-    with pytest.raises(WorkflowError, match="no loader node"):
-        rewrite_workflow({"1": {"class_type": "EmptyImage", "inputs": {}}}, plan, flux_models)
-    ui = tmp_path / "ui.json"
-    ui.write_text(json.dumps({"nodes": [], "links": []}))
-    with pytest.raises(WorkflowError, match="UI format"):
-        load_workflow(ui)
-    broken = tmp_path / "broken.json"
-    broken.write_text('{"1": {"class_type": ')
-    with pytest.raises(WorkflowError, match="not valid JSON at line 1"):
-        load_workflow(broken)
-    odd = tmp_path / "odd.json"
-    odd.write_text('{"1": 5}')
-    with pytest.raises(WorkflowError, match="not an API-format workflow"):
-        load_workflow(odd)
+    with pytest.raises(WorkflowError, match="The workflow wf.json has no loader node"):
+        rewrite({"1": {"class_type": "EmptyImage", "inputs": {}}}, plan, flux_models)
 
 
 def test_find_loaders_knows_multigpu_and_gguf_names() -> None:
@@ -153,7 +148,7 @@ def test_find_loaders_knows_multigpu_and_gguf_names() -> None:
         "3": {"class_type": "QuadrupleCLIPLoader", "inputs": {f"clip_name{i}": f"c{i}" for i in range(1, 5)}},
         "4": {"class_type": "KSampler", "inputs": {}},
     }
-    found = {n.node_id: (n.base, n.files) for n in find_loaders(wf)}
+    found = {n.node_id: (n.base, n.files) for n in find_loaders(workflow_from_json(wf, "wf.json"))}
     assert found == {
         "1": ("UnetLoaderGGUF", ("flux-Q4.gguf",)),
         "2": ("CheckpointLoaderSimple", ("x.safetensors",)),

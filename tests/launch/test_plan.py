@@ -1,11 +1,19 @@
 from pathlib import Path
 
-from comfyrig.comfy.checkout import supported_flags
+from comfyrig.comfy.args import FlagTable
+from comfyrig.comfy.checkout import flag_table, flag_table_from_source
 from comfyrig.config.modes import GpuRequest, select_gpus
 from comfyrig.config.settings import CliOverrides, resolve_settings
 from comfyrig.launch.plan import is_loopback, plan_launch
 
+from ..comfy.cli_args_versions import cli_args_text
 from ..conftest import inventory_of
+
+
+def table(version: str = "0.3.76") -> FlagTable:
+    found = flag_table_from_source(cli_args_text(version))
+    assert found is not None
+    return found
 
 
 def plan(tmp_path: Path, request: GpuRequest, gpus: int = 2, cli: CliOverrides | None = None, ports=(8188,), **kw):  # type: ignore[no-untyped-def]
@@ -44,17 +52,18 @@ def test_cuda_device_in_multi_warns(tmp_path: Path) -> None:
 
 
 def test_unknown_flags_checked_against_checkout(tmp_path: Path, comfy_tree: Path) -> None:
-    flags = supported_flags(comfy_tree)
+    flags = flag_table(comfy_tree)
     assert flags is not None and "--lowvram" in flags
-    p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--medvram"), supported_flags=flags)
-    assert any("no --medvram" in w and "exit with code 2" in w for w in p.warnings)
+    p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--medvram"), flags=flags)
+    assert p.warnings == (
+        "ComfyUI has no --medvram flag (it is an AUTOMATIC1111 flag; use --lowvram or --reserve-vram): it will exit with code 2.",
+    )
 
 
 def test_enable_manager_only_where_supported(tmp_path: Path) -> None:
     cli = CliOverrides(enable_manager=True)
     assert "--enable-manager" in plan(tmp_path, GpuRequest("cpu"), cli=cli).instances[0].argv
-    old = frozenset({"--listen", "--port", "--cpu"})
-    p = plan(tmp_path, GpuRequest("cpu"), cli=cli, supported_flags=old)
+    p = plan(tmp_path, GpuRequest("cpu"), cli=cli, flags=table("0.3.64"))
     assert "--enable-manager" not in p.instances[0].argv and any("0.3.76" in w for w in p.warnings)
 
 
@@ -90,3 +99,79 @@ def test_workers_get_their_own_output_and_temp_folders(tmp_path: Path) -> None:
     assert all("output/gpu" not in " ".join(i.argv) and "temp/gpu" in " ".join(i.argv) for i in chosen.instances)
     single = plan(tmp_path, GpuRequest("multi"))
     assert "--output-directory" not in single.instances[0].argv
+
+
+def test_abbreviations_are_flags_argparse_accepts(tmp_path: Path) -> None:
+    # --low is --lowvram for argparse (the only flag starting so): no "unknown flag" warning.
+    p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--low --preview-m auto"), flags=table())
+    assert p.warnings == ()
+    assert p.instances[0].argv[-3:] == ("--low", "--preview-m", "auto")  # passed on as written
+
+
+def test_exit_2_cases_are_warned(tmp_path: Path) -> None:
+    def warnings(args: str, version: str = "0.3.76", request: GpuRequest | None = None) -> tuple[str, ...]:
+        chosen = request or GpuRequest("single", ("0",))
+        return plan(tmp_path, chosen, cli=CliOverrides(comfyui_args=args), flags=table(version)).warnings
+
+    assert warnings("--fas", "0.24.0") == (
+        "--fas is an abbreviation of --fast, --fast-disk, and argparse refuses an ambiguous one: ComfyUI will exit with code 2.",
+    )
+    assert warnings("--port") == ("--port needs a value and is the last argument: ComfyUI will exit with code 2.",)
+    assert warnings("--cuda-device 0,1") == ("--cuda-device '0,1' is not a whole number: ComfyUI will exit with code 2.",)
+    assert warnings("--cuda-device 0,1", "0.24.0") == ()
+    assert warnings("--normalvram", "0.24.0") == ("ComfyUI has no --normalvram flag: it will exit with code 2.",)
+    # CPU mode adds --cpu, which is in one mutually exclusive group with the VRAM modes.
+    assert warnings("--lowvram", request=GpuRequest("cpu")) == (
+        ("--cpu and --lowvram exclude each other (ComfyUI takes only one of them): ComfyUI will exit with code 2. "
+         "comfyrig adds --cpu in CPU mode: remove --lowvram, or choose GPUs."),
+    )
+    unknown = plan(tmp_path, GpuRequest("cpu"), cli=CliOverrides(comfyui_args="--novram --whatever"))
+    assert [w.split(" (")[0] for w in unknown.warnings] == ["--cpu and --novram exclude each other"]  # no checkout: --whatever unchecked
+
+
+def test_cuda_device_in_every_form_is_seen(tmp_path: Path) -> None:
+    for args in ("--cuda-device=1", "--cuda-dev 1", "--cuda-device 0 --cuda-device=1"):
+        p = plan(tmp_path, GpuRequest("dual"), cli=CliOverrides(comfyui_args=args), flags=table())
+        assert p.warnings == (
+            ("--cuda-device is in ComfyUI's arguments: ComfyUI then rewrites CUDA_VISIBLE_DEVICES to one GPU and hides "
+             "the others comfyrig selected (0,1). Remove it."),
+        ), args
+    listed = plan(tmp_path, GpuRequest("dual"), cli=CliOverrides(comfyui_args="--cuda-device 1,0"), flags=table("0.24.0"))
+    assert listed.warnings[0].startswith("--cuda-device is in ComfyUI's arguments: ComfyUI then rewrites CUDA_VISIBLE_DEVICES to 1,0, in place of")
+
+
+def test_cpu_and_cors_in_every_form(tmp_path: Path) -> None:
+    p = plan(tmp_path, GpuRequest("dual"), cli=CliOverrides(comfyui_args="--enable-cors --cpu"), flags=table())
+    assert any(w.startswith("--cpu is in ComfyUI's arguments") for w in p.warnings)
+    assert any(w.startswith("--enable-cors-header replaces") for w in p.warnings)
+    given = plan(tmp_path, GpuRequest("cpu"), cli=CliOverrides(comfyui_args="--cpu"), flags=table())
+    assert given.instances[0].argv.count("--cpu") == 1 and given.warnings == ()
+
+
+def test_workers_keep_a_folder_the_user_gave_in_any_form(tmp_path: Path) -> None:
+    for args in ("--output-dir=/data/out", "--output-directory=/data/out", "--output-dir /data/out"):
+        p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, cli=CliOverrides(comfyui_args=args),
+                 flags=table())
+        assert all("output/gpu" not in " ".join(i.argv) and "temp/gpu" in " ".join(i.argv) for i in p.instances), args
+    # Without the checkout's table a prefix cannot be resolved, but the full name still counts.
+    unknown = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True,
+                   cli=CliOverrides(comfyui_args="--temp-directory=/scratch"))
+    assert all("temp/gpu" not in " ".join(i.argv) and "output/gpu" in " ".join(i.argv) for i in unknown.instances)
+
+
+def test_listen_and_port_in_comfyuis_flags_win_and_are_warned(tmp_path: Path) -> None:
+    # argparse keeps the last --listen: a bare one in COMFYUI_ARGS exposes ComfyUI, whatever COMFYUI_LISTEN says.
+    p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--lis"), flags=table())
+    assert p.warnings == (
+        "--listen 0.0.0.0,:: in ComfyUI's arguments overrides COMFYUI_LISTEN (127.0.0.1), since ComfyUI keeps the last "
+        "value: comfyrig would look for ComfyUI at the wrong address. Set it with comfyrig's --listen or COMFYUI_LISTEN instead.",
+        "ComfyUI will listen on 0.0.0.0,::: it has no authentication, so anyone who can reach that address can run code on "
+        "this machine. Keep it behind a firewall or VPN.",
+    )
+    port = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--port=9000"), flags=table())
+    assert [w.split(",")[0] for w in port.warnings] == ["--port 9000 in ComfyUI's arguments overrides COMFYUI_PORT (8188)"]
+    same = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--port 8188"), flags=table())
+    assert same.warnings == ()
+    workers = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, cli=CliOverrides(comfyui_args="--port 8188"))
+    assert [w.split(",")[0] for w in workers.warnings] == [
+        "--port 8188 in ComfyUI's arguments overrides the port comfyrig gives each instance"]

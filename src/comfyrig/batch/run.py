@@ -33,7 +33,7 @@ from .report import build_report, write_report
 from ..comfy.convert import convert_ui
 from .variations import VariationSpec, build_spec
 from .worker import LocalSink
-from ..comfy.workflow import Workflow, load_workflow, schema_problems
+from ..comfy.workflow import Workflow, load_workflow, require_api_format, schema_problems
 
 __all__ = ["BatchRequest", "run_batch"]
 
@@ -106,10 +106,8 @@ def run_batch(req: BatchRequest, backend: Backend, console: Console, *, err_cons
     salt = _existing_salt(req.out_dir)
     if wf.needs_conversion:
         if req.dry_run and backend.kind != "url":
-            raise WorkflowError(
-                f"{req.workflow} is in ComfyUI's UI format; converting it needs a running ComfyUI's /object_info.",
-                hint="Pass --url of a running ComfyUI to --dry-run, or export the workflow with Export (API).",
-            )
+            require_api_format(wf, "converting it needs a running ComfyUI's /object_info, and --dry-run starts none",
+                               alternative="Pass --url of a running ComfyUI to --dry-run.")
     else:
         # Everything checkable without a server, before one is started.
         _spec(wf, req, salt or 0, None)

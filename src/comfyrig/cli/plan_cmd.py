@@ -9,13 +9,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..comfy.workflow import Prompt, Workflow, load_workflow, require_api_format
 from ..config.modes import select_gpus
 from ..errors import ConfigError, ModelFileError, WorkflowError
 from ..host.gpus.probe import probe_inventory
 from ..fit.components import ModelInfo, analyze_model
 from ..fit.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
 from ..fit.ram import mem_available
-from ..fit.rewrite import NodeChange, find_loaders, load_workflow, model_folders, rewrite_workflow, suggested_loaders
+from ..fit.rewrite import NodeChange, find_loaders, model_folders, rewrite_workflow, suggested_loaders
 from ..ui.console import make_console
 from ..ui.fit_view import plan_view
 from . import options as o
@@ -35,7 +36,7 @@ Resolution = Annotated[Optional[str], typer.Option(
 Batch = Annotated[int, typer.Option("--batch", min=1, help="Batch size for the default reserve.")]
 RamGb = Annotated[Optional[float], typer.Option(
     "--ram", metavar="GB", help="System RAM (GiB) for offloaded weights (default: MemAvailable).", show_default=False)]
-Workflow = Annotated[Optional[Path], typer.Option(
+WorkflowFile = Annotated[Optional[Path], typer.Option(
     "--workflow", metavar="IN.json", help="An API-format workflow whose loaders to rewrite.", show_default=False)]
 Write = Annotated[Optional[Path], typer.Option(
     "--write", metavar="OUT.json", help="Where to write the rewritten workflow.", show_default=False)]
@@ -55,7 +56,7 @@ def plan_cmd(
     resolution: Resolution = None,
     batch: Batch = 1,
     ram: RamGb = None,
-    workflow: Workflow = None,
+    workflow: WorkflowFile = None,
     write: Write = None,
     comfyui_dir: o.ComfyDir = None,
     env_file: o.EnvFile = None,
@@ -71,10 +72,10 @@ def plan_cmd(
     for flag, value in (("--reserve", reserve), ("--ram", ram)):
         if value is not None and value < 0:
             raise ConfigError(f"{flag} {value}: give a number of GiB, 0 or more.")
-    wf = load_workflow(workflow) if workflow is not None else None
+    wf = _api_workflow(workflow) if workflow is not None else None
     paths = list(models or [])
     if not paths and wf is not None:
-        paths = _workflow_models(wf, workflow, settings.comfyui_dir.value)
+        paths = _workflow_models(wf, settings.comfyui_dir.value)
     if not paths:
         raise ConfigError("Give at least one MODEL file or folder (or --workflow with --comfyui-dir to find its files).")
     infos = [analyze_model(p) for p in paths]
@@ -102,7 +103,7 @@ def plan_cmd(
     if wf is not None:
         new, changes, notes = rewrite_workflow(wf, plan, infos)
         if write is not None:
-            _write(write, new)
+            _write(write, new.prompt)
     if json_out:
         print_json(_report(infos, plan, changes, notes, write))
     else:
@@ -133,11 +134,18 @@ def _reserve(infos: list[ModelInfo], gb: float | None, size: tuple[int, int] | N
     return Reserve(int(gb * GIB), "cli", default.family, default.resolution, batch, default.activations)
 
 
-def _workflow_models(wf: dict[str, Any], path: Path | None, comfyui_dir: Path | None) -> list[Path]:
+def _api_workflow(path: Path) -> Workflow:
+    """The workflow at ``path``, in the API format: without a server to ask, the UI format cannot be read."""
+    why = ("comfyrig plan reads the API format only, since converting the UI format needs a running "
+           "ComfyUI's node list (comfyrig batch does that)")
+    return require_api_format(load_workflow(path), why)
+
+
+def _workflow_models(wf: Workflow, comfyui_dir: Path | None) -> list[Path]:
     """Find the files a workflow's loaders name under ComfyUI's models/ folders."""
     loaders = find_loaders(wf)
     if not loaders:
-        raise WorkflowError(f"The workflow {path} has no loader node (CheckpointLoaderSimple, UNETLoader, CLIPLoader, VAELoader, ...).")
+        raise WorkflowError(f"The workflow {wf.source} has no loader node (CheckpointLoaderSimple, UNETLoader, CLIPLoader, VAELoader, ...).")
     if comfyui_dir is None:
         raise ConfigError(
             "No MODEL given and no ComfyUI folder to find the workflow's files in.",
@@ -158,7 +166,7 @@ def _workflow_models(wf: dict[str, Any], path: Path | None, comfyui_dir: Path | 
     return found
 
 
-def _write(path: Path, workflow: dict[str, Any]) -> None:
+def _write(path: Path, workflow: Prompt) -> None:
     try:
         path.write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:

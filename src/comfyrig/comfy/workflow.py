@@ -1,10 +1,12 @@
-"""Workflows: load (API or UI format), find nodes and fields, type values, patch, validate.
+"""The one workflow model: load (API or UI format), find nodes and fields, type values, patch, validate.
 
 A workflow in ComfyUI's API format is ``{node_id: {class_type, inputs, _meta?}}``;
 an input is a literal value or a link ``[source_node_id, output_slot]``. The UI
-format (what "Save" writes: ``nodes`` and ``links``) is converted by ``ui_convert``
-with the server's /object_info. Everything here is pure; errors are WorkflowError
-naming the node and the field.
+format (what "Save" writes: ``nodes`` and ``links``) is recognised by the one
+loader; ``convert.convert_ui`` turns it into the API format with a server's
+/object_info (batch), and ``require_api_format`` refuses it where no server is
+at hand (``comfyrig plan``). Everything but ``load_workflow`` is pure; errors
+are WorkflowError naming the file, the node and the field.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Literal, cast
 from ..errors import WorkflowError
 
 __all__ = [
+    "EXPORT_API_HINT",
     "FieldRef",
     "FieldType",
     "Prompt",
@@ -29,11 +32,13 @@ __all__ = [
     "load_workflow",
     "parse_field_ref",
     "patch",
+    "require_api_format",
     "resolve_field",
     "resolve_node",
     "schema_problems",
     "seed_fields",
     "tag_outputs",
+    "workflow_from_json",
 ]
 
 Prompt = dict[str, dict[str, Any]]
@@ -79,41 +84,94 @@ class Workflow:
         return f"node {node_id} ({node['class_type']}{extra})"
 
 
-def load_workflow(path: Path) -> Workflow:
-    """Read a workflow file. A UI-format file comes back with an empty prompt and ``ui`` set.
+# How to get the API format out of ComfyUI, for every message that asks for it.
+EXPORT_API_HINT = (
+    "In ComfyUI, open the workflow and choose Workflow > Export (API) (older versions: turn on the dev mode "
+    "options in the settings, then Save (API Format)), and pass that file."
+)
 
-    Raises WorkflowError for a missing file, bad JSON, or neither format.
+
+def load_workflow(path: Path) -> Workflow:
+    """Read a workflow file: the API format, ``{"prompt": ...}`` as POST /prompt takes it, or
+    the UI format (what Save writes), which comes back with an empty prompt and ``ui`` set.
+
+    Raises WorkflowError naming the file (and the line and column of bad JSON, or the node and
+    field): missing, a folder, unreadable, not UTF-8, not JSON, not a workflow.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise WorkflowError(f"The workflow {path} does not exist.") from None
+    except IsADirectoryError:
+        raise WorkflowError(f"The workflow {path} is a folder, not a JSON file.") from None
     except OSError as exc:
-        raise WorkflowError(f"Cannot read the workflow {path}: {exc.strerror or exc}.") from exc
+        raise WorkflowError(f"The workflow {path} cannot be read ({exc.strerror or exc}).") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a byte order mark (Windows editors) is no reason to refuse it
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(
+            f"The workflow {path} is not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x}); "
+            "ComfyUI saves workflows as UTF-8 JSON."
+        ) from None
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise WorkflowError(f"The workflow {path} is not JSON: {exc}.") from exc
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(
+            f"The workflow {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+        ) from None
     return workflow_from_json(data, str(path))
 
 
 def workflow_from_json(data: Any, source: str) -> Workflow:
+    """A Workflow from parsed JSON (see ``load_workflow``); ``source`` names it in messages.
+    Raises WorkflowError."""
+    what = f"The workflow {source}"
     if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
         return Workflow(prompt={}, source=source, ui=data)
-    if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data.get("prompt", {}):
+    if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data["prompt"]:
         data = data["prompt"]  # {"prompt": {...}} as POST /prompt takes it
-    if not isinstance(data, dict) or not data:
+    if not isinstance(data, dict):
         raise WorkflowError(
-            f"{source} is not a ComfyUI workflow: expected the API format ({{node id: {{class_type, inputs}}}}) "
-            "or the UI format (with nodes and links)."
+            f"{what} is a JSON {_json_kind(data)}, not a ComfyUI workflow: expected the API format (an object of "
+            "nodes, each with class_type and inputs) or the UI format (an object with nodes and links)."
         )
+    if not data:
+        raise WorkflowError(f"{what} has no nodes: it is an empty JSON object.")
     prompt: Prompt = {}
     for node_id, node in data.items():
-        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
-            raise WorkflowError(f"{source}: node {node_id} has no class_type, so this is not an API-format workflow.")
+        if not isinstance(node, dict):
+            raise WorkflowError(
+                f"{what}: node {node_id} is a JSON {_json_kind(node)}, not an object with class_type and inputs, "
+                "so this is not an API-format workflow."
+            )
+        if not isinstance(node.get("class_type"), str):
+            raise WorkflowError(f"{what}: node {node_id} has no class_type, so this is not an API-format workflow.")
         inputs = node.get("inputs", {})
         if not isinstance(inputs, dict):
-            raise WorkflowError(f"{source}: the inputs of node {node_id} ({node['class_type']}) are not an object.")
+            raise WorkflowError(f"{what}: the inputs of node {node_id} ({node['class_type']}) are not an object.")
         prompt[str(node_id)] = {**node, "inputs": inputs}
+    for node_id, node in prompt.items():
+        for field, value in node["inputs"].items():
+            if is_link(value) and str(value[0]) not in prompt:
+                raise WorkflowError(
+                    f"{what}: node {node_id} ({node['class_type']}) takes {field} from node {value[0]}, "
+                    "which is not in the workflow."
+                )
     return Workflow(prompt=prompt, source=source)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = ((bool, "boolean"), (int, "number"), (float, "number"), (str, "string"), (list, "array"), (dict, "object"))
+    return next((name for cls, name in kinds if isinstance(value, cls)), "null")
+
+
+def require_api_format(wf: Workflow, why: str, *, alternative: str | None = None) -> Workflow:
+    """``wf`` when it is in the API format; for the UI format, WorkflowError saying ``why`` that
+    will not do and how to export the API format (``alternative``: another way, said first)."""
+    if not wf.needs_conversion:
+        return wf
+    hint = f"{alternative} Or: {EXPORT_API_HINT[0].lower()}{EXPORT_API_HINT[1:]}" if alternative else EXPORT_API_HINT
+    raise WorkflowError(f"The workflow {wf.source} is in ComfyUI's UI format (what Save writes); {why}.", hint=hint)
 
 
 # -- finding nodes and fields ---------------------------------------------------------------

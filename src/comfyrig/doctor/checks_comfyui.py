@@ -7,8 +7,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ..comfy.args import ArgProblem, ComfyArgs
 from ..config.settings import Sourced
-from ..comfy.args import LISTEN_ALL, flag_name, last_value, resolve_flag
 from .context import DoctorContext
 from .result import CheckResult, Status
 
@@ -139,24 +139,27 @@ def check_args(ctx: DoctorContext) -> CheckResult:
     if ctx.settings is None:
         return CheckResult("comfyui.args", title, "skip", _SKIP_NO_SETTINGS)
     args = ctx.args
+    parsed = ctx.comfy_args
     findings: list[tuple[Status, str, str | None]] = []
     version = f"ComfyUI {ctx.version}" if ctx.version else "This ComfyUI"
-    for token in args:
-        if not token.startswith("--"):
-            continue
-        name = flag_name(token)
-        resolved = resolve_flag(token, ctx.flags)
-        if name in A1111_FLAGS and (ctx.flags is None or resolved is None):
+    for occurrence in parsed.user_occurrences:
+        name = occurrence.written
+        if name in A1111_FLAGS and occurrence.flag is None:
             findings.append(("fail", f"{name} is an AUTOMATIC1111 flag; ComfyUI has none such and exits with code 2",
                              f"Remove {name}: {A1111_FLAGS[name]}."))
-        elif resolved is None and ctx.flags is not None:
+        elif occurrence.status == "unknown":
             findings.append(("fail", f"{version} has no {name} flag (not in its comfy/cli_args.py): it would exit with code 2",
                              f"Remove {name} from {_args_source(ctx)}; 'python main.py --help' in the ComfyUI directory lists the flags."))
-        elif resolved is not None and resolved != name:
-            findings.append(("warn", f"{name} is taken as {resolved} (argparse accepts abbreviations)",
-                             f"Write {resolved} in full; a future flag could make {name} ambiguous."))
-    findings.extend(_cuda_device_findings(ctx))
-    findings.extend(_override_findings(ctx))
+        elif occurrence.status == "ambiguous":
+            could = ", ".join(occurrence.candidates)
+            message = f"{name} could mean {could}; argparse refuses an ambiguous abbreviation, so it would exit with code 2"
+            findings.append(("fail", message, "Write the flag in full."))
+        elif occurrence.status == "abbrev":
+            findings.append(("warn", f"{name} is taken as {occurrence.flag} (argparse accepts abbreviations)",
+                             f"Write {occurrence.flag} in full; a future flag could make {name} ambiguous."))
+    findings.extend(_problem_finding(p, parsed) for p in parsed.problems if _generic(p))
+    findings.extend(_cuda_device_findings(ctx, parsed))
+    findings.extend(_override_findings(ctx, parsed))
     if not findings:
         found = f"{' '.join(args)}: every flag exists in {version}." if args else "No extra ComfyUI flags."
         return CheckResult("comfyui.args", title, "pass", found)
@@ -166,36 +169,69 @@ def check_args(ctx: DoctorContext) -> CheckResult:
     return CheckResult("comfyui.args", title, _worst(statuses), where + "; ".join(m for _, m, _ in findings) + ".", fixes or None)
 
 
-def _cuda_device_findings(ctx: DoctorContext) -> list[tuple[Status, str, str | None]]:
-    value = last_value(ctx.args, "--cuda-device")
+def _generic(problem: ArgProblem) -> bool:
+    """Problems without a finding of their own above or below."""
+    if problem.kind in ("unknown", "ambiguous"):
+        return False
+    return not (problem.kind == "bad_value" and problem.flag in ("--port", "--cuda-device"))
+
+
+def _problem_finding(problem: ArgProblem, parsed: ComfyArgs) -> tuple[Status, str, str | None]:
+    flag = problem.flag or problem.token
+    fixes = {
+        "missing_value": f"Give {flag} its value, as {flag}=VALUE.",
+        "unexpected_value": f"Write {flag} without a value.",
+        "bad_value": "'python main.py --help' in the ComfyUI directory says what each flag takes.",
+        "conflict": "Keep only one of them.",
+        "stray": "Put each value right after its flag, and quote values that contain spaces.",
+    }
+    fix = fixes.get(problem.kind)
+    if problem.kind == "conflict" and "--cpu" in parsed.tokens[: parsed.own]:
+        fix = f"comfyrig adds --cpu in CPU mode: remove {problem.token}, or choose GPUs."
+    return "fail", f"{problem.detail}: it would exit with code 2", fix
+
+
+def _cuda_device_findings(ctx: DoctorContext, parsed: ComfyArgs) -> list[tuple[Status, str, str | None]]:
+    value = parsed.value("--cuda-device")
     if value is None:
         return []
     fix = "Remove --cuda-device: comfyrig chooses the GPUs (--single N, --gpus LIST) through CUDA_VISIBLE_DEVICES."
-    if not value.isdigit():
-        return [("fail", f"--cuda-device {value!r}: this ComfyUI takes one integer there", fix)]
+    # An int before ComfyUI 0.24, a comma-separated list since: this checkout's cli_args.py says which.
+    spec = parsed.table.spec("--cuda-device") if parsed.checked else None
+    is_list = spec is not None and spec.type != "int"
+    if is_list and value == "all":
+        return [("warn", "--cuda-device all leaves the GPU choice to CUDA_VISIBLE_DEVICES, which comfyrig sets anyway", fix)]
+    parts = value.split(",") if is_list else [value]
+    if not all(p.strip().isdigit() for p in parts):
+        what = "GPU numbers separated by commas" if is_list else "one integer"
+        return [("fail", f"--cuda-device {value!r}: this ComfyUI takes {what} there", fix)]
     selection = ctx.selection
-    # main.py overwrites CUDA_VISIBLE_DEVICES with the number, so it picks physical GPU N whatever comfyrig chose.
+    # main.py overwrites CUDA_VISIBLE_DEVICES with the value, so it picks physical GPUs whatever comfyrig chose.
     if selection is None:
         return []
-    if len(selection.gpus) > 1:
-        return [("fail", f"--cuda-device {value} makes ComfyUI rewrite CUDA_VISIBLE_DEVICES to {value}, hiding the "
-                 f"other GPUs of {selection.mode} mode ({selection.cuda_visible_devices})", fix)]
     if selection.is_cpu:
         return [("warn", f"--cuda-device {value} exposes GPU {value} again in CPU mode", fix)]
-    chosen = selection.gpus[0].index
-    if int(value) != chosen:
-        return [("fail", f"--cuda-device {value} makes ComfyUI use GPU {value}, not the selected GPU {chosen}", fix)]
-    return [("warn", f"--cuda-device {value} repeats what the selection already does", fix)]
+    given = [int(p) for p in parts]
+    chosen = [g.index for g in selection.gpus]
+    if given == chosen:
+        return [("warn", f"--cuda-device {value} repeats what the selection already does", fix)]
+    if len(chosen) > 1 and len(given) == 1:
+        hiding = f"hiding the other GPUs of {selection.mode} mode ({selection.cuda_visible_devices})"
+        return [("fail", f"--cuda-device {value} makes ComfyUI rewrite CUDA_VISIBLE_DEVICES to {value}, {hiding}", fix)]
+    if len(chosen) == 1 and len(given) == 1:
+        return [("fail", f"--cuda-device {value} makes ComfyUI use GPU {value}, not the selected GPU {chosen[0]}", fix)]
+    chosen_text = selection.cuda_visible_devices
+    return [("fail", f"--cuda-device {value} makes ComfyUI use GPUs {value}, not the selected {chosen_text}", fix)]
 
 
-def _override_findings(ctx: DoctorContext) -> list[tuple[Status, str, str | None]]:
+def _override_findings(ctx: DoctorContext, parsed: ComfyArgs) -> list[tuple[Status, str, str | None]]:
     assert ctx.settings is not None
     found: list[tuple[Status, str, str | None]] = []
     for flag, setting, configured in (
         ("--port", "COMFYUI_PORT", ctx.settings.port.value),
         ("--listen", "COMFYUI_LISTEN", ctx.settings.listen.value),
     ):
-        value = last_value(ctx.args, flag, const=LISTEN_ALL if flag == "--listen" else "")
+        value = parsed.value(flag)
         if value is None:
             continue
         if flag == "--port" and not value.isdigit():
@@ -207,7 +243,7 @@ def _override_findings(ctx: DoctorContext) -> list[tuple[Status, str, str | None
         found.append(("warn", f"ENABLE_COMFYUI_MANAGER is on, but ComfyUI {ctx.version or ''} has no --enable-manager "
                       "(it came with 0.3.76), so comfyrig leaves it out".replace("  ", " "),
                       "Install ComfyUI-Manager into custom_nodes instead, or update ComfyUI."))
-    if "--cpu" in ctx.args and ctx.selection is not None and not ctx.selection.is_cpu:
+    if parsed.user_given("--cpu") and ctx.selection is not None and not ctx.selection.is_cpu:
         found.append(("warn", f"--cpu leaves the selected GPUs ({ctx.selection.cuda_visible_devices}) unused",
                       "Use comfyrig's --cpu mode instead, or remove --cpu."))
     return found

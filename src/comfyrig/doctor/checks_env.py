@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterable
 
 from ..config.settings import KNOWN_KEYS
-from ..comfy.args import resolve_flag
 from .checks_torch import parse_version
 from .context import DoctorContext
 from .result import CheckResult
@@ -141,4 +140,4 @@ def check_env_pytorch(ctx: DoctorContext) -> CheckResult:
 
 
 def _malloc_disabled(ctx: DoctorContext) -> bool:
-    return any(resolve_flag(a, ctx.flags) == "--disable-cuda-malloc" for a in ctx.args if a.startswith("--"))
+    return ctx.comfy_args.given("--disable-cuda-malloc")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..comfy.args import FlagTable
 from ..config.modes import Selection
 from ..host.gpus.inventory import Gpu
 from .context import DoctorContext
@@ -146,7 +147,7 @@ def check_device_order(ctx: DoctorContext) -> CheckResult:
     )
 
 
-def oom_advice(flags: frozenset[str] | None, dual: bool) -> str:
+def oom_advice(flags: FlagTable | None, dual: bool) -> str:
     """What helps against "CUDA out of memory" in this ComfyUI (only flags it has)."""
     options = ("--reserve-vram GB", "--lowvram", "--novram", "--disable-smart-memory")
     known = [flag for flag in options if flags is None or flag.split()[0] in flags]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..comfy.args import effective_listen
 from ..launch.plan import is_loopback
-from ..comfy.args import effective_listen, resolve_flag
 from .context import DoctorContext
 from .result import CheckResult
 
@@ -36,7 +36,7 @@ def check_listen(ctx: DoctorContext) -> CheckResult:
     title = "Listen address"
     if ctx.settings is None:
         return CheckResult("net.listen", title, "skip", _SKIP)
-    listen = effective_listen(ctx.settings)
+    listen = effective_listen(ctx.settings, ctx.comfy_args)
     if is_loopback(listen):
         return CheckResult("net.listen", title, "pass", f"ComfyUI listens on {listen}: reachable from this machine only.")
     return CheckResult(
@@ -52,7 +52,7 @@ def check_cors(ctx: DoctorContext) -> CheckResult:
     title = "CORS"
     if ctx.settings is None:
         return CheckResult("net.cors", title, "skip", _SKIP)
-    if not any(resolve_flag(a, ctx.flags) == "--enable-cors-header" for a in ctx.args if a.startswith("--")):
+    if not ctx.comfy_args.user_given("--enable-cors-header"):
         return CheckResult("net.cors", title, "pass", "--enable-cors-header is not set: ComfyUI's origin check stays on.")
     return CheckResult(
         "net.cors", title, "warn",

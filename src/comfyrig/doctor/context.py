@@ -17,19 +17,20 @@ from typing import Any
 
 import httpx
 
-from ..comfy.checkout import comfyui_version, supported_flags
+from ..comfy.args import ComfyArgs, FlagTable, comfy_args, effective_listen, effective_port, parse_comfy_args, user_args
+from ..comfy.checkout import comfyui_version, flag_table
 from ..comfy.client import ComfyClient, probe_http_client
 from ..comfy.urls import local_url
 from ..config.modes import Selection, select_gpus
 from ..config.settings import DEFAULT_PORT, CliOverrides, Settings, env_file_candidates, resolve_settings
 from ..errors import ComfyAPIError, ComfyrigError, ComfyUnreachable, ConfigError
+from ..host.cpus import available_cpus
 from ..host.gpus.inventory import Inventory
 from ..host.gpus.probe import probe_inventory
 from ..host.gpus.torchcheck import run_torch_check
-from ..host.cpus import available_cpus
-from ..launch.compose import HostFacts, LaunchRequest, PortPicker, compose
 from ..host.ports import PortHolder, port_is_free, who_holds
-from ..comfy.args import effective_listen, effective_port, user_args
+from ..launch.compose import HostFacts, LaunchRequest, PortPicker, compose
+from ..launch.plan import own_flags
 from .envscan import EnvScan, scan_env_file
 
 __all__ = ["DoctorContext", "HttpState", "PortState", "Probes", "gather"]
@@ -61,7 +62,7 @@ class DoctorContext:
     inventory_error: ComfyrigError | None = None
     selection: Selection | None = None
     selection_error: ComfyrigError | None = None
-    flags: frozenset[str] | None = None  # ComfyUI's own flags, from comfy/cli_args.py
+    flags: FlagTable | None = None  # ComfyUI's own flags, from comfy/cli_args.py
     version: str | None = None  # ComfyUI's, from comfyui_version.py
     torch: Mapping[str, Any] | None = None  # the torch child's JSON; None when not run
     torch_note: str = ""  # why the torch check ran, or why not
@@ -79,6 +80,15 @@ class DoctorContext:
     def args(self) -> tuple[str, ...]:
         """The ComfyUI flags the user added (COMFYUI_ARGS, then those after --)."""
         return user_args(self.settings) if self.settings is not None else ()
+
+    @property
+    def comfy_args(self) -> ComfyArgs:
+        """The user's ComfyUI flags as this checkout's parser reads them, after the flags
+        comfyrig adds (--cpu in CPU mode), so that clashes with those show too."""
+        if self.settings is None:
+            return parse_comfy_args((), self.flags)
+        own = own_flags(self.settings, self.selection, self.flags) if self.selection is not None else []
+        return comfy_args(self.settings, self.flags, own=own)
 
 
 @dataclass(frozen=True)
@@ -125,9 +135,10 @@ def gather(
     found["selection"] = selection
     comfyui_dir = settings.comfyui_dir.value
     if comfyui_dir is not None:
-        found["flags"] = supported_flags(comfyui_dir)
+        found["flags"] = flag_table(comfyui_dir)
         found["version"] = comfyui_version(comfyui_dir)
-    port = effective_port(settings)
+    args = comfy_args(settings, found.get("flags"))
+    port = effective_port(settings, args)
     child_env: Mapping[str, str] = {}
     if selection is not None and inventory is not None:
         # The exact variables ComfyUI would get (through the one composition root), so
@@ -137,7 +148,7 @@ def gather(
         child_env = plan.instances[0].env
     simulated = inventory is not None and inventory.source == "simulated"
     found.update(_torch(settings, selection, child_env, torch, simulated, probes))
-    host = effective_listen(settings)
+    host = effective_listen(settings, args)
     found["port"] = _port_state(port, host, probes)
     found["http"] = _http_state(local_url(host, port or DEFAULT_PORT), probes)
     return DoctorContext(**found)

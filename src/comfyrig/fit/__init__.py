@@ -4,7 +4,7 @@ allocation fits them on these GPUs, rewrite workflows to match (``comfyrig plan`
 from .components import BlockGroup, Component, ModelInfo, analyze_model
 from .fit import DisTorchPlan, FitPlan, Ledger, PartPlacement, Reserve, default_reserve, plan_fit
 from .header import ModelHeader, TensorInfo, read_header
-from .rewrite import NodeChange, find_loaders, load_workflow, rewrite_workflow
+from .rewrite import NodeChange, find_loaders, rewrite_workflow
 
 __all__ = [
     "BlockGroup",
@@ -21,7 +21,6 @@ __all__ = [
     "analyze_model",
     "default_reserve",
     "find_loaders",
-    "load_workflow",
     "plan_fit",
     "read_header",
     "rewrite_workflow",

@@ -1,4 +1,7 @@
-"""Rewrite an API-format workflow's loader nodes into their ComfyUI-MultiGPU twins.
+"""Rewrite a workflow's loader nodes into their ComfyUI-MultiGPU twins.
+
+Workflows are ``comfy.workflow.Workflow`` (loaded and checked there, in the
+API format); this module only finds loaders and rewrites them.
 
 Only loader nodes change: their ``class_type`` and the MultiGPU inputs
 (``device``, or DisTorch2's ``compute_device``, ``virtual_vram_gb``,
@@ -14,12 +17,12 @@ ComfyUI's ``nodes.py`` and ComfyUI-GGUF's.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
+from ..comfy.workflow import Prompt, Workflow
 from ..errors import WorkflowError
 from .components import Layout, ModelInfo
 from .fit import FitPlan, PartPlacement
@@ -30,7 +33,6 @@ __all__ = [
     "LoaderNode",
     "NodeChange",
     "find_loaders",
-    "load_workflow",
     "model_folders",
     "rewrite_workflow",
     "suggested_loaders",
@@ -104,30 +106,6 @@ class NodeChange:
         return {"node": self.node_id, "from": self.old_class, "to": self.new_class, "inputs": dict(self.inputs), "note": self.note}
 
 
-def load_workflow(path: Path) -> dict[str, Any]:
-    """Read an API-format workflow; raises WorkflowError."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise WorkflowError(f"The workflow {path} cannot be read ({exc.strerror or exc}).") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise WorkflowError(f"The workflow {path} is not valid JSON{where}.") from None
-    if isinstance(data, dict) and "nodes" in data and "links" in data:
-        raise WorkflowError(
-            f"The workflow {path} is in ComfyUI's UI format, not the API format.",
-            hint="In ComfyUI use Workflow > Export (API), then pass that file.",
-        )
-    if not isinstance(data, dict) or not all(
-        isinstance(node, dict) and isinstance(node.get("class_type"), str) and isinstance(node.get("inputs", {}), dict)
-        for node in data.values()
-    ):
-        raise WorkflowError(
-            f"The workflow {path} is not an API-format workflow (an object of nodes, each with class_type and inputs)."
-        )
-    return data
-
-
 def _base(class_type: str) -> str | None:
     if class_type in _ADVANCED:
         return _ADVANCED[class_type]
@@ -139,10 +117,10 @@ def _base(class_type: str) -> str | None:
     return None
 
 
-def find_loaders(workflow: Mapping[str, Any]) -> list[LoaderNode]:
+def find_loaders(wf: Workflow) -> list[LoaderNode]:
     """The loader nodes of a workflow, plain or already MultiGPU."""
     found = []
-    for node_id, node in workflow.items():
+    for node_id, node in wf.prompt.items():
         base = _base(node["class_type"])
         if base is None:
             continue
@@ -165,17 +143,17 @@ def _matches(name: str, model: ModelInfo) -> bool:
 
 
 def rewrite_workflow(
-    workflow: Mapping[str, Any], plan: FitPlan, models: Sequence[ModelInfo]
-) -> tuple[dict[str, Any], list[NodeChange], list[str]]:
+    wf: Workflow, plan: FitPlan, models: Sequence[ModelInfo]
+) -> tuple[Workflow, list[NodeChange], list[str]]:
     """-> (the new workflow, what changed, notes). Raises WorkflowError when the
     workflow has no loader node at all."""
-    loaders = find_loaders(workflow)
+    loaders = find_loaders(wf)
     if not loaders:
         raise WorkflowError(
-            "The workflow has no loader node to rewrite (CheckpointLoaderSimple, UNETLoader, CLIPLoader, "
+            f"The workflow {wf.source} has no loader node to rewrite (CheckpointLoaderSimple, UNETLoader, CLIPLoader, "
             "DualCLIPLoader, VAELoader, their GGUF versions or DiffusersLoader)."
         )
-    out = copy.deepcopy(dict(workflow))
+    out: Prompt = copy.deepcopy(wf.prompt)
     changes: list[NodeChange] = []
     notes: list[str] = []
     for loader in loaders:
@@ -198,7 +176,7 @@ def rewrite_workflow(
         changes.append(change)
     if not changes and not notes:
         notes.append("Nothing to rewrite: the standard loaders already run this plan (everything on cuda:0).")
-    return out, changes, notes
+    return Workflow(prompt=out, source=wf.source), changes, notes
 
 
 def suggested_loaders(plan: FitPlan, models: Sequence[ModelInfo]) -> list[tuple[str, NodeChange]]:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..comfy.checkout import supported_flags
+from ..comfy.args import FlagTable
+from ..comfy.checkout import flag_table
 from ..config.modes import select_gpus
 from ..config.settings import Settings
 from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
@@ -45,7 +46,7 @@ class HostFacts:
     cpus: frozenset[int]  # the CPUs comfyrig may use (affinity mask)
     cpu_quota: float | None = None  # a cgroup limit, in CPUs
     cores: tuple[tuple[int, ...], ...] | None = None  # hyperthread siblings per physical core
-    flags: frozenset[str] | None = None  # the checkout's ComfyUI flags; None: unknown
+    flags: FlagTable | None = None  # the checkout's ComfyUI flags (comfy/cli_args.py); None: unknown
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def gather_facts(settings: Settings, *, probe: Callable[[str | None], Inventory]
         cpus=cpus,
         cpu_quota=cgroup_cpu_quota(),
         cores=tuple(cores) if cores is not None else None,
-        flags=supported_flags(comfyui_dir) if comfyui_dir is not None else None,
+        flags=flag_table(comfyui_dir) if comfyui_dir is not None else None,
     )
 
 
@@ -120,7 +121,7 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
         selection,
         pick_ports(settings, request, count, ports or PortPicker()),
         workers=request.workers,
-        supported_flags=facts.flags,
+        flags=facts.flags,
         placements=placements,
         placement_notes=(*request.notes, *notes),
         log_dir=request.log_dir,

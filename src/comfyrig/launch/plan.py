@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..comfy.args import ArgProblem, ComfyArgs, FlagTable, comfy_args, effective_listen
+from ..comfy.urls import local_url
 from ..config.modes import ModeLabel, Selection
 from ..config.settings import Settings
-from ..comfy.urls import local_url
 from .placement import CpuPlacement, format_cpus, thread_env
 
-__all__ = ["InstanceSpec", "LaunchPlan", "is_loopback", "plan_launch"]
+__all__ = ["InstanceSpec", "LaunchPlan", "is_loopback", "own_flags", "plan_launch"]
 
 
 @dataclass(frozen=True)
@@ -117,18 +118,20 @@ def _child_env(settings: Settings, cuda_visible_devices: str) -> dict[str, str]:
     return env
 
 
-def _worker_dirs(indices: tuple[int, ...], flags: Sequence[str], supported: frozenset[str] | None) -> list[str]:
+def _worker_dirs(indices: tuple[int, ...], args: ComfyArgs) -> list[str]:
     """Own output and temp folders per worker, unless the user chose them.
 
     Two ComfyUIs writing to one output folder race for file names (each picks
     "the next free counter" on its own) and overwrite each other's images,
     and every ComfyUI empties its temp folder when it starts. Relative paths:
-    ComfyUI runs in its own folder and makes them absolute.
+    ComfyUI runs in its own folder and makes them absolute. A folder the user
+    gave in any form argparse takes (``--output-dir=X`` too) is kept: these
+    come last, so they would win.
     """
     extra: list[str] = []
     tag = "gpu" + "-".join(str(i) for i in indices)
     for flag, parent in (("--output-directory", "output"), ("--temp-directory", "temp")):
-        if flag not in flags and (supported is None or flag in supported):
+        if not args.given(flag) and (not args.checked or args.table.has(flag)):
             extra += [flag, f"{parent}/{tag}"]
     return extra
 
@@ -148,7 +151,7 @@ def plan_launch(
     ports: Sequence[int],
     *,
     workers: bool = False,
-    supported_flags: frozenset[str] | None = None,
+    flags: FlagTable | None = None,
     placements: Sequence[CpuPlacement] | None = None,
     placement_notes: Sequence[str] = (),
     log_dir: Path | None = None,
@@ -159,6 +162,8 @@ def plan_launch(
     With ``workers`` there is one ComfyUI per selected GPU, each seeing only
     its own GPU; otherwise one ComfyUI sees the whole selection. Logs go to
     ``log_dir`` (default: the checkout's ``user/``) as ``comfyrig-PORT.log``.
+    ``flags`` is the checkout's flag table (None: unknown), against which the
+    user's ComfyUI flags are read.
     """
     groups: list[tuple[str, tuple[int, ...], str]]
     if workers and not selection.is_cpu:
@@ -173,13 +178,15 @@ def plan_launch(
         raise ValueError(f"need {len(groups)} placements, got {len(placements)}")
     per_instance: list[CpuPlacement | None] = list(placements) if placements is not None else [None] * len(groups)
     warnings = list(selection.notes) + [f"CPU placement: {note}" for note in placement_notes]
-    flags = _comfyui_flags(settings, selection, supported_flags, warnings)
+    args = comfy_args(settings, flags, own=own_flags(settings, selection, flags))
+    _flag_warnings(settings, selection, args, len(groups), warnings)
     listen = str(settings.listen.value)
     comfyui_dir = settings.comfyui_dir.value
     logs = log_dir or (comfyui_dir / "user" if comfyui_dir is not None else None)
-    if not is_loopback(listen):
+    bound = effective_listen(settings, args)  # a --listen in ComfyUI's flags wins: argparse keeps the last
+    if not is_loopback(bound):
         warnings.append(
-            f"ComfyUI will listen on {listen}: it has no authentication, so anyone who can reach "
+            f"ComfyUI will listen on {bound}: it has no authentication, so anyone who can reach "
             "that address can run code on this machine. Keep it behind a firewall or VPN."
         )
     instances = tuple(
@@ -189,8 +196,8 @@ def plan_launch(
             listen=listen,
             cuda_visible_devices=cvd,
             gpu_indices=indices,
-            argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *flags,
-                  *(_worker_dirs(indices, flags, supported_flags) if workers and not selection.is_cpu else ())),
+            argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *args.tokens,
+                  *(_worker_dirs(indices, args) if workers and not selection.is_cpu else ())),
             env=_with_threads(_child_env(settings, cvd), placed, settings.environ),
             cwd=comfyui_dir,
             placement=placed,
@@ -210,33 +217,56 @@ def plan_launch(
     )
 
 
-def _comfyui_flags(
-    settings: Settings, selection: Selection, supported: frozenset[str] | None, warnings: list[str]
-) -> list[str]:
-    user_args = [*settings.comfyui_args.value, *settings.extra_args]
+def own_flags(settings: Settings, selection: Selection, table: FlagTable | None) -> list[str]:
+    """The ComfyUI flags comfyrig adds before the user's: --cpu in CPU mode (unless the
+    user gave it), --enable-manager when asked for and this ComfyUI has it."""
     flags: list[str] = []
-    if selection.is_cpu and "--cpu" not in user_args:
+    if selection.is_cpu and not comfy_args(settings, table).given("--cpu"):
         flags.append("--cpu")
-    if settings.enable_manager.value:
-        if supported is not None and "--enable-manager" not in supported:
-            warnings.append(
-                "ENABLE_COMFYUI_MANAGER is on, but this ComfyUI has no --enable-manager flag "
-                "(added in 0.3.76); it was left out. Install ComfyUI-Manager into custom_nodes instead."
-            )
-        else:
-            flags.append("--enable-manager")
-    if not selection.is_cpu and "--cpu" in user_args:
-        warnings.append(f"--cpu is in ComfyUI's arguments, so the selected GPUs ({selection.mode} mode) stay unused.")
-    if "--cuda-device" in user_args and len(selection.gpus) > 1:
+    if settings.enable_manager.value and (table is None or not table.complete or table.has("--enable-manager")):
+        flags.append("--enable-manager")
+    return flags
+
+
+def _flag_warnings(
+    settings: Settings, selection: Selection, args: ComfyArgs, instances: int, warnings: list[str]
+) -> None:
+    if settings.enable_manager.value and args.checked and not args.table.has("--enable-manager"):
         warnings.append(
-            "--cuda-device is in ComfyUI's arguments: ComfyUI then rewrites CUDA_VISIBLE_DEVICES to one GPU "
-            f"and hides the others comfyrig selected ({selection.cuda_visible_devices}). Remove it."
+            "ENABLE_COMFYUI_MANAGER is on, but this ComfyUI has no --enable-manager flag "
+            "(added in 0.3.76); it was left out. Install ComfyUI-Manager into custom_nodes instead."
         )
-    if "--enable-cors-header" in user_args:
+    if not selection.is_cpu and args.user_given("--cpu"):
+        warnings.append(f"--cpu is in ComfyUI's arguments, so the selected GPUs ({selection.mode} mode) stay unused.")
+    # comfyrig passes --listen and --port first; ComfyUI keeps the last, so the user's win unseen.
+    for flag, setting, configured in (("--port", "COMFYUI_PORT", settings.port.value),
+                                      ("--listen", "COMFYUI_LISTEN", settings.listen.value)):
+        value = args.value(flag)
+        several = flag == "--port" and instances > 1
+        if not args.user_given(flag) or value is None or (value == str(configured) and not several):
+            continue
+        what = "the port comfyrig gives each instance" if several else f"{setting} ({configured})"
+        warnings.append(
+            f"{flag} {value} in ComfyUI's arguments overrides {what}, since ComfyUI keeps the last value: "
+            f"comfyrig would look for ComfyUI at the wrong address. Set it with comfyrig's {flag} or {setting} instead."
+        )
+    if args.user_given("--cuda-device") and len(selection.gpus) > 1:
+        value = args.value("--cuda-device") or ""
+        to = f"{value}, in place of the GPUs" if "," in value else "one GPU and hides the others"
+        warnings.append(
+            f"--cuda-device is in ComfyUI's arguments: ComfyUI then rewrites CUDA_VISIBLE_DEVICES to {to} "
+            f"comfyrig selected ({selection.cuda_visible_devices}). Remove it."
+        )
+    if args.user_given("--enable-cors-header"):
         warnings.append("--enable-cors-header replaces ComfyUI's only CSRF protection; use it only on a trusted network.")
-    if supported is not None:
-        unknown = [a.split("=", 1)[0] for a in user_args if a.startswith("--") and a.split("=", 1)[0] not in supported]
-        for flag in unknown:
-            extra = " (it is an AUTOMATIC1111 flag; use --lowvram or --reserve-vram)" if flag == "--medvram" else ""
-            warnings.append(f"ComfyUI has no {flag} flag{extra}: it will exit with code 2.")
-    return flags + user_args
+    warnings.extend(_problem_text(p, args) for p in args.problems)
+
+
+def _problem_text(problem: ArgProblem, args: ComfyArgs) -> str:
+    if problem.kind == "unknown":
+        extra = " (it is an AUTOMATIC1111 flag; use --lowvram or --reserve-vram)" if problem.token == "--medvram" else ""
+        return f"ComfyUI has no {problem.token} flag{extra}: it will exit with code 2."
+    text = f"{problem.detail[0].upper()}{problem.detail[1:]}: ComfyUI will exit with code 2."
+    if problem.kind == "conflict" and "--cpu" in args.tokens[: args.own]:
+        text += f" comfyrig adds --cpu in CPU mode: remove {problem.token}, or choose GPUs."
+    return text
