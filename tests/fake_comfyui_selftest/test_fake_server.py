@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
+# One shared module fixture (an install, a server): keep the module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("fake-selftest")
+
 _HARNESS_PATH = Path(__file__).resolve().parents[1] / "fake_comfyui" / "harness.py"
 
 

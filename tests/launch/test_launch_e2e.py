@@ -97,6 +97,8 @@ def test_ready_then_ctrl_c_leaves_nothing(rig: Rig, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("delay", [1.0, 5.0])
 def test_ctrl_c_during_startup(rig: Rig, delay: float) -> None:
+    if delay > 1 and not rig.real:
+        pytest.skip("the fake's start-up has no phases: at 5 s it is where it was at 1 s (fake-1.0 covers it)")
     launched, port = start(rig, "--cpu", env={"FAKE_COMFYUI_START_DELAY": "30"})
     launched.wait_for("started pid")
     pid = int(launched.text.split("started pid ")[1].split(",")[0])

@@ -1,14 +1,15 @@
-"""The installed ``comfyrig`` command, run as a user would, on simulated GPUs."""
+"""The ``comfyrig`` command as a user types it, on simulated GPUs, answered in this process
+(``run``); the entry points themselves run as processes in test_installed.py and below."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from ..conftest import Cli, fake_gpus
+from ..conftest import Cli, InProcessCli, fake_gpus
 
 
-def test_gpus_json_report(cli: Cli) -> None:
+def test_gpus_json_report(cli: InProcessCli) -> None:
     cli.gpus(2)
     result = cli("gpus", "--json")
     assert result.returncode == 0, result.stderr
@@ -18,7 +19,7 @@ def test_gpus_json_report(cli: Cli) -> None:
     assert set(report["gpus"][0]) >= {"index", "name", "uuid", "pci_bus_id", "memory_total_mib", "memory_free_mib", "selected"}
 
 
-def test_gpus_panel_plain_text(cli: Cli) -> None:
+def test_gpus_panel_plain_text(cli: InProcessCli) -> None:
     cli.gpus(2)
     result = cli("gpus", "--dual")
     assert result.returncode == 0
@@ -26,7 +27,7 @@ def test_gpus_panel_plain_text(cli: Cli) -> None:
     assert "\x1b[" not in result.stdout  # no colour codes in a pipe
 
 
-def test_gpus_torch_check_with_a_child_interpreter(cli: Cli, tmp_path: Path) -> None:
+def test_gpus_torch_check_with_a_child_interpreter(cli: InProcessCli, tmp_path: Path) -> None:
     fake = tmp_path / "py"
     fake.write_text(
         "#!/bin/sh\necho 'COMFYRIG_TORCH {\"python\": \"3.12\", \"torch_version\": \"2.9.0+cpu\", \"cuda_version\": null, \"cuda_available\": false, \"device_count\": 0}'\n"
@@ -39,7 +40,7 @@ def test_gpus_torch_check_with_a_child_interpreter(cli: Cli, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 4])
-def test_dry_run_every_mode(cli: Cli, count: int) -> None:
+def test_dry_run_every_mode(cli: InProcessCli, count: int) -> None:
     cli.gpus(count)
     result = cli("--dry-run", "--json")
     assert result.returncode == 0, result.stderr
@@ -52,7 +53,7 @@ def test_dry_run_every_mode(cli: Cli, count: int) -> None:
     assert ("--cpu" in inst["argv"]) == (count == 0)
 
 
-def test_dry_run_extra_args_and_dotenv(cli: Cli, comfy_tree: Path) -> None:
+def test_dry_run_extra_args_and_dotenv(cli: InProcessCli, comfy_tree: Path) -> None:
     cli.gpus(2)
     (comfy_tree / ".env").write_text("CUDA_VISIBLE_DEVICES=1\nCOMFYUI_PORT=8190\nCOMFYUI_ARGS=--lowvram\nHF_HOME=/x\n")
     result = cli("launch", "--dry-run", "--json", "--comfyui-dir", str(comfy_tree), "--", "--preview-method", "auto")
@@ -63,7 +64,7 @@ def test_dry_run_extra_args_and_dotenv(cli: Cli, comfy_tree: Path) -> None:
     assert inst["env"]["HF_HOME"] == "/x" and inst["cwd"] == str(comfy_tree.resolve())
 
 
-def test_config_json_sources(cli: Cli, comfy_tree: Path) -> None:
+def test_config_json_sources(cli: InProcessCli, comfy_tree: Path) -> None:
     (cli.cwd / ".env").write_text("COMFYUI_PORT=8200\nHF_TOKEN=secret\n")
     result = cli("config", "--json", "--listen", "127.0.0.5", env={"COMFYUI_ARGS": "--lowvram"})
     settings = json.loads(result.stdout)["settings"]
@@ -73,7 +74,7 @@ def test_config_json_sources(cli: Cli, comfy_tree: Path) -> None:
     assert settings["HF_TOKEN"] == {"value": "****", "source": ".env:2"}
 
 
-def test_config_table(cli: Cli) -> None:
+def test_config_table(cli: InProcessCli) -> None:
     result = cli("config")
     assert result.returncode == 0 and "COMFYUI_PORT" in result.stdout and "default" in result.stdout
 
@@ -91,7 +92,7 @@ def test_config_table(cli: Cli) -> None:
         (["--dry-run", "--python", "/no/python"], {}, "does not exist"),
     ],
 )
-def test_bad_input_is_one_paragraph(cli: Cli, args: list[str], env: dict[str, str], needle: str) -> None:
+def test_bad_input_is_one_paragraph(cli: InProcessCli, args: list[str], env: dict[str, str], needle: str) -> None:
     cli.gpus(2)
     result = cli(*args, env=env)
     assert result.returncode == 2
@@ -99,24 +100,24 @@ def test_bad_input_is_one_paragraph(cli: Cli, args: list[str], env: dict[str, st
     assert "Traceback" not in result.stderr and result.stderr.startswith("comfyrig: error:")
 
 
-def test_dual_with_one_gpu(cli: Cli) -> None:
+def test_dual_with_one_gpu(cli: InProcessCli) -> None:
     cli.gpus(1)
     result = cli("--dual", "--dry-run")
     assert result.returncode == 2 and "--dual needs two GPUs" in result.stderr
 
 
-def test_bad_dotenv_line(cli: Cli) -> None:
+def test_bad_dotenv_line(cli: InProcessCli) -> None:
     (cli.cwd / ".env").write_text("COMFYUI_PORT=8188\nnot valid\n")
     result = cli("config")
     assert result.returncode == 2 and ".env, line 2" in result.stderr
 
 
-def test_comfyui_dir_without_main(cli: Cli, tmp_path: Path) -> None:
+def test_comfyui_dir_without_main(cli: InProcessCli, tmp_path: Path) -> None:
     result = cli("--dry-run", "--comfyui-dir", str(tmp_path))
     assert result.returncode == 2 and "has no main.py" in result.stderr
 
 
-def test_no_comfyui_yet_shows_panel_plan_and_how_to_get_it(cli: Cli) -> None:
+def test_no_comfyui_yet_shows_panel_plan_and_how_to_get_it(cli: InProcessCli) -> None:
     cli.gpus(2)
     result = cli()
     assert result.returncode == 0
@@ -125,7 +126,7 @@ def test_no_comfyui_yet_shows_panel_plan_and_how_to_get_it(cli: Cli) -> None:
     assert "No ComfyUI found" in flat and "--comfyui-dir DIR" in flat and "comfyrig install" in flat
 
 
-def test_module_entry_point(cli: Cli) -> None:
+def test_module_entry_point(cli: InProcessCli) -> None:  # a real process: 'python -m comfyrig' is the point
     import subprocess
     import sys
 
@@ -133,7 +134,7 @@ def test_module_entry_point(cli: Cli) -> None:
     assert result.returncode == 0 and result.stdout.startswith("comfyrig ")
 
 
-def test_workers_dry_run_places_cpus(cli: Cli) -> None:
+def test_workers_dry_run_places_cpus(cli: InProcessCli) -> None:
     import os
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -152,14 +153,19 @@ def test_workers_dry_run_places_cpus(cli: Cli) -> None:
 
 
 @pytest.mark.parametrize("args", [["bogus"], ["launch", "--dry-run", "lowvram"], ["doctor", "--no-torch", "stray"]])
-def test_typos_are_not_passed_to_comfyui(cli: Cli, args: list[str]) -> None:
+def test_typos_are_not_passed_to_comfyui(cli: InProcessCli, args: list[str]) -> None:
     cli.gpus(1)
     result = cli(*args)
     assert result.returncode == 2 and result.stderr.startswith("comfyrig: error:")
     assert "after --" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_flags_after_dashes_reach_comfyui(cli: Cli) -> None:
+def test_flags_after_dashes_reach_comfyui(cli: InProcessCli) -> None:
     cli.gpus(1)
     plan = json.loads(cli("launch", "--dry-run", "--json", "--", "--lowvram", "extra-value").stdout)
     assert plan["instances"][0]["argv"][-2:] == ["--lowvram", "extra-value"]
+
+
+@pytest.fixture
+def cli(run: InProcessCli) -> Cli:
+    return run
