@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from comfyrig.batch.dispatcher import BatchSnapshot, WorkerRow
+from comfyrig.batch.events import BatchSnapshot, JobFailed, WorkerRow
 from comfyrig.ui.batch_view import batch_view, dry_run_table, duration, summary_view
 
 
@@ -26,7 +26,8 @@ def row(name: str, label: str, **kw: object) -> WorkerRow:
 def test_live_view() -> None:
     snap = BatchSnapshot(
         total=100, done=40, failed=2, pending=54, active=4, done_before=10, elapsed_s=125.0, rate_per_min=24.0,
-        eta_s=145.0, stopping=None, recent=("failed 1234: node 4 (FakeSleep): RuntimeError: boom",),
+        eta_s=145.0, stopping=None, recent=(JobFailed("1234", {"node": "4", "class_type": "FakeSleep", "exception_type": "RuntimeError",
+                                    "message": "boom"}),),
         workers=(row("worker-0", "GPU 0", job="abcd1234abcd1234", node="3", step=(7, 20), done=21, mean_s=2.5),
                  row("worker-1", "GPU 1", state="down", done=19, failed=2, mean_s=2.75)),
     )
