@@ -95,6 +95,9 @@ class _Flight:
     job: str
     last_heard: float
     ended: bool = False
+    # The server has it: its POST returned, or an earlier run's prompt is being recovered.
+    # Until then a reconnect must not call it lost; the command thread is still posting it.
+    posted: bool = True
 
 
 @dataclass
@@ -224,10 +227,13 @@ class HttpWorker:
 
     def _submit(self, client: ComfyClient, job: str, prompt_id: str, prompt: Mapping[str, Any]) -> None:
         # Registered before the POST: a prompt that ends before the answer arrives is not missed.
+        flight = _Flight(job, self._clock(), posted=False)
         with self._shared.lock:
-            self._shared.flights[prompt_id] = _Flight(job, self._clock())
+            self._shared.flights[prompt_id] = flight
         try:
             client.submit(prompt, prompt_id=prompt_id, client_id=self.client_id)
+            with self._shared.lock:
+                flight.posted = True
         except ComfyHTTPError as exc:
             self._forget(prompt_id)
             if exc.status == 400:
@@ -331,8 +337,10 @@ class HttpWorker:
                     continue
                 down_reported = False
                 self._reconnect.clear()
-                self._emit(self._up(client))
+                # Settled before the dispatcher hears "up" (and sends anything new), so what
+                # finished while the socket was closed is reported before new work arrives.
                 self._reconcile(client)
+                self._emit(self._up(client))
                 reason = self._listen(client, ws)
                 ws.close()
                 if self._stop.is_set():
@@ -367,7 +375,7 @@ class HttpWorker:
     def _reconcile(self, client: ComfyClient) -> None:
         """After a reconnect: settle every prompt we still think is here."""
         with self._shared.lock:
-            pending = list(self._shared.flights)
+            pending = [prompt_id for prompt_id, flight in self._shared.flights.items() if flight.posted]
         for prompt_id in pending:
             self._poll(client, prompt_id, lost_if_unknown=True)
 
