@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 import pytest
 
+from comfyrig.batch.events import reason_text
 from comfyrig.batch.journal import OutputFile
 from comfyrig.batch.protocol import (
     AppError,
@@ -39,6 +40,7 @@ from comfyrig.batch.protocol import (
     WorkerUp,
 )
 from comfyrig.batch.worker import HttpWorker
+from comfyrig.comfy.history import summarize_400
 
 URL = "http://127.0.0.1:8188"
 E = TypeVar("E")
@@ -429,3 +431,11 @@ def test_not_ready_is_down_whatever_answers_on_the_port(comfy: FakeComfy, run: C
 def test_messages_survive_pickling(message: object) -> None:
     # Ray carries events and commands between processes.
     assert pickle.loads(pickle.dumps(message)) == message
+
+
+def test_app_error_keeps_what_comfyui_said() -> None:
+    top_level = AppError.from_details(summarize_400({"error": {"type": "invalid_prompt", "message": "Cannot execute",
+                                                               "details": "no outputs"}}))
+    assert top_level.reason() == {"error_type": "invalid_prompt", "message": "Cannot execute: no outputs"}
+    silent = AppError.from_details({"node": "4", "class_type": "FakeSleep", "exception_type": "RuntimeError", "message": ""})
+    assert reason_text({"kind": "application", **silent.reason()}) == "node 4 (FakeSleep): RuntimeError: application"

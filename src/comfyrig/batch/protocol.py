@@ -135,7 +135,7 @@ class AppError:
             return None if value is None else str(value)
 
         return cls(
-            message=str(details.get("message") or "ComfyUI rejected the prompt"),
+            message=str(details.get("message") or ""),  # an exception may carry none
             node=text("node"), class_type=text("class_type"), exception_type=text("exception_type"),
             error_type=text("error_type"),
         )
