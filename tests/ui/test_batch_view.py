@@ -23,7 +23,13 @@ from comfyrig.batch.events import (
     WorkerRow,
 )
 from comfyrig.launch.events import LogLine, Ready
-from comfyrig.ui.batch_view import BatchView, batch_view, dry_run_table, duration, summary_view
+from comfyrig.ui.batch_view import (
+    BatchView,
+    batch_view,
+    dry_run_table,
+    duration,
+    summary_view,
+)
 
 
 def render(renderable: object) -> str:

@@ -4,6 +4,9 @@ Order matters for "a clear error before any job is sent": the workflow and
 every --set/--sweep are checked against the workflow file before a worker is
 started; once a worker answers, the UI format is converted and every value is
 checked again against the server's node schemas, before the first job.
+
+It prints nothing: what happens is reported as ``batch.events`` to the caller's
+reporter (``cli/batch_cmd.py`` renders them with ``ui/batch_view.BatchView``).
 """
 
 from __future__ import annotations
