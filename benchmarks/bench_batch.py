@@ -36,7 +36,19 @@ from pathlib import Path
 from comfyrig.batch.dispatcher import BatchOptions, Dispatcher
 from comfyrig.batch.journal import Journal
 from comfyrig.batch.variations import build_spec
-from comfyrig.batch.worker import Command, HttpWorker, LocalSink, OutputSink, WorkerEvent
+from comfyrig.batch.protocol import (
+    CollectOutputs,
+    OutputsCollected,
+    OutputSink,
+    PromptCompleted,
+    PromptStarted,
+    StopWorker,
+    SubmitPrompt,
+    WorkerCommand,
+    WorkerEvent,
+    WorkerUp,
+)
+from comfyrig.batch.worker import HttpWorker, LocalSink
 from comfyrig.comfy.workflow import workflow_from_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,33 +66,34 @@ class InstantWorker:
     def __init__(self, name: str, emit: Callable[[WorkerEvent], None], sink: OutputSink) -> None:
         self.name, self.url, self.label = name, f"inproc://{name}", "instant"
         self._emit, self._sink = emit, sink
-        self._inbox: queue.Queue[Command] = queue.Queue()
+        self._inbox: queue.Queue[WorkerCommand] = queue.Queue()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
-        self._emit(WorkerEvent("up", self.name, data={}))
+        self._emit(WorkerUp(self.name))
 
-    def send(self, command: Command) -> None:
+    def send(self, command: WorkerCommand) -> None:
         self._inbox.put(command)
 
     def stop(self) -> None:
-        self._inbox.put(Command("stop"))
+        self._inbox.put(StopWorker())
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            c = self._inbox.get()
-            if c.kind == "stop":
-                return
-            if c.kind == "submit":
-                self._emit(WorkerEvent("started", self.name, c.prompt_id))
-                self._emit(WorkerEvent("completed", self.name, c.prompt_id))
-            elif c.kind == "collect":
-                assert c.job is not None
-                self._emit(WorkerEvent("collected", self.name, c.prompt_id, [self._sink(c.job, "3", 0, "bench_00001_.png", PNG)]))
+            match self._inbox.get():
+                case StopWorker():
+                    return
+                case SubmitPrompt(prompt_id=pid):
+                    self._emit(PromptStarted(self.name, pid))
+                    self._emit(PromptCompleted(self.name, pid))
+                case CollectOutputs(job=job, prompt_id=pid):
+                    self._emit(OutputsCollected(self.name, pid, (self._sink(job, "3", 0, "bench_00001_.png", PNG),)))
+                case _:
+                    pass
 
 
 def run_batch(out: Path, jobs: int, make: Callable[[Callable[[WorkerEvent], None], LocalSink], list]) -> dict:  # type: ignore[type-arg]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -10,9 +9,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from comfyrig.batch.dispatcher import BatchOptions
+from comfyrig.batch.events import BatchEvent, BatchFinished, describe
 from comfyrig.batch.run import BatchRequest, run_batch
 from comfyrig.config.settings import CliOverrides, resolve_settings
 from comfyrig.errors import ConfigError
@@ -55,7 +54,7 @@ def test_ray_actors_run_the_batch_and_survive_an_actor_death(tmp_path: Path, mon
         backend = RayBackend(None, settings)
         out = tmp_path / "out"
         request = BatchRequest(workflow=write(tmp_path / "wf.json", SLEEP_WF), out_dir=out, sweeps=("1.color=1..10",),
-                               plain=True, json_out=True, options=BatchOptions(out_dir=out, job_timeout_s=30, retries=3))
+                               options=BatchOptions(out_dir=out, job_timeout_s=30, retries=3))
 
         def kill_one_actor() -> None:
             # Once three jobs are done, kill the first actor (Ray restarts it): its jobs must go elsewhere.
@@ -64,18 +63,14 @@ def test_ray_actors_run_the_batch_and_survive_an_actor_death(tmp_path: Path, mon
 
         killer = threading.Thread(target=kill_one_actor, daemon=True)
         killer.start()
-        console = Console(file=io.StringIO(), width=100, color_system=None)
-        from contextlib import redirect_stdout
-
-        buffer = io.StringIO()
-        with redirect_stdout(buffer):
-            code = run_batch(request, backend, console, err_console=console)
+        events: list[BatchEvent] = []
+        code = run_batch(request, backend, events.append)
         killer.join(5)
-        report = json.loads(buffer.getvalue())
-        assert code == 0, console.file.getvalue()  # type: ignore[attr-defined]
+        log = "\n".join(line for line in map(describe, events) if line is not None)
+        [report] = [e.report for e in events if isinstance(e, BatchFinished)]
+        assert code == 0, log
         assert report["done"] == 10 and {w["gpu"].rsplit(" ", 1)[-1] for w in report["workers"]} == {"0", "1"}
         assert check_invariants(out, total=10)["files"] == 10
-        log = console.file.getvalue()  # type: ignore[attr-defined]
         # Down: seen as the actor's ComfyUI closing, or as the actor call failing (Ray then restarts it).
         assert "ray-0: down: " in log, log
         assert any(a["worker"] == "ray-0" and a["outcome"] in ("requeued", "released") for a in attempts(out)), log

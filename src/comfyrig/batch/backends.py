@@ -13,23 +13,27 @@ from typing import Any, Protocol
 
 from ..comfy.client import ComfyClient
 from ..errors import ComfyAPIError, LaunchError
-from ..launch.events import SupervisorEvent, describe
+from ..events import Reporter, discard
+from ..launch.events import SupervisorEvent
 from ..launch.fleet import Fleet
 from ..launch.plan import LaunchPlan
 from ..launch.supervisor import SupervisorOptions
-from .worker import Endpoint, HttpWorker, OutputSink, WorkerEvent
+from .events import BatchEvent, FleetNews
+from .protocol import Emit, Endpoint, OutputSink
+from .worker import HttpWorker
 
 __all__ = ["Backend", "FleetBackend", "UrlBackend", "wait_object_info"]
-
-Emit = Callable[[WorkerEvent], None]
 
 
 class Backend(Protocol):
     kind: str
 
-    def members(self) -> list[tuple[str, str, str]]: ...
-    def start(self, client_id: str, say: Callable[[str], None] | None = None) -> None:
-        """Start (or join) the workers; ``client_id`` is the websocket id jobs are sent with."""
+    def members(self) -> list[tuple[str, str, str]]:
+        """(name, url, label) of every worker; a dry run lists them without starting any."""
+
+    def start(self, client_id: str, reporter: Reporter[BatchEvent] = discard) -> None:
+        """Start (or join) the workers; ``client_id`` is the websocket id jobs are sent with;
+        ``reporter`` gets the news of starting them (a fleet's supervisor events, from its thread)."""
 
     def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]: ...
     def object_info(self, timeout_s: float) -> dict[str, Any]: ...
@@ -69,7 +73,7 @@ class UrlBackend:
             names.append((f"url-{n}", url, url.split("://", 1)[-1]))
         return names
 
-    def start(self, client_id: str, say: Callable[[str], None] | None = None) -> None:
+    def start(self, client_id: str, reporter: Reporter[BatchEvent] = discard) -> None:
         self.client_id = client_id
 
     def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]:
@@ -92,20 +96,18 @@ class FleetBackend:
     def __init__(self, plan: LaunchPlan, environ: Mapping[str, str], options: SupervisorOptions) -> None:
         self.fleet = Fleet(plan, environ, options, reporter=self._news)
         self.client_id = ""
-        self._say: Callable[[str], None] | None = None
+        self._reporter: Reporter[BatchEvent] = discard
 
     def _news(self, event: SupervisorEvent) -> None:
-        # Supervisor news as plain lines (the batch's own progress view has its rows).
-        text = describe(event) if self._say is not None else None
-        if text is not None and self._say is not None:
-            self._say(text)
+        # Called on the fleet's thread; the reporter must not block (events.Reporter).
+        self._reporter(FleetNews(event))
 
     def members(self) -> list[tuple[str, str, str]]:
         return self.fleet.members
 
-    def start(self, client_id: str, say: Callable[[str], None] | None = None) -> None:
+    def start(self, client_id: str, reporter: Reporter[BatchEvent] = discard) -> None:
         self.client_id = client_id
-        self._say = say
+        self._reporter = reporter
         self.fleet.start()
 
     def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]:

@@ -1,27 +1,72 @@
 """The dispatcher: one loop that joins the scheduler, the journal and the workers.
 
     drain worker events -> scheduler -> journal (one transaction) -> tick ->
-    journal the submits (committed) -> send commands -> snapshot
+    journal the submits (committed) -> send commands -> report
 
-Worker threads only emit events into ``events``; the signal handler only
-enqueues a ("signal",) item (STYLE 7). Everything that changes state happens
+Worker threads only emit typed events into ``events``; the signal handler only
+enqueues a ``StopSignal`` (STYLE 7). Everything that changes state happens
 here, on one thread, so the journal needs no locking and the order "journal,
 then act" holds: a submit is committed before its POST is sent, a job is done
-only after its files were renamed into place.
+only after its files were renamed into place. What happens is reported as
+typed batch events (``batch/events.py``) to the injected reporter; nothing
+here prints.
+
+``run`` is ``start``, then ``step`` until it says the batch is over, then
+``finish``; tests drive ``step`` themselves with scripted events and a fake clock.
 """
 
 from __future__ import annotations
 
 import queue
+import signal as signals
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .journal import Journal, JobRow, OutputFile
+from ..comfy.workflow import Workflow, patch, tag_outputs
+from ..events import Reporter, discard
+from .events import (
+    BatchEvent,
+    BatchProgress,
+    BatchSnapshot,
+    JobDone,
+    JobFailed,
+    JobInterrupting,
+    JobRetried,
+    StopRequested,
+    WorkerCameUp,
+    WorkerRestarting,
+    WorkerRow,
+    WorkerWentDown,
+)
+from .journal import JobRow, Journal, OutputFile
 from .manifest import Manifest
+from .protocol import (
+    AppFailed,
+    CancelPrompt,
+    CollectOutputs,
+    DispatcherItem,
+    Endpoint,
+    InterruptPrompt,
+    OutputsCollected,
+    PromptActivity,
+    PromptCancelled,
+    PromptCompleted,
+    PromptInterrupted,
+    PromptQueued,
+    PromptStarted,
+    RecoverPrompt,
+    RestartServer,
+    StopSignal,
+    SubmitPrompt,
+    SystemFailed,
+    WorkerDown,
+    WorkerEvent,
+    WorkerUp,
+)
 from .scheduler import (
     Action,
     Cancel,
@@ -35,10 +80,8 @@ from .scheduler import (
     Submit,
 )
 from .variations import VariationSpec
-from .worker import Command, Endpoint, WorkerEvent
-from ..comfy.workflow import Workflow, patch, tag_outputs
 
-__all__ = ["BatchOptions", "BatchResult", "BatchSnapshot", "Dispatcher", "WorkerRow"]
+__all__ = ["BatchOptions", "BatchResult", "Dispatcher"]
 
 
 @dataclass(frozen=True)
@@ -55,39 +98,6 @@ class BatchOptions:
 
 
 @dataclass(frozen=True)
-class WorkerRow:
-    name: str
-    label: str
-    url: str
-    state: str  # up, down, gone
-    job: str | None
-    node: str | None
-    step: tuple[float, float] | None
-    queued: int
-    done: int
-    failed: int
-    requeued: int
-    mean_s: float | None
-    device: str | None
-
-
-@dataclass(frozen=True)
-class BatchSnapshot:
-    total: int
-    done: int
-    failed: int
-    pending: int
-    active: int
-    done_before: int  # finished by earlier runs
-    elapsed_s: float
-    rate_per_min: float | None
-    eta_s: float | None
-    stopping: str | None
-    workers: tuple[WorkerRow, ...]
-    recent: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class BatchResult:
     snapshot: BatchSnapshot
     interrupted: bool
@@ -100,6 +110,9 @@ class _Meta:
 
 
 class Dispatcher:
+    """``reporter`` receives the batch's news and a ``BatchProgress`` snapshot every
+    ``snapshot_every_s`` seconds (and a last one at the end); ``clock`` is monotonic seconds."""
+
     def __init__(
         self,
         workflow: Workflow,
@@ -107,41 +120,42 @@ class Dispatcher:
         journal: Journal,
         options: BatchOptions,
         *,
+        reporter: Reporter[BatchEvent] = discard,
         clock: Callable[[], float] = time.monotonic,
-        on_snapshot: Callable[[BatchSnapshot], None] | None = None,
-        on_line: Callable[[str], None] | None = None,
         snapshot_every_s: float = 0.25,
     ) -> None:
         self.workflow = workflow
         self.spec = spec
         self.journal = journal
         self.options = options
-        self.events: queue.Queue[Any] = queue.Queue()
+        self.events: queue.Queue[DispatcherItem] = queue.Queue()
         self.scheduler = Scheduler(
             retries=options.retries, job_timeout_s=options.job_timeout_s, depth=options.depth,
             interrupt_grace_s=options.interrupt_grace_s,
         )
         self.manifest = Manifest(options.out_dir / "manifest.jsonl")
         self._clock = clock
-        self._on_snapshot = on_snapshot
-        self._say = on_line or (lambda text: None)
+        self._report = reporter
         self._snapshot_every = snapshot_every_s
         self.endpoints: dict[str, Endpoint] = {}
         self._meta: dict[str, _Meta] = {}
         self._done_times: deque[float] = deque()
-        self._recent: deque[str] = deque(maxlen=6)
+        self._recent: deque[JobRetried | JobFailed] = deque(maxlen=6)
         self._started = clock()
         self._done_before = 0
         self._signals = 0
         self._hard_deadline: float | None = None
+        self._last_up = self._started
+        self._next_snapshot = 0.0
+        self._gave_up: str | None = None
 
     def post(self, event: WorkerEvent) -> None:
         """Thread-safe: workers emit here."""
         self.events.put(event)
 
-    def signal(self) -> None:
-        """Async-signal-safe enough: the handler only enqueues."""
-        self.events.put(("signal",))
+    def signal(self, signum: int = signals.SIGINT) -> None:
+        """The signal handler's whole work: enqueue (the loop decides what it means)."""
+        self.events.put(StopSignal(signum))
 
     # -- set-up ---------------------------------------------------------------------------------
     def prepare(self, endpoints: Sequence[Endpoint]) -> None:
@@ -153,7 +167,7 @@ class Dispatcher:
         by_url = {e.url: e.name for e in endpoints}
         ids: set[str] = set()
 
-        def listed() -> Any:
+        def listed() -> Iterator[tuple[str, int, Mapping[str, Any]]]:
             for job in self.spec.jobs():
                 ids.add(job.id)
                 yield job.id, job.index, job.values
@@ -190,57 +204,74 @@ class Dispatcher:
             self.scheduler.add_job(row.id, attempt=row.attempt, failures=row.failures, state=row.state)
 
     # -- the loop -----------------------------------------------------------------------------------
-    def run(self, on_snapshot: Callable[[BatchSnapshot], None] | None = None) -> BatchResult:
-        if on_snapshot is not None:
-            self._on_snapshot = on_snapshot
+    def run(self) -> BatchResult:
+        """Start the workers, loop until the batch is over, stop them."""
+        self.start()
+        try:
+            while not self.step(self.options.tick_s):
+                pass
+        finally:
+            self.stop_workers()
+        return self.finish()
+
+    def start(self) -> None:
         for endpoint in self.endpoints.values():
             endpoint.start()
-        last_up = self._clock()
-        next_snapshot = 0.0
-        gave_up: str | None = None
-        try:
-            while True:
-                batch = self._drain(self.options.tick_s)
-                now = self._clock()
-                actions: list[Action] = []
-                done_rows: list[str] = []
-                with self.journal.transaction():
-                    for item in batch:
-                        actions += self._handle(item, now, done_rows)
-                    actions += self.scheduler.tick(now)
-                    self._journal(actions)
-                if done_rows:
-                    rows = [self.journal.get(job) for job in done_rows]
-                    self.manifest.append(r for r in rows if r is not None)
-                self._act(actions)
-                if any(w.up for w in self.scheduler.workers.values()):
-                    last_up = now
-                elif self.scheduler.pending and now - last_up > self.options.worker_wait_s:
-                    gave_up = f"no worker was available for {self.options.worker_wait_s:g} s"
-                    break
-                if self._hard_deadline is not None and now > self._hard_deadline:
-                    gave_up = "interrupted jobs did not stop in time"
-                    break
-                if now >= next_snapshot and self._on_snapshot is not None:
-                    self._on_snapshot(self.snapshot())
-                    next_snapshot = now + self._snapshot_every
-                if self.scheduler.finished:
-                    if self.scheduler.pending and not self.scheduler.stopping:
-                        gave_up = "every worker is gone"
-                    break
-        finally:
-            for endpoint in self.endpoints.values():
-                endpoint.stop()
-            for endpoint in self.endpoints.values():
-                endpoint.join(5.0)
-        final = self.snapshot()
-        if self._on_snapshot is not None:
-            self._on_snapshot(final)
-        return BatchResult(final, interrupted=self._signals > 0, gave_up=gave_up)
+        self._last_up = self._clock()
 
-    def _drain(self, timeout: float) -> list[Any]:
+    def step(self, timeout_s: float) -> bool:
+        """One turn of the loop: wait up to ``timeout_s`` for events, handle them all, act.
+        True when the batch is over (see ``gave_up``)."""
+        batch = self._drain(timeout_s)
+        now = self._clock()
+        actions: list[Action] = []
+        done_rows: list[str] = []
+        with self.journal.transaction():
+            for item in batch:
+                actions += self._handle(item, now, done_rows)
+            actions += self.scheduler.tick(now)
+            self._journal(actions)
+        if done_rows:
+            rows = [self.journal.get(job) for job in done_rows]
+            self.manifest.append(r for r in rows if r is not None)
+        self._act(actions)
+        if now >= self._next_snapshot:
+            self._report(BatchProgress(self.snapshot()))
+            self._next_snapshot = now + self._snapshot_every
+        if any(w.up for w in self.scheduler.workers.values()):
+            self._last_up = now
+        elif self.scheduler.pending and now - self._last_up > self.options.worker_wait_s:
+            self._gave_up = f"no worker was available for {self.options.worker_wait_s:g} s"
+            return True
+        if self._hard_deadline is not None and now > self._hard_deadline:
+            self._gave_up = "interrupted jobs did not stop in time"
+            return True
+        if self.scheduler.finished:
+            if self.scheduler.pending and not self.scheduler.stopping:
+                self._gave_up = "every worker is gone"
+            return True
+        return False
+
+    def stop_workers(self) -> None:
+        for endpoint in self.endpoints.values():
+            endpoint.stop()
+        for endpoint in self.endpoints.values():
+            endpoint.join(5.0)
+
+    def finish(self) -> BatchResult:
+        """The result, after the last snapshot was reported."""
+        final = self.snapshot()
+        self._report(BatchProgress(final))
+        return BatchResult(final, interrupted=self._signals > 0, gave_up=self._gave_up)
+
+    @property
+    def gave_up(self) -> str | None:
+        """Why the batch stopped with jobs left, once ``step`` said it is over."""
+        return self._gave_up
+
+    def _drain(self, timeout: float) -> list[DispatcherItem]:
         try:
-            items = [self.events.get(timeout=timeout)]
+            items = [self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()]
         except queue.Empty:
             return []
         while len(items) < 10_000:
@@ -250,96 +281,100 @@ class Dispatcher:
                 break
         return items
 
-    def _handle(self, item: Any, now: float, done_rows: list[str]) -> list[Action]:
+    def _handle(self, item: DispatcherItem, now: float, done_rows: list[str]) -> list[Action]:
         s = self.scheduler
-        if isinstance(item, tuple) and item[:1] == ("signal",):
-            self._signals += 1
-            if self._signals == 1:
-                self._say("interrupted: no new jobs; running jobs finish (Ctrl-C again to interrupt them)")
-            elif self._signals == 2:
-                self._say("interrupted again: interrupting the running jobs")
-                self._hard_deadline = now + self.options.drain_timeout_s
-            else:
-                self._hard_deadline = now
-            return s.stop(now)
-        event: WorkerEvent = item
-        w, pid, kind = event.worker, event.prompt_id or "", event.kind
-        if kind == "up":
-            info = event.data or {}
-            self._meta[w].device = info.get("device")
-            self._say(f"{w}: up at {self.endpoints[w].url}" + (f" ({info['device']})" if info.get("device") else ""))
-            return s.worker_up(w, now)
-        if kind == "down":
-            reason, gone = event.data
-            if s.workers[w].up or gone:
-                self._say(f"{w}: {'gone' if gone else 'down'}: {reason}")
-            return s.worker_down(w, reason, now, gone=gone)
-        if kind == "started":
-            s.started(w, pid, now)
-        elif kind == "activity":
-            node, step = event.data
-            s.activity(w, pid, now, node=node, step=tuple(step) if step else None)
-        elif kind == "queued":
-            s.queued(w, pid, now)
-        elif kind == "completed":
-            return s.completed(w, pid, now)
-        elif kind == "collected":
-            files: list[OutputFile] = event.data
-            result = s.collected(w, pid, now)
-            if result is not None:
-                job, attempt, seconds = result
-                self.journal.done(job, attempt, files, seconds)
-                done_rows.append(job)
-                self._done_times.append(now)
-                self._say(f"done {job} on {w} in {seconds:.1f} s ({len(files)} file{'s' if len(files) != 1 else ''}) "
-                          f"[{s.done}/{len(s.jobs)}]")
-        elif kind == "app_failed":
-            return s.app_failed(w, pid, event.data or {}, now)
-        elif kind == "system_failed":
-            reason, charged = event.data
-            return s.system_failed(w, pid, reason, now, charged=charged)
-        elif kind == "interrupted":
-            return s.interrupted(w, pid, now)
-        elif kind == "cancelled":
-            return s.cancelled(w, pid, now)
+        match item:
+            case StopSignal():
+                return self._stop_signal(now)
+            case WorkerUp(worker=w, device=device):
+                self._meta[w].device = device
+                self._report(WorkerCameUp(w, self.endpoints[w].url, device))
+                return s.worker_up(w, now)
+            case WorkerDown(worker=w, reason=reason, gone=gone):
+                if s.workers[w].up or gone:
+                    self._report(WorkerWentDown(w, reason, gone))
+                return s.worker_down(w, reason, now, gone=gone)
+            case PromptStarted(worker=w, prompt_id=pid):
+                s.started(w, pid, now)
+            case PromptActivity(worker=w, prompt_id=pid, node=node, step=step):
+                s.activity(w, pid, now, node=node, step=step)
+            case PromptQueued(worker=w, prompt_id=pid):
+                s.queued(w, pid, now)
+            case PromptCompleted(worker=w, prompt_id=pid):
+                return s.completed(w, pid, now)
+            case OutputsCollected(worker=w, prompt_id=pid, files=files):
+                self._collected(w, pid, files, now, done_rows)
+            case AppFailed(worker=w, prompt_id=pid, error=error):
+                return s.app_failed(w, pid, error.reason(), now)
+            case SystemFailed(worker=w, prompt_id=pid, reason=reason, charged=charged):
+                return s.system_failed(w, pid, reason, now, charged=charged)
+            case PromptInterrupted(worker=w, prompt_id=pid):
+                return s.interrupted(w, pid, now)
+            case PromptCancelled(worker=w, prompt_id=pid):
+                return s.cancelled(w, pid, now)
         return []
+
+    def _stop_signal(self, now: float) -> list[Action]:
+        self._signals += 1
+        if self._signals == 2:
+            self._hard_deadline = now + self.options.drain_timeout_s
+        elif self._signals > 2:
+            self._hard_deadline = now
+        self._report(StopRequested(self._signals))
+        return self.scheduler.stop(now)
+
+    def _collected(self, worker: str, prompt_id: str, files: tuple[OutputFile, ...], now: float, done_rows: list[str]) -> None:
+        s = self.scheduler
+        result = s.collected(worker, prompt_id, now)
+        if result is None:
+            return  # a stale attempt's outputs: the files stay, unrecorded, and are overwritten later
+        job, attempt, seconds = result
+        self.journal.done(job, attempt, list(files), seconds)
+        done_rows.append(job)
+        self._done_times.append(now)
+        self._report(JobDone(job, worker, seconds, len(files), s.done, len(s.jobs)))
 
     def _journal(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Submit):
-                url = self.endpoints[action.worker].url
-                self.journal.submit(action.job, action.attempt, action.worker, url, action.prompt_id)
-            elif isinstance(action, Requeue):
-                self.journal.requeue(action.job, action.attempt, action.reason, charged=action.charged)
-                if action.charged:
-                    self._note(f"retry {action.job}: {action.reason.get('message')}")
-            elif isinstance(action, Fail):
-                self.journal.fail(action.job, action.attempt, action.reason, charged=action.charged)
-                self._note(f"failed {action.job}: {_reason_text(action.reason)}")
+            match action:
+                case Submit(job=job, worker=worker, attempt=attempt, prompt_id=pid):
+                    self.journal.submit(job, attempt, worker, self.endpoints[worker].url, pid)
+                case Requeue(job=job, attempt=attempt, reason=reason, charged=charged):
+                    self.journal.requeue(job, attempt, reason, charged=charged)
+                    if charged:
+                        self._note(JobRetried(job, reason))
+                case Fail(job=job, attempt=attempt, reason=reason, charged=charged):
+                    self.journal.fail(job, attempt, reason, charged=charged)
+                    self._note(JobFailed(job, reason))
+                case Interrupt() | Cancel() | Recover() | Collect() | RestartWorker():
+                    pass  # nothing to journal: acted on below
 
-    def _note(self, line: str) -> None:
-        self._recent.append(line)
-        self._say(line)
+    def _note(self, news: JobRetried | JobFailed) -> None:
+        self._recent.append(news)
+        self._report(news)
 
     def _act(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Submit):
-                row = self.journal.get(action.job)
-                assert row is not None
-                prompt = tag_outputs(patch(self.workflow, row.values), action.job)
-                self.endpoints[action.worker].send(Command("submit", action.prompt_id, action.job, prompt))
-            elif isinstance(action, Interrupt):
-                self._say(f"interrupting {action.job} on {action.worker}: {action.why}")
-                self.endpoints[action.worker].send(Command("interrupt", action.prompt_id, action.job))
-            elif isinstance(action, Cancel):
-                self.endpoints[action.worker].send(Command("cancel", action.prompt_id, action.job))
-            elif isinstance(action, Recover):
-                self.endpoints[action.worker].send(Command("recover", action.prompt_id, action.job))
-            elif isinstance(action, Collect):
-                self.endpoints[action.worker].send(Command("collect", action.prompt_id, action.job))
-            elif isinstance(action, RestartWorker):
-                self._say(f"{action.worker}: restarting it: {action.why}")
-                self.endpoints[action.worker].send(Command("restart"))
+            match action:
+                case Submit(job=job, worker=worker, prompt_id=pid):
+                    row = self.journal.get(job)
+                    assert row is not None
+                    prompt = tag_outputs(patch(self.workflow, row.values), job)
+                    self.endpoints[worker].send(SubmitPrompt(job, pid, prompt))
+                case Interrupt(job=job, worker=worker, prompt_id=pid, why=why):
+                    self._report(JobInterrupting(job, worker, why))
+                    self.endpoints[worker].send(InterruptPrompt(pid))
+                case Cancel(worker=worker, prompt_id=pid):
+                    self.endpoints[worker].send(CancelPrompt(pid))
+                case Recover(job=job, worker=worker, prompt_id=pid):
+                    self.endpoints[worker].send(RecoverPrompt(job, pid))
+                case Collect(job=job, worker=worker, prompt_id=pid):
+                    self.endpoints[worker].send(CollectOutputs(job, pid))
+                case RestartWorker(worker=worker, why=why):
+                    self._report(WorkerRestarting(worker, why))
+                    self.endpoints[worker].send(RestartServer())
+                case Requeue() | Fail():
+                    pass  # journaled above
 
     # -- the picture ------------------------------------------------------------------------------
     def snapshot(self) -> BatchSnapshot:
@@ -374,22 +409,8 @@ class Dispatcher:
                     device=self._meta[name].device,
                 )
             )
-        recent = tuple(self._recent)
         return BatchSnapshot(
             total=view.total, done=view.done, failed=view.failed, pending=view.pending, active=view.active,
             done_before=self._done_before, elapsed_s=elapsed, rate_per_min=rate, eta_s=eta,
-            stopping=view.stopping, workers=tuple(rows), recent=recent,
+            stopping=view.stopping, workers=tuple(rows), recent=tuple(self._recent),
         )
-
-
-def _reason_text(reason: Mapping[str, Any]) -> str:
-    parts = []
-    if reason.get("node"):
-        parts.append(f"node {reason['node']}" + (f" ({reason['class_type']})" if reason.get("class_type") else ""))
-    if reason.get("exception_type"):
-        parts.append(str(reason["exception_type"]))
-    parts.append(str(reason.get("message") or reason.get("kind") or "failed"))
-    return ": ".join(parts)
-
-
-reason_text = _reason_text

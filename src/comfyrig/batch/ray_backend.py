@@ -15,19 +15,29 @@ Ray is an optional extra: ``pip install 'comfyrig[ray]'``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import shlex
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config.settings import Settings
 from ..errors import ConfigError, LaunchError
+from ..events import Reporter, discard
+from .events import ActorsStarting, BatchEvent
 from .journal import OutputFile
-from .worker import Command, Endpoint, OutputSink, WorkerEvent
+from .protocol import (
+    Emit,
+    Endpoint,
+    OutputsCollected,
+    OutputSink,
+    WorkerCommand,
+    WorkerDown,
+    WorkerEvent,
+)
 
 __all__ = ["ComfyActor", "RayBackend", "require_ray"]
 
@@ -98,12 +108,12 @@ class ComfyActor:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "url": self.instance.url, "pid": os.getpid()}
 
-    def send(self, command: Command) -> None:
+    def send(self, command: WorkerCommand) -> None:
         self.worker.send(command)
 
     def poll(self, timeout_s: float) -> list[tuple[WorkerEvent, list[bytes] | None]]:
-        """Events since the last call (waits up to ``timeout_s`` for the first); a collected
-        event comes with the bytes of its files."""
+        """Events since the last call (waits up to ``timeout_s`` for the first); an
+        OutputsCollected comes with the bytes of its files (its files' paths are placeholders)."""
         out: list[tuple[WorkerEvent, list[bytes] | None]] = []
         try:
             event = self._events.get(timeout=timeout_s)
@@ -111,9 +121,9 @@ class ComfyActor:
             return out
         while True:
             blobs = None
-            if event.kind == "collected":
+            if isinstance(event, OutputsCollected):
                 with self._lock:
-                    blobs = [self._blobs.pop(f.path) for f in event.data]
+                    blobs = [self._blobs.pop(f.path) for f in event.files]
             out.append((event, blobs))
             try:
                 event = self._events.get_nowait()
@@ -135,7 +145,7 @@ class ComfyActor:
 class RayEndpoint:
     """The driver's side of one actor: forwards commands, relays events, writes outputs."""
 
-    def __init__(self, ray: Any, actor: Any, name: str, url: str, label: str, emit: Callable[[WorkerEvent], None],
+    def __init__(self, ray: Any, actor: Any, name: str, url: str, label: str, emit: Emit,
                  sink: OutputSink, *, gone_after_s: float = 60.0) -> None:
         self.name, self.url, self.label = name, url, label
         self._ray = ray
@@ -149,7 +159,7 @@ class RayEndpoint:
     def start(self) -> None:
         self._thread.start()
 
-    def send(self, command: Command) -> None:
+    def send(self, command: WorkerCommand) -> None:
         try:
             self.actor.send.remote(command)
         except Exception:  # noqa: BLE001 - a dead actor: the relay thread reports it
@@ -170,21 +180,26 @@ class RayEndpoint:
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now
-                    self._emit(WorkerEvent("down", self.name, data=(f"Ray actor failed: {exc.__class__.__name__}", False)))
+                    self._emit(WorkerDown(self.name, f"Ray actor failed: {exc.__class__.__name__}"))
                 elif now - failing_since > self._gone_after:
-                    self._emit(WorkerEvent("down", self.name, data=(f"Ray actor did not come back: {exc.__class__.__name__}", True)))
+                    self._emit(WorkerDown(self.name, f"Ray actor did not come back: {exc.__class__.__name__}", gone=True))
                     return
                 self._stop.wait(0.5)
                 continue
             failing_since = None
             for event, blobs in batch:
-                if event.kind == "collected" and blobs is not None:
-                    files = []
-                    for placeholder, data in zip(event.data, blobs):
-                        job, node, n = placeholder.path.split("|")
-                        files.append(self._sink(job, node, int(n), placeholder.source, data))
-                    event = WorkerEvent("collected", self.name, event.prompt_id, files)
-                self._emit(event)
+                self._emit(self._store(event, blobs))
+
+    def _store(self, event: WorkerEvent, blobs: list[bytes] | None) -> WorkerEvent:
+        """An OutputsCollected from the actor names placeholders: write its bytes here, through
+        the driver's sink, and pass on the files as written."""
+        if not isinstance(event, OutputsCollected) or blobs is None:
+            return event
+        files = []
+        for placeholder, data in zip(event.files, blobs):
+            job, node, n = placeholder.path.split("|")
+            files.append(self._sink(job, node, int(n), placeholder.source, data))
+        return dataclasses.replace(event, files=tuple(files))
 
 
 class RayBackend:
@@ -211,7 +226,7 @@ class RayBackend:
             return [(i["name"], i["url"], i["label"]) for i in self.info]
         return [(f"ray-{n}", "(on a Ray node)", "1 GPU") for n in range(self.count or 0)]
 
-    def start(self, client_id: str, say: Callable[[str], None] | None = None) -> None:
+    def start(self, client_id: str, reporter: Reporter[BatchEvent] = discard) -> None:
         ray = self.ray
         if not ray.is_initialized():
             try:
@@ -226,8 +241,7 @@ class RayBackend:
             raise LaunchError("The Ray cluster has no GPU for a ComfyUI actor (ray.cluster_resources() lists none).")
         self.count = count
         remote = ray.remote(num_gpus=self.gpus_per_actor, max_restarts=self.max_restarts, max_concurrency=4)(ComfyActor)
-        if say:
-            say(f"starting {count} Ray actor(s), one ComfyUI each")
+        reporter(ActorsStarting(count))
         settings = self.settings
         args = [*settings.comfyui_args.value, *settings.extra_args]
         self.actors = [
@@ -239,7 +253,7 @@ class RayBackend:
         except Exception as exc:  # noqa: BLE001 - an actor that cannot start: say why
             raise LaunchError(f"A Ray actor could not start ComfyUI: {exc}") from exc
 
-    def endpoints(self, emit: Callable[[WorkerEvent], None], sink: OutputSink) -> list[Endpoint]:
+    def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]:
         return [RayEndpoint(self.ray, actor, i["name"], f"ray://{i['label']}/{i['url']}", i["label"], emit, sink)
                 for actor, i in zip(self.actors, self.info)]
 

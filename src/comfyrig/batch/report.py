@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from .dispatcher import BatchResult, reason_text
+from .dispatcher import BatchResult
+from .events import reason_text
 from .journal import Journal
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "exit_code", "write_report"]
 
 MAX_FAILURES_LISTED = 200
 
@@ -73,3 +74,13 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def exit_code(report: Mapping[str, Any]) -> int:
+    """0 every job done; 130 stopped by Ctrl-C with jobs left; 1 otherwise (some failed, or
+    the batch stopped with jobs left)."""
+    if report["done"] == report["total"]:
+        return 0
+    if report["interrupted"] and report["unfinished"]:
+        return 130
+    return 1

@@ -4,40 +4,39 @@ Order matters for "a clear error before any job is sent": the workflow and
 every --set/--sweep are checked against the workflow file before a worker is
 started; once a worker answers, the UI format is converted and every value is
 checked again against the server's node schemas, before the first job.
+
+It prints nothing: what happens is reported as ``batch.events`` to the caller's
+reporter (``cli/batch_cmd.py`` renders them with ``ui/batch_view.BatchView``).
 """
 
 from __future__ import annotations
 
-import json
 import random
-import signal
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
-
-from .. import __version__
-from ..errors import ConfigError, WorkflowError
-from ..ui.batch_view import batch_view, dry_run_table, summary_view
-from .backends import Backend
-from .dispatcher import BatchOptions, BatchSnapshot, Dispatcher
-from .journal import Journal
-from .report import build_report, write_report
 from ..comfy.convert import convert_ui
+from ..comfy.workflow import Workflow, load_workflow, require_api_format, schema_problems
+from ..errors import ConfigError, WorkflowError
+from ..events import Reporter, discard
+from ..launch.signals import capture_signals
+from .backends import Backend
+from .dispatcher import BatchOptions, Dispatcher
+from .events import BatchEvent, BatchFinished, BatchStarted, DryRunPlan, PlannedJob
+from .journal import Journal
+from .report import build_report, exit_code, write_report
 from .variations import VariationSpec, build_spec
 from .worker import LocalSink
-from ..comfy.workflow import Workflow, load_workflow, require_api_format, schema_problems
 
 __all__ = ["BatchRequest", "run_batch"]
 
 JOURNAL_NAME = "journal.sqlite"
+
+SignalCapture = Callable[[Callable[[int], None]], AbstractContextManager[None]]
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,9 @@ class BatchRequest:
     repeat: int = 1
     seed: str = "keep"
     dry_run: bool = False
-    json_out: bool = False
-    plain: bool = False
     ready_timeout_s: float = 300.0
     options: BatchOptions | None = None
-    show_jobs: int = 10
+    show_jobs: int = 10  # jobs listed by a dry run
 
 
 def _spec(wf: Workflow, req: BatchRequest, salt: int, object_info: dict[str, Any] | None) -> VariationSpec:
@@ -85,22 +82,20 @@ def _check_schema(wf: Workflow, object_info: dict[str, Any]) -> None:
         )
 
 
-@contextmanager
-def _signals(handler: Callable[[], None]) -> Iterator[None]:
-    """Ctrl-C and SIGTERM only enqueue while the dispatcher runs (it decides what they mean)."""
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda _signum, _frame: handler())
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def run_batch(
+    req: BatchRequest,
+    backend: Backend,
+    reporter: Reporter[BatchEvent] = discard,
+    *,
+    signals: SignalCapture = capture_signals,
+) -> int:
+    """Run (or with ``dry_run`` only describe) the batch, reporting to ``reporter`` (from this
+    thread, and from the fleet's for ``FleetNews``); returns the exit code: 0 all done, 1 some
+    failed or unfinished, 130 stopped by Ctrl-C with jobs left.
 
-
-def run_batch(req: BatchRequest, backend: Backend, console: Console, *, err_console: Console | None = None) -> int:
-    """Run (or with ``dry_run`` only describe) the batch; returns the exit code:
-    0 all done, 1 some failed or unfinished, 130 stopped by Ctrl-C with jobs left."""
+    While the dispatcher runs, ``signals`` routes Ctrl-C and SIGTERM to it (and restores the
+    previous handlers after). Raises WorkflowError or ConfigError for a workflow or option
+    that cannot run (before any job is sent), LaunchError when no worker answers."""
     wf = load_workflow(req.workflow)
     options = req.options or BatchOptions(out_dir=req.out_dir)
     salt = _existing_salt(req.out_dir)
@@ -116,17 +111,15 @@ def run_batch(req: BatchRequest, backend: Backend, console: Console, *, err_cons
         if object_info is not None:
             wf = convert_ui(wf, object_info)
         spec = _spec(wf, req, salt if salt is not None else random.getrandbits(63), object_info)
-        return _dry_run(wf, spec, backend, console, req)
+        reporter(_dry_run(wf, spec, backend, req))
+        return 0
 
     req.out_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(req.out_dir / JOURNAL_NAME)
-    progress_console = err_console if req.json_out and err_console is not None else console
-    plain = req.plain or req.json_out or not progress_console.is_terminal
-    say = _sayer(progress_console) if plain else None
     try:
         # One websocket client id per output folder: a resumed run hears its earlier prompts' events.
         client_id = journal.meta_default("client_id", lambda: f"comfyrig-batch-{uuid.uuid4().hex}")
-        backend.start(client_id, say)
+        backend.start(client_id, reporter)
         try:
             object_info = backend.object_info(req.ready_timeout_s)
             wf = convert_ui(wf, object_info)
@@ -141,68 +134,36 @@ def run_batch(req: BatchRequest, backend: Backend, console: Console, *, err_cons
             spec = _spec(wf, req, salt_value, object_info)
             journal.set_meta("workflow", wf.digest)
             journal.set_meta("workflow_source", str(req.workflow))
-            dispatcher = Dispatcher(wf, spec, journal, options, on_line=say)
+            dispatcher = Dispatcher(wf, spec, journal, options, reporter=reporter)
             sink = LocalSink(req.out_dir)
             sink.clean_partials()
             dispatcher.prepare(backend.endpoints(dispatcher.post, sink))
-            title = (f"comfyrig {__version__} · batch {req.workflow.name} -> {req.out_dir} · "
-                     f"{len(dispatcher.endpoints)} worker(s) ({backend.kind})")
-            if say is not None:
-                say(f"{spec.count} jobs, {dispatcher.scheduler.done} already done; {len(dispatcher.endpoints)} worker(s)")
-            with _signals(dispatcher.signal):
-                if plain:
-                    result = dispatcher.run()
-                else:
-                    with Live(console=progress_console, refresh_per_second=4, transient=False) as live:
-                        def show(snap: BatchSnapshot) -> None:
-                            live.update(batch_view(snap, title))
-
-                        result = dispatcher.run(on_snapshot=show)
+            reporter(BatchStarted(
+                workflow=str(req.workflow), out_dir=str(req.out_dir), backend=backend.kind,
+                workers=len(dispatcher.endpoints), total=spec.count, done_before=dispatcher.scheduler.done,
+            ))
+            with signals(dispatcher.signal):
+                result = dispatcher.run()
         finally:
             backend.stop()
         report = build_report(journal, set(dispatcher.scheduler.jobs), result, workflow=str(req.workflow), out_dir=req.out_dir)
         write_report(req.out_dir, report)
     finally:
         journal.close()
-    if req.json_out:
-        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    else:
-        console.print(summary_view(report))
-    if report["done"] == report["total"]:
-        return 0
-    if result.interrupted and report["unfinished"]:
-        return 130
-    return 1
+    reporter(BatchFinished(report))
+    return exit_code(report)
 
 
-def _sayer(console: Console) -> Callable[[str], None]:
-    def say(text: str) -> None:
-        console.print(Text(f"comfyrig: {text}"), soft_wrap=True)
-
-    return say
-
-
-def _dry_run(wf: Workflow, spec: VariationSpec, backend: Backend, console: Console, req: BatchRequest) -> int:
-    first: list[tuple[int, str, dict[str, Any]]] = []
+def _dry_run(wf: Workflow, spec: VariationSpec, backend: Backend, req: BatchRequest) -> DryRunPlan:
+    first: list[PlannedJob] = []
     for job in spec.jobs():
         if len(first) >= req.show_jobs:
             break
-        first.append((job.index, job.id, dict(job.values)))
+        first.append(PlannedJob(job.index, job.id, dict(job.values)))
     warnings = []
     if req.repeat > 1 and spec.seed_mode == "keep" and not spec.sweeps:
         warnings.append("--repeat without --seed sends identical prompts; ComfyUI caches them, so the copies are the same image.")
-    if req.json_out:
-        sys.stdout.write(json.dumps({
-            "workflow": str(req.workflow), "workflow_sha256": wf.digest, "jobs": spec.count,
-            "first": [{"index": i, "job": j, "values": v} for i, j, v in first],
-            "workers": [{"name": n, "url": u, "gpu": g} for n, u, g in backend.members()],
-            "warnings": warnings,
-        }, indent=2, ensure_ascii=False) + "\n")
-        return 0
-    console.print(Text(f"{spec.count} job{'s' if spec.count != 1 else ''} from {req.workflow} -> {req.out_dir}", style="bold"))
-    console.print(dry_run_table(first, spec.count))
-    members = backend.members()
-    console.print(Text(f"Workers ({backend.kind}): " + ", ".join(f"{n} {g} {u}" for n, u, g in members), style="dim"))
-    for warning in warnings:
-        console.print(Text(f"⚠ {warning}", style="yellow"))
-    return 0
+    return DryRunPlan(
+        workflow=str(req.workflow), workflow_sha256=wf.digest, out_dir=str(req.out_dir), backend=backend.kind,
+        jobs=spec.count, first=tuple(first), workers=tuple(backend.members()), warnings=tuple(warnings),
+    )

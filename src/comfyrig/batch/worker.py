@@ -21,59 +21,41 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 from ..comfy.client import ComfyClient, http_client
 from ..comfy.history import classify_history, output_refs, summarize_400
-from ..comfy.websocket import ComfyEvents
-from ..errors import ComfyAPIError
+from ..comfy.websocket import ComfyEvents, WsConnect, open_websocket
+from ..errors import ComfyAPIError, ComfyHTTPError
 from .journal import OutputFile
+from .protocol import (
+    AppError,
+    AppFailed,
+    CancelPrompt,
+    CollectOutputs,
+    Emit,
+    InterruptPrompt,
+    OutputsCollected,
+    OutputSink,
+    PromptActivity,
+    PromptCancelled,
+    PromptCompleted,
+    PromptInterrupted,
+    PromptQueued,
+    PromptStarted,
+    RecoverPrompt,
+    RestartServer,
+    StopWorker,
+    SubmitPrompt,
+    SystemFailed,
+    WorkerCommand,
+    WorkerDown,
+    WorkerUp,
+)
 
-__all__ = [
-    "Command",
-    "Endpoint",
-    "HttpWorker",
-    "LocalSink",
-    "OutputSink",
-    "WorkerEvent",
-]
-
-
-@dataclass(frozen=True)
-class WorkerEvent:
-    """kind: up, down, started, activity, queued, completed, collected, app_failed,
-    system_failed, interrupted, cancelled."""
-
-    kind: str
-    worker: str
-    prompt_id: str | None = None
-    data: Any = None
-
-
-@dataclass(frozen=True)
-class Command:
-    """kind: submit (job, prompt), interrupt, cancel, recover, collect (job), restart, stop."""
-
-    kind: str
-    prompt_id: str | None = None
-    job: str | None = None
-    prompt: Mapping[str, Any] | None = None
-
-
-class Endpoint(Protocol):
-    name: str
-    url: str
-    label: str
-
-    def start(self) -> None: ...
-    def send(self, command: Command) -> None: ...
-    def stop(self) -> None: ...
-    def join(self, timeout: float) -> None: ...
-
-
-OutputSink = Callable[[str, str, int, str, bytes], OutputFile]
+__all__ = ["HttpWorker", "LocalSink"]
 
 
 class LocalSink:
@@ -113,6 +95,9 @@ class _Flight:
     job: str
     last_heard: float
     ended: bool = False
+    # The server has it: its POST returned, or an earlier run's prompt is being recovered.
+    # Until then a reconnect must not call it lost; the command thread is still posting it.
+    posted: bool = True
 
 
 @dataclass
@@ -126,7 +111,12 @@ class HttpWorker:
     """A ComfyUI server at ``url``. ``emit`` receives every WorkerEvent (thread-safe queue put);
     ``sink`` stores downloaded outputs; ``is_gone()`` tells when the server will never come back
     (a local fleet that gave up on it); ``is_ready()`` whether the process we started is the
-    one answering (its supervisor saw it become ready); ``on_restart`` kills it for a restart."""
+    one answering (its supervisor saw it become ready); ``on_restart`` kills it for a restart.
+
+    The network is two seams: ``transport`` replaces httpx's (tests pass an
+    ``httpx.MockTransport``), ``ws_connect`` opens the websocket (see ``comfy.websocket``).
+    ``poll_s``: seconds without news of a prompt before its history is read anyway;
+    ``retry_s``: seconds between tries to reach a server that is down."""
 
     def __init__(
         self,
@@ -135,14 +125,16 @@ class HttpWorker:
         label: str,
         *,
         client_id: str,
-        emit: Callable[[WorkerEvent], None],
+        emit: Emit,
         sink: OutputSink,
         is_gone: Callable[[], bool] = lambda: False,
         is_ready: Callable[[], bool] = lambda: True,
         on_restart: Callable[[], None] | None = None,
         poll_s: float = 5.0,
+        retry_s: float = 0.25,
         http_timeout_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        ws_connect: WsConnect = open_websocket,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name, self.url, self.label = name, url.rstrip("/"), label
@@ -153,10 +145,12 @@ class HttpWorker:
         self._is_ready = is_ready
         self._on_restart = on_restart
         self._poll_s = poll_s
+        self._retry_s = retry_s
         self._timeout = http_timeout_s
         self._transport = transport
+        self._ws_connect = ws_connect
         self._clock = clock
-        self._inbox: queue.Queue[tuple[int, Command]] = queue.Queue()
+        self._inbox: queue.Queue[tuple[int, WorkerCommand]] = queue.Queue()
         self._epoch = 0  # +1 each time the server is reported down
         self._stop = threading.Event()
         self._reconnect = threading.Event()
@@ -175,80 +169,83 @@ class HttpWorker:
         for thread in self._threads:
             thread.start()
 
-    def send(self, command: Command) -> None:
+    def send(self, command: WorkerCommand) -> None:
         self._inbox.put((self._epoch, command))
 
     def stop(self) -> None:
         self._stop.set()
-        self._inbox.put((self._epoch, Command("stop")))
+        self._inbox.put((self._epoch, StopWorker()))
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
 
-    def _out(self, kind: str, prompt_id: str | None = None, data: Any = None) -> None:
-        self._emit(WorkerEvent(kind, self.name, prompt_id, data))
-
     # -- the command thread -------------------------------------------------------------------------
     def _commands(self) -> None:
         with self._client() as client:
             while not self._stop.is_set():
                 epoch, command = self._inbox.get()
-                if command.kind == "stop":
+                if isinstance(command, StopWorker):
                     return
-                if command.kind == "submit" and epoch != self._epoch:
+                if isinstance(command, SubmitPrompt) and epoch != self._epoch:
                     # Sent before the server was reported down: the dispatcher has requeued
                     # that job already, so posting it to the restarted server would run it twice.
                     continue
                 try:
                     self._command(client, command)
                 except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
-                    if command.prompt_id:
-                        self._forget(command.prompt_id)
-                        self._out("system_failed", command.prompt_id, (f"{command.kind} failed: {exc!r}", True))
+                    prompt_id = _prompt_of(command)
+                    if prompt_id is not None:
+                        self._forget(prompt_id)
+                        what = type(command).__name__
+                        self._emit(SystemFailed(self.name, prompt_id, f"{what} failed: {exc!r}", charged=True))
 
-    def _command(self, client: ComfyClient, command: Command) -> None:
-        pid = command.prompt_id
-        if command.kind == "submit":
-            assert pid is not None and command.job is not None and command.prompt is not None
-            with self._shared.lock:
-                self._shared.flights[pid] = _Flight(command.job, self._clock())
-            try:
-                client.submit(command.prompt, prompt_id=pid, client_id=self.client_id)
-            except ComfyAPIError as exc:
-                self._forget(pid)
-                if exc.status == 400:
-                    self._out("app_failed", pid, summarize_400(exc.body))
-                elif exc.status is None:
-                    # No answer: the server is going away; not the job's fault.
-                    self._out("system_failed", pid, (f"{self.name} did not take the prompt: {exc.message}", False))
-                else:
-                    self._out("system_failed", pid, (f"{self.name} answered POST /prompt with HTTP {exc.status}", True))
-        elif command.kind == "interrupt":
-            self._quietly(lambda: client.interrupt(pid))
-        elif command.kind == "cancel":
-            assert pid is not None
-            self._cancel(client, pid)
-        elif command.kind == "recover":
-            assert pid is not None and command.job is not None
-            with self._shared.lock:
-                self._shared.flights[pid] = _Flight(command.job, self._clock())
-            self._recover(client, pid)
-        elif command.kind == "collect":
-            assert pid is not None and command.job is not None
-            self._collect(client, command.job, pid)
-        elif command.kind == "restart":
-            if self._on_restart is not None:
-                self._on_restart()
-            self._reconnect.set()
+    def _command(self, client: ComfyClient, command: WorkerCommand) -> None:
+        match command:
+            case SubmitPrompt(job=job, prompt_id=pid, prompt=prompt):
+                self._submit(client, job, pid, prompt)
+            case InterruptPrompt(prompt_id=pid):
+                try:
+                    client.interrupt(pid)
+                except ComfyAPIError:
+                    pass  # gone: the event thread reports the server down
+            case CancelPrompt(prompt_id=pid):
+                self._cancel(client, pid)
+            case RecoverPrompt(job=job, prompt_id=pid):
+                with self._shared.lock:
+                    self._shared.flights[pid] = _Flight(job, self._clock())
+                self._recover(client, pid)
+            case CollectOutputs(job=job, prompt_id=pid):
+                self._collect(client, job, pid)
+            case RestartServer():
+                if self._on_restart is not None:
+                    self._on_restart()
+                self._reconnect.set()
+            case StopWorker():
+                pass  # handled by the loop
 
-    @staticmethod
-    def _quietly(call: Callable[[], None]) -> None:
+    def _submit(self, client: ComfyClient, job: str, prompt_id: str, prompt: Mapping[str, Any]) -> None:
+        # Registered before the POST: a prompt that ends before the answer arrives is not missed.
+        flight = _Flight(job, self._clock(), posted=False)
+        with self._shared.lock:
+            self._shared.flights[prompt_id] = flight
         try:
-            call()
-        except ComfyAPIError:
-            pass
+            client.submit(prompt, prompt_id=prompt_id, client_id=self.client_id)
+            with self._shared.lock:
+                flight.posted = True
+        except ComfyHTTPError as exc:
+            self._forget(prompt_id)
+            if exc.status == 400:
+                self._emit(AppFailed(self.name, prompt_id, AppError.from_details(summarize_400(exc.body))))
+            else:
+                why = f"{self.name} answered POST /prompt with HTTP {exc.status}"
+                self._emit(SystemFailed(self.name, prompt_id, why, charged=True))
+        except ComfyAPIError as exc:
+            self._forget(prompt_id)
+            # No answer (or not ComfyUI's): the server is going away; not the job's fault.
+            why = f"{self.name} did not take the prompt: {exc.message}"
+            self._emit(SystemFailed(self.name, prompt_id, why, charged=False))
 
     def _forget(self, prompt_id: str) -> None:
         with self._shared.lock:
@@ -269,7 +266,7 @@ class HttpWorker:
         except ComfyAPIError:
             return
         self._forget(prompt_id)
-        self._out("cancelled", prompt_id)
+        self._emit(PromptCancelled(self.name, prompt_id))
 
     def _recover(self, client: ComfyClient, prompt_id: str) -> None:
         """An earlier run submitted ``prompt_id`` here: finished, still queued, or lost?"""
@@ -278,19 +275,20 @@ class HttpWorker:
             if entry is None:
                 running, pending = client.queue_ids()
                 if prompt_id in running:
-                    self._out("started", prompt_id)
+                    self._emit(PromptStarted(self.name, prompt_id))
                     return
                 if prompt_id in pending:
-                    self._out("queued", prompt_id)
+                    self._emit(PromptQueued(self.name, prompt_id))
                     return
                 entry = client.history(prompt_id)  # it may have finished between the two looks
         except ComfyAPIError as exc:
             self._forget(prompt_id)
-            self._out("system_failed", prompt_id, (f"recovery on {self.name} failed: {exc.message}", False))
+            self._emit(SystemFailed(self.name, prompt_id, f"recovery on {self.name} failed: {exc.message}", charged=False))
             return
         if entry is None:
             self._forget(prompt_id)
-            self._out("system_failed", prompt_id, (f"{self.name} no longer knows it (restarted since?)", False))
+            why = f"{self.name} no longer knows it (restarted since?)"
+            self._emit(SystemFailed(self.name, prompt_id, why, charged=False))
             return
         self._finish(prompt_id, entry)
 
@@ -311,9 +309,10 @@ class HttpWorker:
                 files.append(self._sink(job, node, n, str(ref["filename"]), data))
         except (ComfyAPIError, OSError) as exc:
             message = exc.message if isinstance(exc, ComfyAPIError) else f"writing an output failed: {exc}"
-            self._out("system_failed", prompt_id, (f"downloading the outputs from {self.name} failed: {message}", True))
+            why = f"downloading the outputs from {self.name} failed: {message}"
+            self._emit(SystemFailed(self.name, prompt_id, why, charged=True))
             return
-        self._out("collected", prompt_id, files)
+        self._emit(OutputsCollected(self.name, prompt_id, tuple(files)))
 
     # -- the event thread ---------------------------------------------------------------------------
     def _events(self) -> None:
@@ -321,25 +320,27 @@ class HttpWorker:
         with self._client(timeout=5.0) as client:
             while not self._stop.is_set():
                 if self._is_gone():
-                    self._out("down", data=("it was given up (see its log)", True))
+                    self._emit(WorkerDown(self.name, "it was given up (see its log)", gone=True))
                     return
                 try:
                     if not self._is_ready():
                         # Our own process is not up: whatever answers on its port is not ours.
                         raise ComfyAPIError(f"{self.name} is not running (starting or restarting)")
                     client.queue_remaining()
-                    ws = ComfyEvents(self.url, self.client_id)
+                    ws = ComfyEvents(self.url, self.client_id, connect=self._ws_connect)
                 except ComfyAPIError as exc:
                     if not down_reported:
                         self._drop_flights()
-                        self._out("down", data=(exc.message, False))
+                        self._emit(WorkerDown(self.name, exc.message))
                         down_reported = True
-                    self._stop.wait(0.25)
+                    self._stop.wait(self._retry_s)
                     continue
                 down_reported = False
                 self._reconnect.clear()
-                self._out("up", data=self._device(client))
+                # Settled before the dispatcher hears "up" (and sends anything new), so what
+                # finished while the socket was closed is reported before new work arrives.
                 self._reconcile(client)
+                self._emit(self._up(client))
                 reason = self._listen(client, ws)
                 ws.close()
                 if self._stop.is_set():
@@ -351,16 +352,19 @@ class HttpWorker:
                     client.queue_remaining()
                 except ComfyAPIError:
                     self._drop_flights()
-                    self._out("down", data=(reason, False))
+                    self._emit(WorkerDown(self.name, reason))
                     down_reported = True
 
-    def _device(self, client: ComfyClient) -> dict[str, Any]:
+    def _up(self, client: ComfyClient) -> WorkerUp:
         try:
             stats = client.system_stats()
-            device = (stats.get("devices") or [{}])[0]
-            return {"device": device.get("name"), "comfyui": (stats.get("system") or {}).get("comfyui_version")}
-        except (ComfyAPIError, AttributeError, IndexError):
-            return {}
+        except ComfyAPIError:
+            return WorkerUp(self.name)
+        devices = stats.get("devices")
+        device = devices[0] if isinstance(devices, list) and devices and isinstance(devices[0], dict) else {}
+        name, version = device.get("name"), stats["system"].get("comfyui_version")
+        return WorkerUp(self.name, device=None if name is None else str(name),
+                        comfyui=None if version is None else str(version))
 
     def _drop_flights(self) -> None:
         self._epoch += 1
@@ -371,7 +375,7 @@ class HttpWorker:
     def _reconcile(self, client: ComfyClient) -> None:
         """After a reconnect: settle every prompt we still think is here."""
         with self._shared.lock:
-            pending = list(self._shared.flights)
+            pending = [prompt_id for prompt_id, flight in self._shared.flights.items() if flight.posted]
         for prompt_id in pending:
             self._poll(client, prompt_id, lost_if_unknown=True)
 
@@ -399,20 +403,20 @@ class HttpWorker:
             if flight is None:
                 return
             flight.last_heard = self._clock()
-        if kind == "execution_start":
-            self._out("started", prompt_id)
-        elif kind == "executing":
-            if data.get("node") is None:
+        match kind:
+            case "execution_start":
+                self._emit(PromptStarted(self.name, prompt_id))
+            case "executing" if data.get("node") is None:
                 self._poll(client, prompt_id, lost_if_unknown=False, wait_s=2.0)
-            else:
-                self._out("activity", prompt_id, (str(data["node"]), None))
-        elif kind == "progress":
-            self._out("activity", prompt_id, (str(data.get("node")), (data.get("value", 0), data.get("max", 0))))
-        elif kind in ("executed", "execution_cached"):
-            self._out("activity", prompt_id, (None, None))
-        elif kind in ("execution_success", "execution_error", "execution_interrupted"):
-            with self._shared.lock:
-                flight.ended = True
+            case "executing":
+                self._emit(PromptActivity(self.name, prompt_id, node=str(data["node"])))
+            case "progress":
+                self._emit(PromptActivity(self.name, prompt_id, node=str(data.get("node")), step=_step(data)))
+            case "executed" | "execution_cached":
+                self._emit(PromptActivity(self.name, prompt_id))
+            case "execution_success" | "execution_error" | "execution_interrupted":
+                with self._shared.lock:
+                    flight.ended = True
 
     def _poll_quiet(self, client: ComfyClient, now: float) -> None:
         with self._shared.lock:
@@ -435,7 +439,8 @@ class HttpWorker:
                     entry = client.history(prompt_id)
                     if entry is None:
                         self._forget(prompt_id)
-                        self._out("system_failed", prompt_id, (f"{self.name} no longer knows it (restarted?)", False))
+                        why = f"{self.name} no longer knows it (restarted?)"
+                        self._emit(SystemFailed(self.name, prompt_id, why, charged=False))
                         return
             except ComfyAPIError:
                 return  # the listener finds out that the server is gone
@@ -453,11 +458,28 @@ class HttpWorker:
             outcome, details = classify_history(entry)
             if outcome == "success":
                 self._shared.results[prompt_id] = entry
-        if outcome == "success":
-            self._out("completed", prompt_id)
-        elif outcome == "error":
-            self._out("app_failed", prompt_id, details)
-        elif outcome == "interrupted":
-            self._out("interrupted", prompt_id, details)
-        else:
-            self._out("system_failed", prompt_id, (details["message"], True))
+        match outcome:
+            case "success":
+                self._emit(PromptCompleted(self.name, prompt_id))
+            case "error":
+                self._emit(AppFailed(self.name, prompt_id, AppError.from_details(details)))
+            case "interrupted":
+                self._emit(PromptInterrupted(self.name, prompt_id))
+            case "unknown":
+                self._emit(SystemFailed(self.name, prompt_id, str(details["message"]), charged=True))
+
+
+def _prompt_of(command: WorkerCommand) -> str | None:
+    match command:
+        case SubmitPrompt(prompt_id=pid) | InterruptPrompt(prompt_id=pid) | CancelPrompt(prompt_id=pid) \
+                | RecoverPrompt(prompt_id=pid) | CollectOutputs(prompt_id=pid):
+            return pid
+        case RestartServer() | StopWorker():
+            return None
+
+
+def _step(data: Mapping[str, Any]) -> tuple[float, float] | None:
+    """A ``progress`` event's (value, max); None when they are not numbers."""
+    value, top = data.get("value", 0), data.get("max", 0)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, top))
+    return (float(value), float(top)) if numbers else None

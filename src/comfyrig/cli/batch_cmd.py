@@ -11,6 +11,7 @@ from ..batch.backends import Backend, FleetBackend, UrlBackend
 from ..batch.dispatcher import BatchOptions
 from ..batch.run import BatchRequest, run_batch
 from ..errors import ConfigError
+from ..ui.batch_view import BatchView
 from ..ui.console import make_console
 from . import options as o
 from .app import command
@@ -84,7 +85,13 @@ def batch_cmd(
     )
     request = BatchRequest(
         workflow=workflow, out_dir=out, sets=tuple(set_ or ()), sweeps=tuple(sweep or ()), zipped=zip_,
-        repeat=repeat, seed=seed or "keep", dry_run=dry_run, json_out=json_out, plain=plain,
-        ready_timeout_s=ready_timeout, options=options,
+        repeat=repeat, seed=seed or "keep", dry_run=dry_run, ready_timeout_s=ready_timeout, options=options,
     )
-    return run_batch(request, backend, make_console(settings.environ), err_console=make_console(settings.environ, stderr=True))
+    console = make_console(settings.environ)
+    # With --json, stdout carries only the JSON: progress goes to stderr.
+    progress = make_console(settings.environ, stderr=True) if json_out else console
+    view = BatchView(console, progress=progress, live=not (plain or json_out) and progress.is_terminal, json_out=json_out)
+    try:
+        return run_batch(request, backend, view)
+    finally:
+        view.close()

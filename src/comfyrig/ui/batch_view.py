@@ -1,18 +1,40 @@
-"""The batch progress view and summary: pure functions from snapshots/reports to Rich renderables."""
+"""The batch's events rendered: the live view, plain lines, the summary, the dry-run plan.
+
+Panels are pure functions from snapshots, reports and plans to Rich renderables;
+``BatchView`` is the reporter ``comfyrig batch`` hands to ``run_batch``: it draws
+the live view from ``BatchProgress`` snapshots on a terminal, or prints one line
+per news event (``batch.events.describe``), and at the end the summary, as a table
+or as JSON.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..batch.dispatcher import BatchSnapshot, WorkerRow
+from .. import __version__
+from ..batch.events import (
+    BatchEvent,
+    BatchFinished,
+    BatchProgress,
+    BatchSnapshot,
+    BatchStarted,
+    DryRunPlan,
+    WorkerRow,
+    describe,
+)
 
-__all__ = ["batch_view", "dry_run_table", "duration", "summary_view"]
+__all__ = ["BatchView", "batch_view", "dry_run_json", "dry_run_table", "dry_run_view", "duration", "summary_view"]
 
 _STATE_STYLE = {"up": "green", "down": "yellow", "gone": "bold red"}
 
@@ -80,12 +102,12 @@ def _workers(snap: BatchSnapshot) -> Table:
 
 def batch_view(snap: BatchSnapshot, title: str) -> RenderableType:
     parts: list[RenderableType] = [Text(title, style="bold cyan"), _overall(snap), _workers(snap)]
-    for line in snap.recent:
-        parts.append(Text(line, style="yellow", overflow="ellipsis", no_wrap=True))
+    for news in snap.recent:
+        parts.append(Text(describe(news) or "", style="yellow", overflow="ellipsis", no_wrap=True))
     return Group(*parts)
 
 
-def summary_view(report: dict[str, Any]) -> RenderableType:
+def summary_view(report: Mapping[str, Any]) -> RenderableType:
     head = Text()
     head.append(f"{report['done']}/{report['total']} done", style="bold green")
     if report["failed"]:
@@ -132,3 +154,84 @@ def dry_run_table(jobs: list[tuple[int, str, dict[str, Any]]], count: int) -> Re
     for index, job, values in jobs:
         table.add_row(str(index), job, ", ".join(f"{k}={v!r}" for k, v in values.items()) or "(the workflow as is)")
     return table
+
+
+def dry_run_view(plan: DryRunPlan) -> RenderableType:
+    count = plan.jobs
+    parts: list[RenderableType] = [
+        Text(f"{count} job{'s' if count != 1 else ''} from {plan.workflow} -> {plan.out_dir}", style="bold"),
+        dry_run_table([(j.index, j.job, dict(j.values)) for j in plan.first], count),
+        Text(f"Workers ({plan.backend}): " + ", ".join(f"{n} {g} {u}" for n, u, g in plan.workers), style="dim"),
+    ]
+    parts.extend(Text(f"⚠ {warning}", style="yellow") for warning in plan.warnings)
+    return Group(*parts)
+
+
+def dry_run_json(plan: DryRunPlan) -> dict[str, Any]:
+    """What ``--dry-run --json`` prints."""
+    return {
+        "workflow": plan.workflow, "workflow_sha256": plan.workflow_sha256, "jobs": plan.jobs,
+        "first": [{"index": j.index, "job": j.job, "values": dict(j.values)} for j in plan.first],
+        "workers": [{"name": n, "url": u, "gpu": g} for n, u, g in plan.workers],
+        "warnings": list(plan.warnings),
+    }
+
+
+class BatchView:
+    """The reporter of ``comfyrig batch``.
+
+    ``console`` gets the summary or the dry-run plan (stdout); ``progress`` the live view
+    (``live``) or one line per news event (stderr under ``--json``); with ``json_out`` the
+    summary and the plan are JSON on ``out`` (stdout when None) instead. News may come from
+    the fleet's thread: plain lines are printed under the console's lock, and the live view
+    draws only snapshots, which come from the dispatcher's thread. ``close()`` ends a live
+    view that is still drawn (an error, Ctrl-C before the end).
+    """
+
+    def __init__(self, console: Console, *, progress: Console | None = None, live: bool = False,
+                 json_out: bool = False, out: TextIO | None = None) -> None:
+        self.console = console
+        self.progress = progress or console
+        self.live = live
+        self.json_out = json_out
+        self._out = out
+        self._live: Live | None = None
+        self._title = ""
+
+    def __call__(self, event: BatchEvent) -> None:
+        match event:
+            case DryRunPlan():
+                if self.json_out:
+                    self._json(dry_run_json(event))
+                else:
+                    self.console.print(dry_run_view(event))
+            case BatchStarted(workflow=workflow, out_dir=out_dir, workers=workers, backend=backend) if self.live:
+                self._title = (f"comfyrig {__version__} · batch {Path(workflow).name} -> {out_dir} · "
+                               f"{workers} worker(s) ({backend})")
+                self._live = Live(console=self.progress, refresh_per_second=4, transient=False)
+                self._live.start()
+            case BatchProgress(snapshot=snapshot):
+                if self._live is not None:
+                    self._live.update(batch_view(snapshot, self._title))
+            case BatchFinished(report=report):
+                self.close()
+                if self.json_out:
+                    self._json(report)
+                else:
+                    self.console.print(summary_view(report))
+            case _ if not self.live:
+                line = describe(event)
+                if line is not None:
+                    self.progress.print(Text(f"comfyrig: {line}"), soft_wrap=True)
+            case _:
+                pass  # the live view shows workers and failures in its rows
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _json(self, data: Mapping[str, Any]) -> None:
+        out = self._out or sys.stdout
+        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        out.flush()
