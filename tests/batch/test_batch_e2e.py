@@ -1,4 +1,7 @@
-"""The installed ``comfyrig batch`` against fake ComfyUI servers, with faults.
+"""``comfyrig batch`` against fake ComfyUI servers (real processes), with faults.
+
+comfyrig itself runs in this process (``run``) unless the test is about its process: killed,
+or interrupted by a signal (``cli`` and Launched).
 
 Workers are either a local fleet (COMFYRIG_FAKE_GPUS GPUs, one fake ComfyUI each, started by
 comfyrig) or fakes started here and passed with --url. Waits poll output or state with deadlines.
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import Cli
+from ..conftest import Cli, InProcessCli
 from ..launching import Launched, wait_until
 from .e2e import FAKE_DIR, IMAGE_WF, SLEEP_WF, attempts, check_invariants, harness, rows, write
 
@@ -37,16 +40,16 @@ def fakes(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
         yield start
 
 
-def test_fleet_sweep_then_resume_skips_everything(cli: Cli, tmp_path: Path) -> None:
+def test_fleet_sweep_then_resume_skips_everything(run: InProcessCli, tmp_path: Path) -> None:
     wf = write(tmp_path / "wf.json", IMAGE_WF)
     args = ["batch", str(wf), "--out", str(tmp_path / "out"), "--sweep", "Canvas.color=1..6", "--sweep", "1.width=4|8",
-            *fleet_args(cli, tmp_path)]
-    dry = cli(*args, "--dry-run", "--json")
+            *fleet_args(run, tmp_path)]
+    dry = run(*args, "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)
     assert plan["jobs"] == 12 and plan["first"][1]["values"] == {"1.color": 1, "1.width": 8}
     assert [w["gpu"] for w in plan["workers"]] == ["GPU 0", "GPU 1"]
-    first = cli(*args, "--json")
+    first = run(*args, "--json")
     assert first.returncode == 0, first.stdout + first.stderr
     report = json.loads(first.stdout)
     assert (report["done"], report["failed"], report["output_files"]) == (12, 0, 12)
@@ -63,7 +66,7 @@ def test_fleet_sweep_then_resume_skips_everything(cli: Cli, tmp_path: Path) -> N
         assert (width, height) == (values["1.width"], 8)
         assert rgb[:3] == bytes(255 - b for b in values["1.color"].to_bytes(3, "big"))
     before = {p.name: p.stat().st_mtime_ns for p in (out / "outputs").iterdir()}
-    again = cli(*args, "--json")
+    again = run(*args, "--json")
     assert again.returncode == 0
     report = json.loads(again.stdout)
     assert (report["done_before"], report["done_this_run"]) == (12, 0)
@@ -71,13 +74,13 @@ def test_fleet_sweep_then_resume_skips_everything(cli: Cli, tmp_path: Path) -> N
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 12
 
 
-def test_crash_hang_and_execution_errors(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
+def test_crash_hang_and_execution_errors(run: InProcessCli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
     crashing = fakes(0, {"FAKE_COMFYUI_CRASH_ON_JOB": "2"})
     hanging = fakes(1, {"FAKE_COMFYUI_HANG_ON_JOB": "2"})
     healthy = fakes(2)
     wf = write(tmp_path / "wf.json", SLEEP_WF)
     out = tmp_path / "out"
-    result = cli("batch", str(wf), "--out", str(out), "--sweep", "1.color=1..6", "--sweep", "4.fail=false|true",
+    result = run("batch", str(wf), "--out", str(out), "--sweep", "1.color=1..6", "--sweep", "4.fail=false|true",
                  "--url", crashing.url, "--url", hanging.url, "--url", healthy.url, "--job-timeout", "1", "--plain", "--json")
     assert result.returncode == 1, result.stdout + result.stderr  # the fail=true jobs failed
     report = json.loads(result.stdout)
@@ -97,11 +100,11 @@ def test_crash_hang_and_execution_errors(cli: Cli, tmp_path: Path, fakes: callab
     assert "interrupting" in result.stderr + result.stdout or any("hung" in (a["reason"] or "") for a in retried)
 
 
-def test_fleet_restarts_a_worker_killed_mid_job(cli: Cli, tmp_path: Path) -> None:
+def test_fleet_restarts_a_worker_killed_mid_job(run: InProcessCli, tmp_path: Path) -> None:
     wf = write(tmp_path / "wf.json", SLEEP_WF)
     out = tmp_path / "out"
-    args = ["batch", str(wf), "--out", str(out), "--sweep", "1.color=1..6", "--retries", "4", *fleet_args(cli, tmp_path)]
-    result = cli(*args, env={"FAKE_COMFYUI_CRASH_ON_JOB": "3"})
+    args = ["batch", str(wf), "--out", str(out), "--sweep", "1.color=1..6", "--retries", "4", *fleet_args(run, tmp_path)]
+    result = run(*args, env={"FAKE_COMFYUI_CRASH_ON_JOB": "3"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert check_invariants(out, total=6) == {"done": 6, "failed": 0, "pending": 0, "files": 6}
     text = result.stdout
@@ -109,7 +112,7 @@ def test_fleet_restarts_a_worker_killed_mid_job(cli: Cli, tmp_path: Path) -> Non
     assert any(a["outcome"] == "requeued" for a in attempts(out))
 
 
-def test_rejected_prompts_fail_without_retry(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
+def test_rejected_prompts_fail_without_retry(run: InProcessCli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
     server = fakes(0)
     wf = write(tmp_path / "wf.json", {
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux.safetensors", "weight_dtype": "default"}},
@@ -117,7 +120,7 @@ def test_rejected_prompts_fail_without_retry(cli: Cli, tmp_path: Path, fakes: ca
         "3": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "x"}},
     })
     out = tmp_path / "out"
-    result = cli("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url, "--json")
+    result = run("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url, "--json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert (report["done"], report["failed"]) == (0, 2)
@@ -127,21 +130,21 @@ def test_rejected_prompts_fail_without_retry(cli: Cli, tmp_path: Path, fakes: ca
     assert [a["attempt"] for a in attempts(out)] == [1, 1]
     check_invariants(out, total=2)
     # Resuming leaves failed jobs alone; --retry-failed runs them again.
-    assert cli("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url).returncode == 1
+    assert run("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url).returncode == 1
     assert len(attempts(out)) == 2
-    again = cli("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url, "--retry-failed")
+    again = run("batch", str(wf), "--out", str(out), "--sweep", "1.weight_dtype=default|fp8_e4m3fn", "--url", server.url, "--retry-failed")
     assert again.returncode == 1
     assert sorted(a["attempt"] for a in attempts(out)) == [1, 1, 2, 2]
     check_invariants(out, total=2)
 
 
-def test_unknown_node_or_field_stops_before_any_job(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
+def test_unknown_node_or_field_stops_before_any_job(run: InProcessCli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
     server = fakes(0)
     wf = write(tmp_path / "wf.json", IMAGE_WF)
     for bad, needle in (("--set=Canvas.colour=3", "has no field 'colour'. Its fields: width, height, batch_size, color"),
                         ("--sweep=9.seed=1..3", "no node '9'"),
                         ("--sweep=1.width=8|99999", "is not a whole number from 1 to 16384")):
-        result = cli("batch", str(wf), "--out", str(tmp_path / "out"), bad, "--url", server.url)
+        result = run("batch", str(wf), "--out", str(tmp_path / "out"), bad, "--url", server.url)
         assert result.returncode == 2 and needle in " ".join(result.stderr.split()), result.stderr
     assert server.get_json("/history") == {}  # nothing was sent
 
@@ -207,18 +210,18 @@ UI_WF = {
 }
 
 
-def test_ui_format_workflow_is_converted(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
+def test_ui_format_workflow_is_converted(run: InProcessCli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
     server = fakes(0)
     wf = write(tmp_path / "ui.json", UI_WF)
     out = tmp_path / "out"
-    dry = cli("batch", str(wf), "--out", str(out), "--sweep", "Canvas.color=1|2", "--url", server.url, "--dry-run", "--json")
+    dry = run("batch", str(wf), "--out", str(out), "--sweep", "Canvas.color=1|2", "--url", server.url, "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["jobs"] == 2 and not out.exists()
-    result = cli("batch", str(wf), "--out", str(out), "--sweep", "Canvas.color=1|2", "--url", server.url, "--json")
+    result = run("batch", str(wf), "--out", str(out), "--sweep", "Canvas.color=1|2", "--url", server.url, "--json")
     assert result.returncode == 0, result.stderr
     files = sorted((out / "outputs").iterdir())
     assert [harness.decode_png(p.read_bytes())[:2] for p in files] == [(6, 4), (6, 4)]
-    no_server = cli("batch", str(wf), "--out", str(out), "--dry-run", "--comfyui-dir", str(FAKE_DIR))
+    no_server = run("batch", str(wf), "--out", str(out), "--dry-run", "--comfyui-dir", str(FAKE_DIR))
     assert no_server.returncode == 2 and "UI format" in no_server.stderr
 
 
@@ -241,15 +244,15 @@ def test_second_ctrl_c_interrupts_running_jobs(cli: Cli, tmp_path: Path, fakes: 
     assert {json.loads(a["reason"])["kind"] for a in attempts(out)} <= {"interrupted", "cancelled"}
 
 
-def test_cached_prompts_still_deliver_their_files(cli: Cli, tmp_path: Path) -> None:
+def test_cached_prompts_still_deliver_their_files(run: InProcessCli, tmp_path: Path) -> None:
     # The same prompts again on the same server: ComfyUI answers from its cache without saving a
     # new file, and its history still lists the earlier outputs, which are downloaded.
     with harness.running_fake(args=["--output-directory", str(tmp_path / "fake-out"), "--cache-lru", "50"]) as server:
         wf = write(tmp_path / "wf.json", IMAGE_WF)
         args = ["--sweep", "1.color=1..4", "--url", server.url, "--json"]
-        assert cli("batch", str(wf), "--out", str(tmp_path / "first"), *args).returncode == 0
+        assert run("batch", str(wf), "--out", str(tmp_path / "first"), *args).returncode == 0
         saved = sorted(p.name for p in (tmp_path / "fake-out").iterdir())
-        again = cli("batch", str(wf), "--out", str(tmp_path / "second"), *args)
+        again = run("batch", str(wf), "--out", str(tmp_path / "second"), *args)
         assert again.returncode == 0, again.stderr
         assert sorted(p.name for p in (tmp_path / "fake-out").iterdir()) == saved  # nothing ran again
     assert check_invariants(tmp_path / "second", total=4)["files"] == 4

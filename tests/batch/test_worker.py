@@ -412,6 +412,24 @@ def test_a_worker_given_up_by_its_fleet_is_gone(comfy: FakeComfy, run: Callable[
     wait_for(lambda: not r.worker._threads[1].is_alive(), "the event thread to end")
 
 
+def test_an_unexpected_failure_of_the_event_thread_gives_the_worker_up(comfy: FakeComfy, run: Callable[..., Run]) -> None:
+    # A dead event thread used to hang the batch for ever (seen with a websockets deprecation
+    # warning turned into an error): the worker is given up instead, its jobs go elsewhere.
+    def broken(url: str, *, open_timeout: float, proxy: object) -> object:
+        raise RuntimeError("a bug in a library")
+
+    r = Run(comfy)
+    r.worker = HttpWorker("w0", URL, "GPU 0", client_id="c", emit=r.events.put, sink=r.sink,
+                          transport=httpx.MockTransport(comfy.handle), ws_connect=broken, retry_s=0.005)  # type: ignore[arg-type]
+    r.worker.start()
+    try:
+        down = r.until(WorkerDown)
+        assert down.gone and "event thread failed: RuntimeError: a bug in a library" in down.reason
+    finally:
+        r.worker.stop()
+        r.worker.join(2.0)
+
+
 def test_not_ready_is_down_whatever_answers_on_the_port(comfy: FakeComfy, run: Callable[..., Run]) -> None:
     ready = threading.Event()
     r = run(is_ready=ready.is_set)

@@ -316,6 +316,15 @@ class HttpWorker:
 
     # -- the event thread ---------------------------------------------------------------------------
     def _events(self) -> None:
+        try:
+            self._follow()
+        except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
+            # Without this thread nothing about this worker would ever arrive again, and the
+            # batch would wait for its jobs for ever: give it up, its jobs go elsewhere.
+            self._drop_flights()
+            self._emit(WorkerDown(self.name, f"its event thread failed: {type(exc).__name__}: {exc}", gone=True))
+
+    def _follow(self) -> None:
         down_reported = False
         with self._client(timeout=5.0) as client:
             while not self._stop.is_set():

@@ -51,7 +51,10 @@ class WsConnect(Protocol):
 
 def open_websocket(url: str, *, open_timeout: float, proxy: Literal[True] | None) -> WsConnection:
     """The production factory: websockets' sync client."""
-    return websockets_connect(url, open_timeout=open_timeout, proxy=proxy, max_size=MAX_MESSAGE_BYTES)
+    connection = websockets_connect(url, open_timeout=open_timeout, proxy=proxy, max_size=MAX_MESSAGE_BYTES)
+    # websockets 17.1 deprecates a connection used outside 'with' (its first recv() warns);
+    # entering it is what 'with' does, and ComfyEvents.close() is its exit. Works on 15 and 16 too.
+    return connection.__enter__()
 
 
 def ws_url(base_url: str, client_id: str) -> str:
