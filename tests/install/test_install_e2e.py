@@ -89,8 +89,9 @@ def venv_python(site: Site) -> str:
     return str(site.target / ".venv" / "bin" / "python")
 
 
-def pip_list(site: Site) -> dict[str, str]:
-    out = subprocess.run([venv_python(site), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+def pip_list(site: Site, target: Path | None = None) -> dict[str, str]:
+    python = target / ".venv" / "bin" / "python" if target is not None else venv_python(site)
+    out = subprocess.run([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
                          capture_output=True, text=True, check=True).stdout
     return {d["name"].lower(): d["version"] for d in json.loads(out)}
 
@@ -143,29 +144,6 @@ def test_half_written_packages_are_repaired(site: Site, installed: subprocess.Co
     assert "torch sees exactly the selected GPUs" in result.stdout
     check = subprocess.run([venv_python(site), "-c", "import tinypkg; print(tinypkg.VALUE)"], capture_output=True, text=True)
     assert check.stdout.strip() == "1"
-
-
-def test_deleted_venv_is_rebuilt_and_user_files_stay(site: Site, installed: subprocess.CompletedProcess[str]) -> None:
-    t = site.target
-    (t / "models" / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (t / "models" / "checkpoints" / "x.safetensors").write_bytes(b"weights")
-    (t / "custom_nodes" / "foo").mkdir(parents=True, exist_ok=True)
-    (t / "custom_nodes" / "foo" / "__init__.py").write_text("# mine\n")
-    (t / "user" / "default").mkdir(parents=True, exist_ok=True)
-    (t / "user" / "default" / "settings.json").write_text("{}")
-    (t / "output").mkdir(exist_ok=True)
-    (t / "output" / "img.png").write_bytes(b"png")
-    (t / ".env").write_text("COMFYUI_PORT=8200\n")
-    shutil.rmtree(t / ".venv")
-    result = site.cli()(*site.install_args())
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Create the virtual environment" in result.stdout and "Clone" not in result.stdout.split("steps to run")[1]
-    assert pip_list(site)["tinypkg"] == "1.0"
-    assert (t / "models" / "checkpoints" / "x.safetensors").read_bytes() == b"weights"
-    assert (t / "custom_nodes" / "foo" / "__init__.py").read_text() == "# mine\n"
-    assert (t / "user" / "default" / "settings.json").read_text() == "{}"
-    assert (t / "output" / "img.png").read_bytes() == b"png"
-    assert (t / ".env").read_text() == "COMFYUI_PORT=8200\n"  # never overwritten
 
 
 def test_nodes_add_multigpu(site: Site, installed: subprocess.CompletedProcess[str]) -> None:
@@ -279,7 +257,7 @@ def test_rerun_json(site: Site, installed: subprocess.CompletedProcess[str]) -> 
     assert result.returncode == 0 and report["ok"] and report["ran"] == [] and report["torch"]["device_count"] == 2
 
 
-def test_ctrl_c_mid_step_then_the_next_run_repairs(site: Site, tmp_path: Path) -> None:
+def test_ctrl_c_mid_step_then_the_next_run_repairs_and_keeps_user_files(site: Site, tmp_path: Path) -> None:
     import signal
     import sys
     import time
@@ -307,9 +285,20 @@ def test_ctrl_c_mid_step_then_the_next_run_repairs(site: Site, tmp_path: Path) -
     assert proc.returncode == 130, out + err
     assert "Interrupted during 'Create the virtual environment'" in err and "run the same command again" in err.lower()
     assert (target / "main.py").is_file()  # the checkout before it stays
-    result = cli(*args)
+    # What a person keeps in the folder survives the repair (the venv is missing here, as after
+    # deleting it by hand: it is created again, nothing else of theirs is touched).
+    mine = {
+        "models/checkpoints/x.safetensors": "weights", "custom_nodes/foo/__init__.py": "# mine\n",
+        "user/default/settings.json": "{}", "output/img.png": "png", ".env": "COMFYUI_PORT=8200\n",
+    }
+    for name, text in mine.items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_text(text)
+    result = cli(*[a for a in args if a != "--no-env-file"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Create the virtual environment" in result.stdout and "$ git clone" not in result.stdout
+    assert pip_list(site, target)["tinypkg"] == "1.0"
+    assert {name: (target / name).read_text() for name in mine} == mine  # .env is never overwritten either
 
 
 def wait_for_process(needles: tuple[str, ...], deadline: float) -> None:
