@@ -201,7 +201,10 @@ def test_websocket_sequence_for_one_job(fake):
     with connect(f"ws://127.0.0.1:{fake.port}/ws?clientId=seq-client") as ws:
         kind, data = ws_events(ws, lambda kind, data: True)[0]
         assert kind == "status" and data == {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "seq-client"}
-        fake.post_json("/prompt", {"prompt": image_prompt("seq/img", sleep=0.03, steps=3), "prompt_id": "seq-1",
+        # Inputs no other test uses: the shared server caches the last outputs as ComfyUI does, so
+        # nodes another test just ran with the same inputs would come back "cached".
+        prompt = image_prompt("seq/img", color=0x5E0001, sleep=0.03, steps=3)
+        fake.post_json("/prompt", {"prompt": prompt, "prompt_id": "seq-1",
                                    "client_id": "seq-client"})
         events = ws_events(ws, job_done("seq-1"))
 
