@@ -1,5 +1,7 @@
 """The curated public API: every name in comfyrig.__all__ exists, and nothing private leaks in."""
 
+import pytest
+
 import comfyrig
 
 
@@ -10,6 +12,7 @@ def test_all_names_exist_and_are_public() -> None:
         assert not name.startswith("_") or name == "__version__"
 
 
+@pytest.mark.e2e
 def test_importing_comfyrig_does_not_import_torch_or_httpx() -> None:
     import subprocess
     import sys
@@ -19,6 +22,7 @@ def test_importing_comfyrig_does_not_import_torch_or_httpx() -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.e2e
 def test_every_public_name_has_a_home_and_loads_on_first_use() -> None:
     assert set(comfyrig.__all__) == {*comfyrig._EXPORTS, "__version__"}
     import subprocess

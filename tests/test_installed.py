@@ -17,7 +17,7 @@ from tests.conftest import TWO_3090, Stub
 from tests.doctor.conftest import MULTIGPU_263, comfy_tree, fake_python
 
 EXE = shutil.which("comfyrig", path=str(Path(sys.executable).parent)) or shutil.which("comfyrig")
-pytestmark = pytest.mark.skipif(EXE is None, reason="the comfyrig command is not installed (pip install -e '.[test]')")
+pytestmark = [pytest.mark.skipif(EXE is None, reason="the comfyrig command is not installed (pip install -e '.[test]')"), pytest.mark.e2e]
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -23,6 +23,8 @@ from ..conftest import Cli, InProcessCli
 from ..launching import Launched, wait_until
 from .e2e import FAKE_DIR, IMAGE_WF, SLEEP_WF, attempts, check_invariants, harness, rows, write
 
+pytestmark = pytest.mark.e2e  # starts real processes
+
 
 def fleet_args(cli: Cli, tmp_path: Path, gpus: int = 2) -> list[str]:
     cli.gpus(gpus)

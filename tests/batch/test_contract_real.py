@@ -16,6 +16,8 @@ import pytest
 from ..conftest import Cli
 from .e2e import check_invariants, harness, rows, write
 
+pytestmark = pytest.mark.e2e  # starts real processes
+
 REAL_DIR = os.environ.get("COMFYUI_DIR")
 REAL_PYTHON = os.environ.get("COMFYUI_PYTHON")
 

@@ -35,6 +35,7 @@ def test_missing_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.ray
 @pytest.mark.skipif(ray is None, reason="ray is not installed: pip install 'comfyrig[ray]'")
+@pytest.mark.e2e
 def test_ray_actors_run_the_batch_and_survive_an_actor_death(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from comfyrig.batch.ray_backend import RayBackend
 

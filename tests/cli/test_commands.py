@@ -126,6 +126,7 @@ def test_no_comfyui_yet_shows_panel_plan_and_how_to_get_it(cli: InProcessCli) ->
     assert "No ComfyUI found" in flat and "--comfyui-dir DIR" in flat and "comfyrig install" in flat
 
 
+@pytest.mark.e2e
 def test_module_entry_point(cli: InProcessCli) -> None:  # a real process: 'python -m comfyrig' is the point
     import subprocess
     import sys

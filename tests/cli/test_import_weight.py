@@ -18,6 +18,8 @@ from comfyrig.cli.commands import COMMANDS
 
 from ..conftest import Cli
 
+pytestmark = pytest.mark.e2e  # starts real processes
+
 # Loaded only by the commands that need them.
 HEAVY = ("torch", "httpx", "websockets", "sqlite3", "asyncio", "ray", "comfyrig.batch", "comfyrig.monitor", "comfyrig.fit")
 COMMAND_MODULES = tuple(sorted({f"comfyrig.cli.{module}" for module, _ in COMMANDS.values()}))

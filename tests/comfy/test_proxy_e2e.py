@@ -21,6 +21,8 @@ from ..batch.e2e import IMAGE_WF, harness, write
 from ..conftest import Cli
 from ..launching import FAKE_DIR, Launched
 
+pytestmark = pytest.mark.e2e  # starts real processes
+
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens there
 PROXY_ENV = {
     "HTTP_PROXY": DEAD_PROXY,

@@ -18,7 +18,7 @@ import pytest
 from websockets.sync.client import connect
 
 # One shared module fixture (an install, a server): keep the module on one xdist worker.
-pytestmark = pytest.mark.xdist_group("fake-selftest")
+pytestmark = [pytest.mark.xdist_group("fake-selftest"), pytest.mark.e2e]
 
 _HARNESS_PATH = Path(__file__).resolve().parents[1] / "fake_comfyui" / "harness.py"
 

@@ -12,7 +12,7 @@ from comfyrig.host.gpus.probe import probe_inventory
 from ..conftest import Cli
 from .test_real_gpus import COMFYUI_DIR, COMFYUI_PYTHON, record
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.e2e]
 
 INVENTORY = probe_inventory(None)
 if INVENTORY.source not in ("nvml", "nvidia-smi") or not INVENTORY.gpus:

@@ -24,7 +24,7 @@ from comfyrig.host.gpus.smi import probe_smi
 from ..conftest import Cli
 from ..launching import Launched, wait_until
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.e2e]
 
 
 def _inventory() -> Inventory:

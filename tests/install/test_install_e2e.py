@@ -24,7 +24,7 @@ from ..conftest import Cli
 from .builders import build_fake_torch, build_wheel, fake_comfyui_repo, fake_node_pack, git
 
 # One shared module fixture (an install, a server): keep the module on one xdist worker.
-pytestmark = pytest.mark.xdist_group("install")
+pytestmark = [pytest.mark.xdist_group("install"), pytest.mark.e2e]
 
 TWO_GPUS_CUDA_124 = json.dumps({
     "driver_version": "550.54.14", "cuda_driver_version": "12.4",

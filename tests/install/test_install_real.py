@@ -33,7 +33,7 @@ import pytest
 from ..conftest import Cli
 from .builders import commit_all, git
 
-pytestmark = [
+pytestmark = [pytest.mark.e2e, 
     pytest.mark.comfyui,
     pytest.mark.skipif(os.environ.get("COMFYRIG_TEST_REAL_INSTALL") != "1",
                        reason="set COMFYRIG_TEST_REAL_INSTALL=1 (and COMFYRIG_REAL_TORCH_INDEX) to install a real ComfyUI"),

@@ -71,6 +71,7 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
     assert spawner.children == []
 
 
+@pytest.mark.e2e
 def test_a_real_child_closes_its_log_file_when_its_output_ends(tmp_path: Path) -> None:
     lines: list[str] = []
     log = tmp_path / "comfyrig.log"

@@ -21,6 +21,8 @@ from ..conftest import Cli, fake_gpus
 from ..launching import FAKE_DIR, Launched, pid_gone, python, wait_until
 from comfyrig.host.ports import port_is_free
 
+pytestmark = pytest.mark.e2e  # starts real processes
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -56,6 +56,7 @@ def test_format_and_env() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+@pytest.mark.e2e
 def test_affinity_applied_to_a_real_child() -> None:
     from comfyrig.launch.process import spawn
 
