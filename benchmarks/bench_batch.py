@@ -35,7 +35,6 @@ from pathlib import Path
 
 from comfyrig.batch.dispatcher import BatchOptions, Dispatcher
 from comfyrig.batch.journal import Journal
-from comfyrig.batch.variations import build_spec
 from comfyrig.batch.protocol import (
     CollectOutputs,
     OutputsCollected,
@@ -48,6 +47,7 @@ from comfyrig.batch.protocol import (
     WorkerEvent,
     WorkerUp,
 )
+from comfyrig.batch.variations import build_spec
 from comfyrig.batch.worker import HttpWorker, LocalSink
 from comfyrig.comfy.workflow import workflow_from_json
 
@@ -142,8 +142,8 @@ def bench_memory(jobs: int) -> dict:  # type: ignore[type-arg]
     # A fresh interpreter, so that peak RSS is this batch's alone: this script again, mode memory-child.
     out = subprocess.run([sys.executable, __file__, "memory-child", "--jobs", str(jobs)],
                          capture_output=True, text=True, check=True)
-    base = subprocess.run([sys.executable, "-c", "import comfyrig.batch.run, resource;"
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
+    base = subprocess.run([sys.executable, "-c", ("import comfyrig.batch.run, resource;"
+                                                  "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")],
                           capture_output=True, text=True, check=True)
     return {"mode": "memory", **json.loads(out.stdout.strip().splitlines()[-1]), "baseline_rss_mib": float(base.stdout)}
 

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from comfyrig.cli import main
-from comfyrig.host.gpus.probe import probe_inventory
 from comfyrig.fit.components import analyze_model
 from comfyrig.fit.fit import GIB, default_reserve, plan_fit
+from comfyrig.host.gpus.probe import probe_inventory
 
 GPUS = json.dumps([{"name": "RTX 4090", "memory_total_mib": 24564, "memory_used_mib": 400}] * 4)
 RUNS = 30
@@ -104,13 +104,13 @@ def main_bench() -> str:
         proc = timed(lambda: subprocess.run(argv, env=env, capture_output=True, check=True), 5)
     lines = [
         "comfyrig plan benchmark (benchmarks/bench_plan.py)",
-        f"model: {size / 1e9:.1f} GB in {len(info.files)} sparse safetensors shards, {info.tensor_count} tensors; "
-        f"4 simulated GPUs (RTX 4090, 24564 MiB); {RUNS} runs each, warm page cache",
+        (f"model: {size / 1e9:.1f} GB in {len(info.files)} sparse safetensors shards, {info.tensor_count} tensors; "
+         f"4 simulated GPUs (RTX 4090, 24564 MiB); {RUNS} runs each, warm page cache"),
         f"verdict: {plan.headline}",
-        f"library (headers + classify + probe + plan): median {statistics.median(lib) * 1000:.1f} ms, "
-        f"min {min(lib) * 1000:.1f} ms, max {max(lib) * 1000:.1f} ms",
-        f"command (comfyrig plan --json, in-process): median {statistics.median(cli) * 1000:.1f} ms, "
-        f"min {min(cli) * 1000:.1f} ms, max {max(cli) * 1000:.1f} ms",
+        (f"library (headers + classify + probe + plan): median {statistics.median(lib) * 1000:.1f} ms, "
+         f"min {min(lib) * 1000:.1f} ms, max {max(lib) * 1000:.1f} ms"),
+        (f"command (comfyrig plan --json, in-process): median {statistics.median(cli) * 1000:.1f} ms, "
+         f"min {min(cli) * 1000:.1f} ms, max {max(cli) * 1000:.1f} ms"),
         f"whole process (python -m comfyrig plan --json, imports included): median {statistics.median(proc) * 1000:.0f} ms",
         f"target: under 200 ms -> {'met' if statistics.median(cli) < 0.2 else 'NOT met'}",
         f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} CPUs",

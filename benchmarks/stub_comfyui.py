@@ -23,7 +23,7 @@ BODIES = {
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as aiohttp (ComfyUI's server) does
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = json.dumps(BODIES.get(self.path, {})).encode()
         self.send_response(200 if self.path in BODIES else 404)
         self.send_header("Content-Type", "application/json")

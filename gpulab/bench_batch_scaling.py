@@ -37,7 +37,7 @@ SETUPS = [
 def batch(args: list[str], out_dir: Path, timeout: float) -> dict[str, Any]:
     start = time.perf_counter()
     run = subprocess.run([*comfyrig(), "batch", str(WORKFLOWS / "sd15_txt2img_512.json"), "--out", str(out_dir),
-                          "--json", "--plain", *args], capture_output=True, text=True, timeout=timeout)
+                          "--json", "--plain", *args], capture_output=True, text=True, timeout=timeout, check=False)
     wall = time.perf_counter() - start
     try:
         report = json.loads(run.stdout)

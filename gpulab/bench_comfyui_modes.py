@@ -427,7 +427,7 @@ class Bench:
                 t.join()
             self.result.setdefault("pair", {}).update(ready_s=ready, warmup_s={k: round(v, 2) for k, v in warm.items()})
             if len(warm) != len(servers):
-                raise RuntimeError(f"warm-up failed on {set(s.name for s in servers) - set(warm)}")
+                raise RuntimeError(f"warm-up failed on { {s.name for s in servers} - set(warm)}")
             self.throughput(label, servers)
             self.result["pair"]["gpu_memory"] = self.memory({s.name: s.proc.pid for s in servers if s.proc}, baseline)
         except Exception as e:
@@ -544,7 +544,7 @@ def render_md(r: dict[str, Any]) -> str:
         keys = m.get("log", {}).get("key_lines")
         if keys:
             lines += ["", f"<details><summary>{m['mode']}: ComfyUI log lines</summary>", "", "```"]
-            lines += keys[:15] + ["```", "</details>"]
+            lines += [*keys[:15], "```", "</details>"]
     return "\n".join(lines) + "\n"
 
 

@@ -75,7 +75,7 @@ def main() -> int:
     plan = subprocess.run(
         [*comfyrig(), "plan", str(checkpoint), "--gpus", "0,1", "--json", "--comfyui-dir", str(comfy),
          "--workflow", str(WORKFLOWS / "sd15_txt2img_512.json"), "--write", str(rewritten)],
-        env={**os.environ, "COMFYRIG_FAKE_GPUS": fake}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COMFYRIG_FAKE_GPUS": fake}, capture_output=True, text=True, timeout=60, check=False,
     )
     result["plan_exit"] = plan.returncode
     try:

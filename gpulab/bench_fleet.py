@@ -304,7 +304,7 @@ def interleaved(names: list[str], by_name: dict[str, tuple[int, list[str]]], gpu
     for base_name, key in (("one-placed", "vs_one_placed"), ("seed-dual", "vs_seed_dual")):
         base = configs.get(base_name, {}).get("images_per_min", [])
         for rec in configs.values():
-            pairs = [a / b for a, b in zip(rec["images_per_min"], base) if b]
+            pairs = [a / b for a, b in zip(rec["images_per_min"], base, strict=True) if b]
             if pairs:
                 rec[key] = {"median": round(median(pairs), 2), "min": round(min(pairs), 2), "max": round(max(pairs), 2)}
     return record
@@ -314,7 +314,7 @@ def interleaved_table(record: dict[str, Any]) -> list[str]:
     rows = ["| configuration | comfyrig flags | servers | images/min, each round | vs one placed GPU (median of rounds; min-max) | vs seed dual (median; min-max) |",
             "| --- | --- | --- | --- | --- | --- |"]
     for name, rec in record["configs"].items():
-        def ratio(key: str) -> str:
+        def ratio(key: str, rec: dict[str, Any] = rec) -> str:
             r = rec.get(key)
             return f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})" if r else "-"
         rows.append(f"| {name} | `{rec['flags']}` | {rec['servers']} | {', '.join(f'{v:g}' for v in rec['images_per_min']) or '-'} | "
@@ -379,8 +379,8 @@ def main() -> int:
         results["interleaved"] = interleaved(names, by_name, gpus, workflow, args.jobs_per_server or 12, args.interleave, args.vary, logs,
                                              deadline=t0 + args.budget_s - 20)
         ran = results["interleaved"]["rounds"]  # fewer than asked when the budget ran short
-        md = [f"# Fleet throughput, interleaved ({args.workflow}, {ran} of {args.interleave} rounds of "
-              f"{args.jobs_per_server or 12} jobs per server, one in flight per server, {gpus} GPUs)", "",
+        md = [(f"# Fleet throughput, interleaved ({args.workflow}, {ran} of {args.interleave} rounds of "
+               f"{args.jobs_per_server or 12} jobs per server, one in flight per server, {gpus} GPUs)"), "",
               *interleaved_table(results["interleaved"]), "", TARGETS]
     else:
         second = os.environ.get("FLEET_SECOND_CONFIGS", "").split() if args.second_set else []

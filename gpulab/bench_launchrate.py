@@ -120,9 +120,9 @@ def main() -> int:
     md = "\n".join([
         f"# One core per GPU: launch rate with N GPUs driven at once ({total} GPUs, {results['cpus']} CPUs)", "",
         *rows, "",
-        "Each process pinned to its own CPU block, as `--placement auto` pins workers. "
-        "Fleet ceiling = N x per-process launch rate / the rate with one running: "
-        "the speed-up a launch-bound ComfyUI fleet could reach on this machine.",
+        ("Each process pinned to its own CPU block, as `--placement auto` pins workers. "
+         "Fleet ceiling = N x per-process launch rate / the rate with one running: "
+         "the speed-up a launch-bound ComfyUI fleet could reach on this machine."),
     ]) + "\n"
     (out / "launchrate.json").write_text(json.dumps(results, indent=2))
     (out / "launchrate.md").write_text(md)

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     comfy.options.enable_args_parsing()
     sys.argv = [sys.argv[0]] + (["--cpu"] if args.cpu else [])
-    import comfy.sd  # noqa: E402  (after argument set-up, on purpose)
+    import comfy.sd
 
     ckpt = comfy_dir / "models" / "checkpoints" / args.ckpt
     t0 = time.perf_counter()

@@ -89,11 +89,7 @@ PINS: dict[str, str] = {
 # one of these is satisfied there, though its version is checked only at run time.
 ON_DEVICE = {
     canonicalize_name(n)
-    for n in (
-        "torch torchvision torchaudio transformers safetensors numpy aiohttp yarl requests psutil scipy "
-        "pillow tqdm pyyaml einops tokenizers sentencepiece rich typer httpx nvidia-ml-py markupsafe "
-        "jinja2 packaging pygments pytest pluggy iniconfig setuptools filelock shellingham annotated-doc"
-    ).split()
+    for n in ["torch", "torchvision", "torchaudio", "transformers", "safetensors", "numpy", "aiohttp", "yarl", "requests", "psutil", "scipy", "pillow", "tqdm", "pyyaml", "einops", "tokenizers", "sentencepiece", "rich", "typer", "httpx", "nvidia-ml-py", "markupsafe", "jinja2", "packaging", "pygments", "pytest", "pluggy", "iniconfig", "setuptools", "filelock", "shellingham", "annotated-doc"]
 }
 
 # ComfyUI requirements that may stay missing: they only disable some nodes or the
@@ -212,7 +208,7 @@ def download_wheels(wheels: Path) -> list[str]:
             continue
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *PLATFORM_ARGS,
                "-d", str(wheels), f"{name}=={version}"]
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if r.returncode != 0:
             sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
             raise SystemExit(f"pip download {name}=={version} failed")

@@ -64,8 +64,8 @@ def pytest_section(out: Path) -> list[str]:
     tot = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
     secs = sum(float(s.get("time", 0)) for s in suites)
     passed = tot["tests"] - tot["failures"] - tot["errors"] - tot["skipped"]
-    lines = [f"{tot['tests']} tests: {passed} passed, {tot['failures']} failed, {tot['errors']} errors, "
-             f"{tot['skipped']} skipped in {secs:.1f} s."]
+    lines = [(f"{tot['tests']} tests: {passed} passed, {tot['failures']} failed, {tot['errors']} errors, "
+              f"{tot['skipped']} skipped in {secs:.1f} s.")]
     bad, skipped = [], {}
     for case in root.iter("testcase"):
         name = f"{case.get('classname', '')}::{case.get('name', '')}"

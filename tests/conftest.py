@@ -186,7 +186,7 @@ class StubState:
 class _Handler(BaseHTTPRequestHandler):
     state: StubState
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.state.requests.append(self.path)
         bodies = {
             "/prompt": {"exec_info": {"queue_remaining": self.state.queue_remaining}},

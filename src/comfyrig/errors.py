@@ -41,13 +41,13 @@ __all__ = [
     "InstallError",
     "InstallInterrupted",
     "JournalError",
-    "NotComfyUIError",
-    "RemoteError",
-    "StepFailedError",
     "LaunchError",
     "ModelFileError",
+    "NotComfyUIError",
     "PortInUseError",
+    "RemoteError",
     "SelectionError",
+    "StepFailedError",
     "WorkflowError",
 ]
 

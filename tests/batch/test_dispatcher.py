@@ -207,7 +207,7 @@ def test_a_worker_that_goes_away_has_its_jobs_run_elsewhere(rig: Any) -> None:
     again = r.submits("w1")
     # The running job is charged (it runs again elsewhere, attempt 2); the queued one only released.
     assert {(s.job, s.prompt_id != p.prompt_id) for s, p in zip(sorted(again, key=lambda s: s.job),
-                                                                sorted((running, queued), key=lambda s: s.job))} \
+                                                                sorted((running, queued), key=lambda s: s.job), strict=True)} \
         == {(running.job, True), (queued.job, True)}
     assert any(isinstance(e, JobRetried) and e.job == running.job for e in r.reported)
     # A late answer about the first attempt changes nothing.

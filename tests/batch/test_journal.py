@@ -68,10 +68,9 @@ def test_illegal_transitions_are_refused(journal: Journal, steps: list[tuple[str
 
 
 def test_a_failed_transaction_leaves_nothing(journal: Journal) -> None:
-    with pytest.raises(JournalError):
-        with journal.transaction():
-            journal.submit("j1", 1, "w", "http://a", "p1")
-            journal.done("j2", 1, OUT, 1.0)  # j2 is pending: the whole transaction rolls back
+    with pytest.raises(JournalError), journal.transaction():
+        journal.submit("j1", 1, "w", "http://a", "p1")
+        journal.done("j2", 1, OUT, 1.0)  # j2 is pending: the whole transaction rolls back
     row = journal.get("j1")
     assert row is not None and row.state == "pending"
 

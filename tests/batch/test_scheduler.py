@@ -9,7 +9,15 @@ import pytest
 
 from comfyrig.batch.journal import Journal
 from comfyrig.batch.scheduler import (
-    Cancel, Collect, Fail, Interrupt, Recover, Requeue, RestartWorker, Scheduler, Submit,
+    Cancel,
+    Collect,
+    Fail,
+    Interrupt,
+    Recover,
+    Requeue,
+    RestartWorker,
+    Scheduler,
+    Submit,
 )
 
 

@@ -131,7 +131,7 @@ def test_module_entry_point(cli: InProcessCli) -> None:  # a real process: 'pyth
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "comfyrig", "--version"], capture_output=True, text=True, env=cli.env)
+    result = subprocess.run([sys.executable, "-m", "comfyrig", "--version"], capture_output=True, text=True, env=cli.env, check=False)
     assert result.returncode == 0 and result.stdout.startswith("comfyrig ")
 
 
@@ -146,7 +146,7 @@ def test_workers_dry_run_places_cpus(cli: InProcessCli) -> None:
     plan = json.loads(cli("--workers", "--dry-run", "--json").stdout)
     assert [i["cuda_visible_devices"] for i in plan["instances"]] == ["0", "1"]
     placed = [i["cpus"] for i in plan["instances"]]
-    assert all(placed) and placed[0] != placed[1] or len(cpus) == 1
+    assert (all(placed) and placed[0] != placed[1]) or len(cpus) == 1
     none = json.loads(cli("--workers", "--dry-run", "--json", "--placement", "none").stdout)
     assert [i["cpus"] for i in none["instances"]] == [None, None]
     bad = cli("--workers", "--dry-run", "--placement", "none", "--threads-per-worker", "2")

@@ -118,7 +118,7 @@ def test_no_gpu_at_all(clean_env: pytest.MonkeyPatch, capsys: Capture) -> None:
     ],
 )
 def test_bad_flags_are_one_paragraph_errors(fake_gpus: dict[str, Any], capsys: Capture, args: list[str], message: str) -> None:
-    code, out, err = run_cli(capsys, "monitor", *args)
+    code, _out, err = run_cli(capsys, "monitor", *args)
     assert code == 2
     assert message in " ".join(err.split())
     assert "Traceback" not in err

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fit.layouts import blocks_layout, flux_layout, sdxl_checkpoint_layout, t5xxl_layout, vae_layout, write_sparse_safetensors
-
 from comfyrig.cli import main
+from tests.fit.layouts import (
+    blocks_layout,
+    flux_layout,
+    sdxl_checkpoint_layout,
+    t5xxl_layout,
+    vae_layout,
+    write_sparse_safetensors,
+)
 
 RTX3090 = {"name": "RTX 3090", "memory_total_mib": 24576, "memory_used_mib": 500}
 

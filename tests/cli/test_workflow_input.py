@@ -53,7 +53,7 @@ def object_info_server() -> Iterator[str]:
     """A loopback server answering GET /prompt and /object_info, as a running ComfyUI would."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             bodies: dict[str, Any] = {"/prompt": {"exec_info": {"queue_remaining": 0}}, "/object_info": OBJECT_INFO}
             data = json.dumps(bodies.get(self.path, {})).encode()
             self.send_response(200 if self.path in bodies else 404)

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,7 @@ def test_cwd_with_main_py_is_comfyui(comfy_tree: Path) -> None:
 
 
 def test_comfyui_dir_without_main_py(tmp_path: Path) -> None:
-    with pytest.raises(ComfyUINotFoundError, match="has no main.py"):
+    with pytest.raises(ComfyUINotFoundError, match=re.escape("has no main.py")):
         resolve(tmp_path, CliOverrides(comfyui_dir=tmp_path))
     with pytest.raises(ComfyUINotFoundError, match="does not exist"):
         resolve(tmp_path, environ={"COMFYUI_DIR": str(tmp_path / "nope")})

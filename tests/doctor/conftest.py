@@ -116,7 +116,8 @@ def make_ctx(
 ) -> DoctorContext:
     """gather() on a simulated machine; nothing real is probed except running the fake interpreter."""
     cwd.mkdir(parents=True, exist_ok=True)
-    probe = inv if callable(inv) else (lambda _fake, _inv=inv or inventory(): _inv)
+    fixed = inv if isinstance(inv, Inventory) else inventory()
+    probe = inv if callable(inv) else (lambda _fake: fixed)
     probes = Probes(
         inventory=probe,
         port_is_free=lambda port, host: port_free,

@@ -159,9 +159,9 @@ def validate_prompt(prompt_id: str, prompt: dict, partial_execution_list: Option
         if node_class is None:
             return (False, _error("invalid_prompt", f"Cannot execute because node {class_type} does not exist.",
                                   f"Node ID '#{node_id}'"), [], {})
-        if getattr(node_class, "OUTPUT_NODE", False) is True:
-            if partial_execution_list is None or node_id in partial_execution_list:
-                outputs.add(node_id)
+        if getattr(node_class, "OUTPUT_NODE", False) is True and (
+                partial_execution_list is None or node_id in partial_execution_list):
+            outputs.add(node_id)
 
     if not outputs:
         return (False, _error("prompt_no_outputs", "Prompt has no outputs", ""), [], {})
@@ -220,7 +220,7 @@ class OutputCache:
 
     def __init__(self, mode: str = "classic", size: int = 0):
         self.mode, self.size = mode, size
-        self.entries: "OrderedDict[object, CacheEntry]" = OrderedDict()
+        self.entries: OrderedDict[object, CacheEntry] = OrderedDict()
 
     def get(self, key) -> Optional[CacheEntry]:
         return self.entries.get(key)

@@ -118,10 +118,8 @@ class FakeServer:
         """SIGINT to the process group, then SIGKILL after `grace` s; returns the exit code."""
         if self.proc.poll() is None:
             _signal_group(self.proc.pid, signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         _signal_group(self.proc.pid, signal.SIGKILL)  # also whatever the fake left in its group
         code = self.proc.wait()
         self._join_readers()

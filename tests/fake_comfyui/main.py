@@ -12,21 +12,21 @@ import sys
 # What the launcher handed us, before --cuda-device / --default-device rewrite it.
 RECEIVED_CUDA_VISIBLE_DEVICES = os.environ.get("CUDA_VISIBLE_DEVICES")
 
-import comfy.options  # noqa: E402
+import comfy.options
 
 comfy.options.enable_args_parsing()
 
-import asyncio  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
+import asyncio
+import logging
+import shutil
+import signal
+import subprocess
+import threading
+import time
 
-from comfy.cli_args import args  # noqa: E402  (exits 2 on an unknown flag)
-import knobs as knobs_module  # noqa: E402
-from app.logger import setup_logger  # noqa: E402
+import knobs as knobs_module
+from app.logger import setup_logger
+from comfy.cli_args import args
 
 try:
     KNOBS = knobs_module.from_env()
@@ -41,7 +41,7 @@ if KNOBS.ignore_sigint:
 if KNOBS.ignore_sigterm:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-import folder_paths  # noqa: E402
+import folder_paths
 
 folder_paths.apply_base_directory(args)
 folder_paths.apply_custom_paths(args)
@@ -53,16 +53,16 @@ if __name__ == "__main__":
     if args.cuda_device is not None:
         for name in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ASCEND_RT_VISIBLE_DEVICES"):
             os.environ[name] = str(args.cuda_device)
-        logging.info("Set cuda device to: {}".format(args.cuda_device))
+        logging.info(f"Set cuda device to: {args.cuda_device}")
 
-from comfy import model_management  # noqa: E402
+from comfy import model_management
 
 DEVICE = model_management.init(args, KNOBS)  # raises (exit 1, traceback) where real torch would
 
-import comfyui_version  # noqa: E402
-import execution  # noqa: E402
-import nodes  # noqa: E402
-import server  # noqa: E402
+import comfyui_version
+import execution
+import nodes
+import server
 
 
 def prompt_worker(queue: execution.PromptQueue, server_instance: server.PromptServer) -> None:
@@ -92,7 +92,7 @@ def prompt_worker(queue: execution.PromptQueue, server_instance: server.PromptSe
             if elapsed > 600:
                 logging.info(f"Prompt executed in {time.strftime('%H:%M:%S', time.gmtime(elapsed))}")
             else:
-                logging.info("Prompt executed in {:.2f} seconds".format(elapsed))
+                logging.info(f"Prompt executed in {elapsed:.2f} seconds")
 
         flags = queue.get_flags()
         if flags.get("free_memory", False):
@@ -143,8 +143,8 @@ def start_comfyui():
 
 
 if __name__ == "__main__":
-    logging.info("Python version: {}".format(sys.version))
-    logging.info("ComfyUI version: {}".format(comfyui_version.__version__))
+    logging.info(f"Python version: {sys.version}")
+    logging.info(f"ComfyUI version: {comfyui_version.__version__}")
     event_loop, _, start_all_func = start_comfyui()
     try:
         event_loop.run_until_complete(start_all_func())

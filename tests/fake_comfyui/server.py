@@ -18,11 +18,10 @@ import urllib.parse
 import uuid
 
 import aiohttp
-from aiohttp import web
-
 import execution
 import folder_paths
 import nodes
+from aiohttp import web
 from comfy import model_management
 from comfyui_version import __version__
 
@@ -39,7 +38,7 @@ async def _send_catching(send, message) -> None:
     try:
         await send(message)
     except (aiohttp.ClientError, ConnectionResetError, BrokenPipeError, ConnectionError) as err:
-        logging.warning("send error: {}".format(err))
+        logging.warning(f"send error: {err}")
 
 
 def _is_loopback(host) -> bool:
@@ -70,8 +69,7 @@ def origin_only_middleware():
             if host_parsed.port is None:
                 origin_domain = origin.hostname
             if _is_loopback(host_parsed.hostname) and host and origin_domain and host != origin_domain:
-                logging.warning("WARNING: request with non matching host and origin {} != {}, returning 403".format(
-                    host, origin_domain))
+                logging.warning(f"WARNING: request with non matching host and origin {host} != {origin_domain}, returning 403")
                 return web.Response(status=403)
         if request.method == "OPTIONS":
             return web.Response()
@@ -119,7 +117,7 @@ class PromptServer:
         self.app = web.Application(client_max_size=round(args.max_upload_size * 1024 * 1024), middlewares=[middleware])
         if args.front_end_root is None:
             self.web_root = os.path.join(os.path.dirname(os.path.realpath(__file__)), "web")
-            logging.info("ComfyUI frontend version: {}".format(FRONTEND_VERSION))
+            logging.info(f"ComfyUI frontend version: {FRONTEND_VERSION}")
         else:
             self.web_root = args.front_end_root
         logging.info(f"[Prompt Server] web root: {self.web_root}")
@@ -131,8 +129,8 @@ class PromptServer:
     def _define_routes(self, routes: web.RouteTableDef) -> None:
         routes.get("/ws")(self.websocket_handler)
         routes.get("/")(self.get_root)
-        routes.get("/embeddings")(_json_route(lambda: []))
-        routes.get("/extensions")(_json_route(lambda: []))
+        routes.get("/embeddings")(_json_route(list))
+        routes.get("/extensions")(_json_route(list))
         routes.get("/models")(_json_route(lambda: MODEL_FOLDERS))
         routes.get("/models/{folder}")(self.get_models)
         routes.get("/view")(self.view_image)
@@ -170,7 +168,7 @@ class PromptServer:
             first_message = True
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.ERROR:
-                    logging.warning("ws connection closed with exception %s" % ws.exception())
+                    logging.warning(f"ws connection closed with exception {ws.exception()}")
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     try:
                         data = json.loads(msg.data)
@@ -306,7 +304,7 @@ class PromptServer:
         if "client_id" in json_data:
             extra_data["client_id"] = json_data["client_id"]
         if not valid:
-            logging.warning("invalid prompt: {}".format(error))
+            logging.warning(f"invalid prompt: {error}")
             return web.json_response({"error": error, "node_errors": node_errors}, status=400)
         sensitive = {key: extra_data.pop(key) for key in execution.SENSITIVE_EXTRA_DATA_KEYS if key in extra_data}
         extra_data["create_time"] = int(time.time() * 1000)
@@ -365,7 +363,7 @@ class PromptServer:
             raise SystemExit(0)
         print("\nRestarting... [Legacy Mode]\n\n", flush=True)
         sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable] + sys.argv)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -410,4 +408,4 @@ class PromptServer:
             await web.TCPSite(runner, address, port).start()
             if verbose:
                 shown = f"[{address}]" if ":" in address else address
-                logging.info("To see the GUI go to: http://{}:{}".format(shown, port))
+                logging.info(f"To see the GUI go to: http://{shown}:{port}")

@@ -75,7 +75,7 @@ def place_modules(
     order = sorted(quotas, key=lambda d: (d == "cpu", d))
     left = dict(quotas)
     placed: dict[str, int] = {}
-    for name, size in reversed(modules):
+    for _name, size in reversed(modules):
         target = compute_device
         if size >= tiny:
             for device in order:

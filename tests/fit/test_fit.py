@@ -5,14 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.fit.distorch_mirror import byte_allocation, fractions, is_byte_form, place_modules
-from tests.fit.layouts import Layout, blocks_layout, flux_layout, nbytes, sdxl_checkpoint_layout, t5xxl_layout, vae_layout, write_sparse_safetensors
 
 from comfyrig.errors import SelectionError
-from comfyrig.host.gpus.inventory import Gpu
-from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.fit.components import ModelInfo, analyze_model
 from comfyrig.fit.fit import CUDA_CONTEXT, GIB, FitPlan, Reserve, comfy_reserve_vram, default_reserve, plan_fit
+from comfyrig.host.gpus.inventory import Gpu
+from comfyrig.host.gpus.simulated import parse_simulated
+from tests.fit.distorch_mirror import byte_allocation, fractions, is_byte_form, place_modules
+from tests.fit.layouts import (
+    Layout,
+    blocks_layout,
+    flux_layout,
+    nbytes,
+    sdxl_checkpoint_layout,
+    t5xxl_layout,
+    vae_layout,
+    write_sparse_safetensors,
+)
 
 MIB = 1 << 20
 

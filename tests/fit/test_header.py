@@ -3,17 +3,18 @@ giants, and every kind of broken file (a ModelFileError naming file and offset).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.fit.layouts import flux_layout, layout_bytes, write_sparse_safetensors
 from safetensors.numpy import save_file
 
 from comfyrig.errors import ConfigError, ModelFileError
 from comfyrig.fit.header import read_header
+from tests.fit.layouts import flux_layout, layout_bytes, write_sparse_safetensors
 
 
 def test_reads_a_real_safetensors_file(tmp_path: Path) -> None:
@@ -159,7 +160,5 @@ def test_random_garbage_never_crashes(tmp_path: Path) -> None:
             corrupt[pos] = int(rng.integers(0, 256))
         path = tmp_path / f"c{i}.safetensors"
         path.write_bytes(bytes(corrupt[: int(rng.integers(1, len(blob) + 1))]))
-        try:
+        with contextlib.suppress(ModelFileError):
             read_header(path)
-        except ModelFileError:
-            pass

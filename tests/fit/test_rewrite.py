@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fit.layouts import clip_l_layout, flux_layout, sdxl_checkpoint_layout, t5xxl_layout, vae_layout, write_sparse_safetensors
 
+from comfyrig.comfy.workflow import workflow_from_json
 from comfyrig.errors import WorkflowError
-from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.fit.components import ModelInfo, analyze_model
 from comfyrig.fit.fit import GIB, FitPlan, default_reserve, plan_fit
-from comfyrig.comfy.workflow import workflow_from_json
 from comfyrig.fit.rewrite import NodeChange, find_loaders, rewrite_workflow
+from comfyrig.host.gpus.simulated import parse_simulated
+from tests.fit.layouts import (
+    clip_l_layout,
+    flux_layout,
+    sdxl_checkpoint_layout,
+    t5xxl_layout,
+    vae_layout,
+    write_sparse_safetensors,
+)
 
 # Inputs the DisTorch2 wrappers add (ComfyUI-MultiGPU wrappers.py, _create_distorch_safetensor_v2_override).
 DISTORCH2_INPUTS = {"compute_device", "virtual_vram_gb", "donor_device", "expert_mode_allocations", "eject_models"}
@@ -125,7 +133,7 @@ def test_split_checkpoint_with_clip_elsewhere_uses_the_advanced_distorch_loader(
     wf = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
           "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "x", "clip": ["1", 1]}},
           "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 2]}}}
-    new, changes, _ = rewrite(wf, plan, [sdxl])
+    new, _changes, _ = rewrite(wf, plan, [sdxl])
     node = new["1"]
     assert node["class_type"] == "CheckpointLoaderAdvancedDisTorch2MultiGPU"
     # checkpoint_multigpu.py's required inputs, all present
@@ -137,7 +145,7 @@ def test_split_checkpoint_with_clip_elsewhere_uses_the_advanced_distorch_loader(
 
 def test_a_workflow_without_loaders(flux_models: list[ModelInfo]) -> None:
     plan = flux_plan(flux_models)
-    with pytest.raises(WorkflowError, match="The workflow wf.json has no loader node"):
+    with pytest.raises(WorkflowError, match=re.escape("The workflow wf.json has no loader node")):
         rewrite({"1": {"class_type": "EmptyImage", "inputs": {}}}, plan, flux_models)
 
 

@@ -106,7 +106,7 @@ def _gpu_pids() -> dict[int, set[int]]:
 
 def _descendants(pid: int) -> set[int]:
     found = {pid}
-    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True).stdout.splitlines()[1:]
+    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True, check=True).stdout.splitlines()[1:]
     pairs = [tuple(int(x) for x in line.split()) for line in out if line.strip()]
     changed = True
     while changed:
@@ -175,7 +175,7 @@ def test_real_workers_each_on_its_own_gpu(real_cli: Cli) -> None:
         placement = {}
         for pid in comfy:
             tree = _descendants(pid)
-            on = wait_until(lambda: sorted(i for i, ps in _gpu_pids().items() if ps & tree), 30, f"pid {pid} on a GPU")
+            on = wait_until(lambda tree=tree: sorted(i for i, ps in _gpu_pids().items() if ps & tree), 30, f"pid {pid} on a GPU")
             placement[pid] = on
             cpus = Path(f"/proc/{pid}/status").read_text().split("Cpus_allowed_list:")[1].split()[0]
             record("real_worker", {"pid": pid, "gpus": on, "cpus_allowed": cpus})

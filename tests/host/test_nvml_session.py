@@ -139,7 +139,7 @@ def test_missing_fields_are_na_for_that_field_only() -> None:
 
 
 def test_cpu_affinity_asks_for_enough_words() -> None:
-    far = {**h100s(1)[0], "cpus": list(range(64, 128)) + [130]}
+    far = {**h100s(1)[0], "cpus": [*list(range(64, 128)), 130]}
     (gpu,) = probe_nvml(FakePynvml([far]), cpu_count=192).gpus
     assert gpu.cpu_affinity == (*range(64, 128), 130)
     with NvmlSession(FakePynvml([far]), cpu_count=64) as session:

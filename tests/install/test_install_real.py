@@ -65,7 +65,7 @@ def test_real_comfyui_installs_and_starts(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["ok"] and report["torch"]["torch_version"] and report["torch"]["cuda_available"] is False
     started = subprocess.run([str(target / ".venv/bin/python"), "main.py", "--quick-test-for-ci", "--cpu"],
-                             cwd=target, capture_output=True, text=True, timeout=600)
+                             cwd=target, capture_output=True, text=True, timeout=600, check=False)
     assert started.returncode == 0, started.stderr[-3000:]
     again = cli("install", str(target), "--repo", f"file://{repo}", "--torch-index", torch_index, "--json")
     assert json.loads(again.stdout)["ran"] == []

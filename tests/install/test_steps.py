@@ -16,8 +16,8 @@ from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.install.plan import InstallOptions, Step
 from comfyrig.install.state import UNDECLARED_REQUIREMENTS, ExistingState, GitState, VenvState
 from comfyrig.install.steps import (
-    InstallEvents,
     Installer,
+    InstallEvents,
     RunResult,
     latest_release_tag,
     pick_release_tag,
@@ -114,8 +114,8 @@ def test_converges_step_by_step(tmp_path: Path) -> None:
 
 def test_disk_full_stops_and_the_next_run_repairs(tmp_path: Path) -> None:
     world, rec = World(tmp_path / "ComfyUI"), Recorder()
-    world.fail["pip install torch"] = RunResult(1, ("Collecting torch", "ERROR: Could not install packages due to an "
-                                                "OSError: [Errno 28] No space left on device"))
+    world.fail["pip install torch"] = RunResult(1, ("Collecting torch", ("ERROR: Could not install packages due to an "
+                                                                  "OSError: [Errno 28] No space left on device")))
     with pytest.raises(StepFailedError) as caught:
         installer(world, rec).run()
     message = str(caught.value)

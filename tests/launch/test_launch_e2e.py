@@ -7,6 +7,7 @@ COMFYUI_PYTHON are set, on the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from comfyrig.host.ports import port_is_free
+
 from ..conftest import Cli, fake_gpus
 from ..launching import FAKE_DIR, Launched, pid_gone, python, wait_until
-from comfyrig.host.ports import port_is_free
 
 pytestmark = pytest.mark.e2e  # starts real processes
 
@@ -201,10 +203,8 @@ def test_manager_reboot_protocol(rig: Rig) -> None:
     launched, port = start(rig, "--cpu")
     launched.wait_for("READY")
     request = urllib.request.Request(f"http://127.0.0.1:{port}/manager/reboot", method="GET")
-    try:
+    with contextlib.suppress(OSError):  # the server exits while answering
         urllib.request.urlopen(request, timeout=5).read()
-    except OSError:
-        pass  # the server exits while answering
     launched.wait_for("restart requested by ComfyUI-Manager")
     launched.wait_for("READY", count=2)
     launched.interrupt()

@@ -14,7 +14,7 @@ def test_one_numa_node_32_cpus_2_gpus() -> None:
 
 
 def test_two_numa_nodes_four_gpus_each() -> None:
-    node0, node1 = tuple(range(0, 32)), tuple(range(32, 64))
+    node0, node1 = tuple(range(32)), tuple(range(32, 64))
     placements, _ = plan_placement([node0] * 4 + [node1] * 4, frozenset(range(64)))
     assert [format_cpus(p.cpus) for p in placements] == [
         "0-7", "8-15", "16-23", "24-31", "32-39", "40-47", "48-55", "56-63"

@@ -163,10 +163,10 @@ def test_listen_and_port_in_comfyuis_flags_win_and_are_warned(tmp_path: Path) ->
     # argparse keeps the last --listen: a bare one in COMFYUI_ARGS exposes ComfyUI, whatever COMFYUI_LISTEN says.
     p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--lis"), flags=table())
     assert p.warnings == (
-        "--listen 0.0.0.0,:: in ComfyUI's arguments overrides COMFYUI_LISTEN (127.0.0.1), since ComfyUI keeps the last "
-        "value: comfyrig would look for ComfyUI at the wrong address. Set it with comfyrig's --listen or COMFYUI_LISTEN instead.",
-        "ComfyUI will listen on 0.0.0.0,::: it has no authentication, so anyone who can reach that address can run code on "
-        "this machine. Keep it behind a firewall or VPN.",
+        ("--listen 0.0.0.0,:: in ComfyUI's arguments overrides COMFYUI_LISTEN (127.0.0.1), since ComfyUI keeps the last "
+         "value: comfyrig would look for ComfyUI at the wrong address. Set it with comfyrig's --listen or COMFYUI_LISTEN instead."),
+        ("ComfyUI will listen on 0.0.0.0,::: it has no authentication, so anyone who can reach that address can run code on "
+         "this machine. Keep it behind a firewall or VPN."),
     )
     port = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--port=9000"), flags=table())
     assert [w.split(",")[0] for w in port.warnings] == ["--port 9000 in ComfyUI's arguments overrides COMFYUI_PORT (8188)"]

@@ -102,7 +102,7 @@ def test_crash_loop_gives_up_at_the_start_limit(tmp_path: Path) -> None:
     rig = Rig(tmp_path, restart="always", restart_delay_s=0.1)
     for _ in range(5):
         rig.spawner.last.exit(1)
-        rig.until(lambda: rig.phase() in ("starting", "failed") and rig.spawner.last.code is None or rig.phase() == "failed")
+        rig.until(lambda: (rig.phase() in ("starting", "failed") and rig.spawner.last.code is None) or rig.phase() == "failed")
     assert rig.phase() == "failed" and len(rig.spawner.children) == 5
     assert "gave up: 5 failed starts" in rig.of(Exited)[-1].reason and rig.supervisor.exit_code() == 1
 

@@ -4,8 +4,8 @@ import getpass
 import os
 from pathlib import Path
 
-from comfyrig.monitor.procinfo import ProcessInfo
 from comfyrig.host.ports import listening_inodes
+from comfyrig.monitor.procinfo import ProcessInfo
 
 TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 

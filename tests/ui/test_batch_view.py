@@ -39,8 +39,8 @@ def render(renderable: object) -> str:
 
 
 def row(name: str, label: str, **kw: object) -> WorkerRow:
-    base = dict(name=name, label=label, url="http://127.0.0.1:8188", state="up", job=None, node=None, step=None,
-                queued=0, done=0, failed=0, requeued=0, mean_s=None, device=None)
+    base = {"name": name, "label": label, "url": "http://127.0.0.1:8188", "state": "up", "job": None, "node": None, "step": None,
+                "queued": 0, "done": 0, "failed": 0, "requeued": 0, "mean_s": None, "device": None}
     base.update(kw)
     return WorkerRow(**base)  # type: ignore[arg-type]
 

@@ -205,7 +205,7 @@ class Journal:
             yield self._row(raw, with_values)
 
     def counts(self) -> dict[str, int]:
-        return {state: n for state, n in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
+        return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"))
 
     def _expect(self, changed: int, job: str, what: str) -> None:
         if changed != 1:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .journal import Journal, JobRow
+from .journal import JobRow, Journal
 
 __all__ = ["Manifest"]
 

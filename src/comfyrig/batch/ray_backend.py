@@ -15,6 +15,7 @@ Ray is an optional extra: ``pip install 'comfyrig[ray]'``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import queue
@@ -160,10 +161,8 @@ class RayEndpoint:
         self._thread.start()
 
     def send(self, command: WorkerCommand) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a dead actor: the relay thread reports it
             self.actor.send.remote(command)
-        except Exception:  # noqa: BLE001 - a dead actor: the relay thread reports it
-            pass
 
     def stop(self) -> None:
         self._stop.set()
@@ -196,7 +195,7 @@ class RayEndpoint:
         if not isinstance(event, OutputsCollected) or blobs is None:
             return event
         files = []
-        for placeholder, data in zip(event.files, blobs):
+        for placeholder, data in zip(event.files, blobs, strict=True):
             job, node, n = placeholder.path.split("|")
             files.append(self._sink(job, node, int(n), placeholder.source, data))
         return dataclasses.replace(event, files=tuple(files))
@@ -250,12 +249,12 @@ class RayBackend:
         ]
         try:
             self.info = ray.get([a.describe.remote() for a in self.actors], timeout=300)
-        except Exception as exc:  # noqa: BLE001 - an actor that cannot start: say why
+        except Exception as exc:
             raise LaunchError(f"A Ray actor could not start ComfyUI: {exc}") from exc
 
     def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]:
         return [RayEndpoint(self.ray, actor, i["name"], f"ray://{i['label']}/{i['url']}", i["label"], emit, sink)
-                for actor, i in zip(self.actors, self.info)]
+                for actor, i in zip(self.actors, self.info, strict=True)]
 
     def object_info(self, timeout_s: float) -> dict[str, Any]:
         ray = self.ray
@@ -267,18 +266,14 @@ class RayBackend:
             try:
                 info: dict[str, Any] = ray.get(ready[0])
                 return info
-            except Exception:  # noqa: BLE001 - that actor failed; try the next
+            except Exception:  # noqa: BLE001, S112 - that actor failed; the next may answer
                 continue
         raise LaunchError(f"No Ray actor's ComfyUI answered within {timeout_s:g} s.")
 
     def stop(self) -> None:
         ray = self.ray
         for actor in self.actors:
-            try:
+            with contextlib.suppress(Exception):  # already dead
                 ray.get(actor.shutdown.remote(), timeout=60)
-            except Exception:  # noqa: BLE001 - already dead
-                pass
-            try:
+            with contextlib.suppress(Exception):  # killed with it
                 ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import WorkflowError
 from ..comfy.workflow import FieldRef, FieldType, Workflow, canonical_json, coerce, resolve_field, seed_fields
+from ..errors import WorkflowError
 
 __all__ = [
     "Job",
@@ -96,7 +96,7 @@ def _range(spec: str, where: str) -> list[int | float]:
     step = nums[2] if len(nums) == 3 else (1 if end >= start else -1)
     if step == 0 or (end - start) * step < 0:
         raise WorkflowError(f"{where}: the range {spec!r} is empty (check the step's sign).")
-    count = int(round((end - start) / step + 1e-9)) + 1
+    count = round((end - start) / step + 1e-9) + 1
     if count > 10_000_000:
         raise WorkflowError(f"{where}: the range {spec!r} has {count} values; that is too many.")
     if all(isinstance(n, int) for n in nums):
@@ -180,7 +180,7 @@ class VariationSpec:
         if not self.sweeps:
             return iter([()])
         if self.zipped:
-            return zip(*(s.values for s in self.sweeps))
+            return zip(*(s.values for s in self.sweeps), strict=True)  # lengths checked in build_spec
         return itertools.product(*(s.values for s in self.sweeps))
 
     def _seed(self, index: int, n: int) -> int:
@@ -195,7 +195,7 @@ class VariationSpec:
         for combo in self._combos():
             for r in range(self.repeat):
                 values = dict(base)
-                for sweep, value in zip(self.sweeps, combo):
+                for sweep, value in zip(self.sweeps, combo, strict=True):
                     values[sweep.ref.key] = value
                 if self.seed_mode != "keep":
                     for n, ref in enumerate(self.seed_refs):

@@ -13,6 +13,7 @@ or a prompt adopted from an earlier run).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -206,10 +207,8 @@ class HttpWorker:
             case SubmitPrompt(job=job, prompt_id=pid, prompt=prompt):
                 self._submit(client, job, pid, prompt)
             case InterruptPrompt(prompt_id=pid):
-                try:
+                with contextlib.suppress(ComfyAPIError):  # gone: the event thread reports the server down
                     client.interrupt(pid)
-                except ComfyAPIError:
-                    pass  # gone: the event thread reports the server down
             case CancelPrompt(prompt_id=pid):
                 self._cancel(client, pid)
             case RecoverPrompt(job=job, prompt_id=pid):

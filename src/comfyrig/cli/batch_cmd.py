@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,7 +18,7 @@ from .app import command
 
 __all__: list[str] = []
 
-Many = Optional[list[str]]
+Many = list[str] | None
 
 
 @command(
@@ -33,10 +33,10 @@ def batch_cmd(
     sweep: Annotated[Many, typer.Option("--sweep", metavar="NODE.FIELD=SPEC", help="Vary an input: 1..100 (ends included), 0..1..0.25, a|b|c, @file (a value per line), @file.csv:column. Several: every combination.", rich_help_panel="Variations", show_default=False)] = None,
     zip_: Annotated[bool, typer.Option("--zip", help="Pair the sweeps value by value instead of combining them.", rich_help_panel="Variations")] = False,
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="Run each variation N times.", rich_help_panel="Variations")] = 1,
-    seed: Annotated[Optional[str], typer.Option("--seed", metavar="random|increment", help="Sampler seeds (inputs named seed/noise_seed): random per job (drawn once per --out folder, kept on resume), or the workflow's seed + job number.", rich_help_panel="Variations", show_default=False)] = None,
+    seed: Annotated[str | None, typer.Option("--seed", metavar="random|increment", help="Sampler seeds (inputs named seed/noise_seed): random per job (drawn once per --out folder, kept on resume), or the workflow's seed + job number.", rich_help_panel="Variations", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the job count and the first jobs; start nothing.")] = False,
     url: Annotated[Many, typer.Option("--url", metavar="URL", help="Use this running ComfyUI instead of starting a fleet (repeatable).", rich_help_panel="Workers", show_default=False)] = None,
-    ray: Annotated[Optional[str], typer.Option("--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster: one actor per GPU, each with its own ComfyUI (pip install 'comfyrig[ray]').", rich_help_panel="Workers", show_default=False)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster: one actor per GPU, each with its own ComfyUI (pip install 'comfyrig[ray]').", rich_help_panel="Workers", show_default=False)] = None,
     job_timeout: Annotated[float, typer.Option("--job-timeout", help="Seconds without progress before a running job is interrupted and re-run elsewhere (0: never).", rich_help_panel="Faults")] = 600.0,
     retries: Annotated[int, typer.Option("--retries", min=0, help="Re-runs of a job after system failures (a worker died or hung); application errors are never retried.", rich_help_panel="Faults")] = 2,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On resume, run the jobs that failed before again.", rich_help_panel="Faults")] = False,

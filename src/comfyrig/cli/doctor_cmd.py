@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ __all__: list[str] = []
     "exit 1 if a check failed. Arguments after -- are checked as ComfyUI flags.",
 )
 def doctor_cmd(
-    extra: Annotated[Optional[list[str]], typer.Argument(help="ComfyUI flags, after --.", show_default=False)] = None,
+    extra: Annotated[list[str] | None, typer.Argument(help="ComfyUI flags, after --.", show_default=False)] = None,
     auto: o.Auto = False,
     dual: o.Dual = False,
     multi: o.Multi = False,
@@ -40,7 +40,7 @@ def doctor_cmd(
     comfyui_args: o.ComfyArgs = None,
     enable_manager: o.Manager = None,
     torch: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option(
             "--torch/--no-torch",
             help="Ask torch in ComfyUI's interpreter (a child process; seconds). "

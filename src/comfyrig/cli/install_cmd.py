@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,7 +21,7 @@ from ..host.gpus.torchcheck import TorchReport, judge_torch, run_torch_check
 from ..install.nodes import NODE_PACKS, PackName
 from ..install.plan import COMFYUI_REPO, InstallOptions, InstallPlan, needs_latest_tag, plan_install
 from ..install.state import inspect_state, venv_python
-from ..install.steps import InstallResult, Installer, latest_release_tag
+from ..install.steps import Installer, InstallResult, latest_release_tag
 from ..ui.console import make_console
 from ..ui.gpus_view import torch_table
 from ..ui.install_view import RichInstallEvents, render_install_plan
@@ -36,12 +36,12 @@ PACKS_PANEL = "Node packs"
 TORCH_PANEL = "PyTorch"
 
 Repo = Annotated[str, typer.Option("--repo", help="ComfyUI's git URL (or a local path / file:// URL).")]
-Ref = Annotated[Optional[str], typer.Option("--ref", metavar="TAG|COMMIT", help="What to check out (default: the newest release tag). Moves an existing checkout.", show_default=False)]
-TorchIndex = Annotated[Optional[str], typer.Option("--torch-index", metavar="URL|DIR", help="PyTorch wheel index URL (pip --index-url; file:// too), or a folder of wheels (pip --no-index --find-links).", rich_help_panel=TORCH_PANEL, show_default=False)]
-Cuda = Annotated[Optional[str], typer.Option("--cuda", metavar="X.Y", help="Take PyTorch's CUDA X.Y build instead of the one chosen for the driver.", rich_help_panel=TORCH_PANEL, show_default=False)]
+Ref = Annotated[str | None, typer.Option("--ref", metavar="TAG|COMMIT", help="What to check out (default: the newest release tag). Moves an existing checkout.", show_default=False)]
+TorchIndex = Annotated[str | None, typer.Option("--torch-index", metavar="URL|DIR", help="PyTorch wheel index URL (pip --index-url; file:// too), or a folder of wheels (pip --no-index --find-links).", rich_help_panel=TORCH_PANEL, show_default=False)]
+Cuda = Annotated[str | None, typer.Option("--cuda", metavar="X.Y", help="Take PyTorch's CUDA X.Y build instead of the one chosen for the driver.", rich_help_panel=TORCH_PANEL, show_default=False)]
 ReinstallTorch = Annotated[bool, typer.Option("--reinstall-torch", help="Uninstall and reinstall torch even if it looks right.", rich_help_panel=TORCH_PANEL)]
-Wheels = Annotated[Optional[Path], typer.Option("--wheels", metavar="DIR", help="Offline: every pip install uses --no-index --find-links DIR.", show_default=False)]
-VenvPython = Annotated[Optional[str], typer.Option("--python", help="The interpreter that creates DIR/.venv (default: the one running comfyrig).", show_default=False)]
+Wheels = Annotated[Path | None, typer.Option("--wheels", metavar="DIR", help="Offline: every pip install uses --no-index --find-links DIR.", show_default=False)]
+VenvPython = Annotated[str | None, typer.Option("--python", help="The interpreter that creates DIR/.venv (default: the one running comfyrig).", show_default=False)]
 Force = Annotated[bool, typer.Option("--force", help="Install into a non-empty folder that is not ComfyUI (keeps its files), or move a node pack to the known-good commit.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan (repo, ref, torch index and why, steps) and change nothing.")]
 
@@ -137,10 +137,10 @@ def install_cmd(
     python: VenvPython = None,
     with_multigpu: Annotated[bool, typer.Option("--with-multigpu", help="Also clone ComfyUI-MultiGPU at a commit known to work with this ComfyUI.", rich_help_panel=PACKS_PANEL)] = False,
     with_manager: Annotated[bool, typer.Option("--with-manager", help="Also clone ComfyUI-Manager.", rich_help_panel=PACKS_PANEL)] = False,
-    multigpu_ref: Annotated[Optional[str], typer.Option("--multigpu-ref", metavar="REF", help="ComfyUI-MultiGPU commit/tag instead of the table's.", rich_help_panel=PACKS_PANEL, show_default=False)] = None,
-    multigpu_repo: Annotated[Optional[str], typer.Option("--multigpu-repo", metavar="URL", help="ComfyUI-MultiGPU's git URL.", rich_help_panel=PACKS_PANEL, show_default=False)] = None,
-    manager_ref: Annotated[Optional[str], typer.Option("--manager-ref", metavar="REF", help="ComfyUI-Manager ref (default: its default branch).", rich_help_panel=PACKS_PANEL, show_default=False)] = None,
-    manager_repo: Annotated[Optional[str], typer.Option("--manager-repo", metavar="URL", help="ComfyUI-Manager's git URL.", rich_help_panel=PACKS_PANEL, show_default=False)] = None,
+    multigpu_ref: Annotated[str | None, typer.Option("--multigpu-ref", metavar="REF", help="ComfyUI-MultiGPU commit/tag instead of the table's.", rich_help_panel=PACKS_PANEL, show_default=False)] = None,
+    multigpu_repo: Annotated[str | None, typer.Option("--multigpu-repo", metavar="URL", help="ComfyUI-MultiGPU's git URL.", rich_help_panel=PACKS_PANEL, show_default=False)] = None,
+    manager_ref: Annotated[str | None, typer.Option("--manager-ref", metavar="REF", help="ComfyUI-Manager ref (default: its default branch).", rich_help_panel=PACKS_PANEL, show_default=False)] = None,
+    manager_repo: Annotated[str | None, typer.Option("--manager-repo", metavar="URL", help="ComfyUI-Manager's git URL.", rich_help_panel=PACKS_PANEL, show_default=False)] = None,
     force: Force = False,
     no_env_file: Annotated[bool, typer.Option("--no-env-file", help="Do not write DIR/.env.")] = False,
     dry_run: DryRun = False,
@@ -242,8 +242,8 @@ def nodes_add_cmd(
     comfyui_dir: o.ComfyDir = None,
     python: o.Python = None,
     env_file: o.EnvFile = None,
-    ref: Annotated[Optional[str], typer.Option("--ref", metavar="REF", help="Commit or tag instead of the compatibility table's.", show_default=False)] = None,
-    repo: Annotated[Optional[str], typer.Option("--repo", metavar="URL", help="The pack's git URL.", show_default=False)] = None,
+    ref: Annotated[str | None, typer.Option("--ref", metavar="REF", help="Commit or tag instead of the compatibility table's.", show_default=False)] = None,
+    repo: Annotated[str | None, typer.Option("--repo", metavar="URL", help="The pack's git URL.", show_default=False)] = None,
     wheels: Wheels = None,
     force: Annotated[bool, typer.Option("--force", help="Move an existing checkout of the pack to the known-good commit.")] = False,
     dry_run: DryRun = False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -36,7 +36,7 @@ NO_COMFYUI = (
     context_settings={"allow_extra_args": False},
 )
 def launch_cmd(
-    extra: Annotated[Optional[list[str]], typer.Argument(help="ComfyUI flags, after --.", show_default=False)] = None,
+    extra: Annotated[list[str] | None, typer.Argument(help="ComfyUI flags, after --.", show_default=False)] = None,
     auto: o.Auto = False,
     dual: o.Dual = False,
     multi: o.Multi = False,
@@ -57,10 +57,10 @@ def launch_cmd(
     stop_timeout: Annotated[float, typer.Option("--stop-timeout", help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
     hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="Kill a ready ComfyUI that has not answered HTTP for this many seconds (then --restart decides); 0: never.")] = 60.0,
     plain: Annotated[bool, typer.Option("--plain", help="Raw log lines instead of the dashboard (automatic in pipes).")] = False,
-    log_dir: Annotated[Optional[Path], typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
-    placement: Annotated[Optional[str], typer.Option("--placement", help="CPU placement: auto (default with --workers) or none.", show_default=False)] = None,
-    cpus_per_worker: Annotated[Optional[int], typer.Option("--cpus-per-worker", help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
-    threads_per_worker: Annotated[Optional[int], typer.Option("--threads-per-worker", help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
+    log_dir: Annotated[Path | None, typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
+    placement: Annotated[str | None, typer.Option("--placement", help="CPU placement: auto (default with --workers) or none.", show_default=False)] = None,
+    cpus_per_worker: Annotated[int | None, typer.Option("--cpus-per-worker", help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
+    threads_per_worker: Annotated[int | None, typer.Option("--threads-per-worker", help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, start nothing.")] = False,
     json_out: o.JsonOut = False,
 ) -> int:

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -82,14 +82,14 @@ def _plot(plot: Path, out: Path | None, console: Console) -> int:
 @command("monitor", help="Watch the GPUs, their processes and the ComfyUI instances, live (Ctrl-C stops).")
 def monitor_cmd(
     interval: Annotated[float, typer.Option("--interval", "-i", metavar="SECONDS", help=f"Seconds between refreshes (at least {MIN_INTERVAL_S}).")] = 1.0,
-    url: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A ComfyUI to watch (repeatable); default: every ComfyUI comfyrig started, else the configured port if it answers.", show_default=False)] = None,
+    url: Annotated[list[str] | None, typer.Option("--url", metavar="URL", help="A ComfyUI to watch (repeatable); default: every ComfyUI comfyrig started, else the configured port if it answers.", show_default=False)] = None,
     once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
-    count: Annotated[Optional[int], typer.Option("--count", "-c", min=1, metavar="N", help="Stop after this many refreshes.", show_default=False)] = None,
+    count: Annotated[int | None, typer.Option("--count", "-c", min=1, metavar="N", help="Stop after this many refreshes.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON: one object with --once, else one line per refresh.")] = False,
     dmon: Annotated[bool, typer.Option("--dmon", help="nvidia-smi dmon's compact scrolling lines, one per GPU.")] = False,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE", help="Also append one row per GPU per refresh to FILE.", show_default=False)] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.csv", help="Turn a recorded CSV into a PNG and exit (needs: pip install 'comfyrig\\[plot]').", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.png", help="Where --plot writes (default: the CSV's name with .png).", show_default=False)] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also append one row per GPU per refresh to FILE.", show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE.csv", help="Turn a recorded CSV into a PNG and exit (needs: pip install 'comfyrig\\[plot]').", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE.png", help="Where --plot writes (default: the CSV's name with .png).", show_default=False)] = None,
     port: o.Port = None,
     env_file: o.EnvFile = None,
 ) -> int:

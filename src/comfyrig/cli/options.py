@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,16 +15,16 @@ __all__ = ["overrides", "settings_from"]
 Auto = Annotated[bool, typer.Option("--auto", help="Pick the mode from the GPUs present (default).", rich_help_panel="GPU mode")]
 Dual = Annotated[bool, typer.Option("--dual", help="The first two GPUs, both visible to one ComfyUI.", rich_help_panel="GPU mode")]
 Multi = Annotated[bool, typer.Option("--multi", help="Every GPU.", rich_help_panel="GPU mode")]
-Single = Annotated[Optional[int], typer.Option("--single", metavar="N", help="Only GPU N (nvidia-smi numbering).", rich_help_panel="GPU mode", show_default=False)]
-Gpus = Annotated[Optional[str], typer.Option("--gpus", metavar="LIST", help="Ordered list: indices, GPU- UUIDs or MIG- ids, e.g. 1,0.", rich_help_panel="GPU mode", show_default=False)]
+Single = Annotated[int | None, typer.Option("--single", metavar="N", help="Only GPU N (nvidia-smi numbering).", rich_help_panel="GPU mode", show_default=False)]
+Gpus = Annotated[str | None, typer.Option("--gpus", metavar="LIST", help="Ordered list: indices, GPU- UUIDs or MIG- ids, e.g. 1,0.", rich_help_panel="GPU mode", show_default=False)]
 Cpu = Annotated[bool, typer.Option("--cpu", help="No GPU at all: every GPU hidden, ComfyUI's --cpu.", rich_help_panel="GPU mode")]
-Port = Annotated[Optional[str], typer.Option("--port", help="Port (default 8188), or 'auto' for the next free one.", show_default=False)]
-Listen = Annotated[Optional[str], typer.Option("--listen", help="Address ComfyUI listens on (default 127.0.0.1).", show_default=False)]
-ComfyDir = Annotated[Optional[Path], typer.Option("--comfyui-dir", help="The ComfyUI checkout (holds main.py).", show_default=False)]
-Python = Annotated[Optional[str], typer.Option("--python", help="ComfyUI's Python interpreter.", show_default=False)]
-EnvFile = Annotated[Optional[Path], typer.Option("--env-file", help="Read this .env instead of ComfyUI's or the current folder's.", show_default=False)]
-ComfyArgs = Annotated[Optional[str], typer.Option("--comfyui-args", help="Extra ComfyUI flags as one string (like COMFYUI_ARGS).", show_default=False)]
-Manager = Annotated[Optional[bool], typer.Option("--enable-manager/--no-enable-manager", help="Pass ComfyUI's --enable-manager.", show_default=False)]
+Port = Annotated[str | None, typer.Option("--port", help="Port (default 8188), or 'auto' for the next free one.", show_default=False)]
+Listen = Annotated[str | None, typer.Option("--listen", help="Address ComfyUI listens on (default 127.0.0.1).", show_default=False)]
+ComfyDir = Annotated[Path | None, typer.Option("--comfyui-dir", help="The ComfyUI checkout (holds main.py).", show_default=False)]
+Python = Annotated[str | None, typer.Option("--python", help="ComfyUI's Python interpreter.", show_default=False)]
+EnvFile = Annotated[Path | None, typer.Option("--env-file", help="Read this .env instead of ComfyUI's or the current folder's.", show_default=False)]
+ComfyArgs = Annotated[str | None, typer.Option("--comfyui-args", help="Extra ComfyUI flags as one string (like COMFYUI_ARGS).", show_default=False)]
+Manager = Annotated[bool | None, typer.Option("--enable-manager/--no-enable-manager", help="Pass ComfyUI's --enable-manager.", show_default=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 

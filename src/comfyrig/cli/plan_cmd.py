@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from ..comfy.workflow import Prompt, Workflow, load_workflow, require_api_format
 from ..config.modes import select_gpus
 from ..errors import ConfigError, ModelFileError, WorkflowError
-from ..host.gpus.probe import probe_inventory
 from ..fit.components import ModelInfo, analyze_model
 from ..fit.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
 from ..fit.ram import mem_available
 from ..fit.rewrite import NodeChange, find_loaders, model_folders, rewrite_workflow, suggested_loaders
+from ..host.gpus.probe import probe_inventory
 from ..ui.console import make_console
 from ..ui.fit_view import plan_view
 from . import options as o
@@ -25,20 +25,20 @@ from .report import print_json
 
 __all__: list[str] = []
 
-Models = Annotated[Optional[list[Path]], typer.Argument(
+Models = Annotated[list[Path] | None, typer.Argument(
     help="Model files (.safetensors, .gguf) or folders of shards; read from their headers only.", show_default=False)]
-ReserveGb = Annotated[Optional[float], typer.Option(
+ReserveGb = Annotated[float | None, typer.Option(
     "--reserve", metavar="GB", help="Working memory (GiB) kept free on the compute GPU; default from family and resolution.",
     show_default=False)]
-Resolution = Annotated[Optional[str], typer.Option(
+Resolution = Annotated[str | None, typer.Option(
     "--resolution", metavar="WxH", help="Image size for the default reserve (default: the family's native size).",
     show_default=False)]
 Batch = Annotated[int, typer.Option("--batch", min=1, help="Batch size for the default reserve.")]
-RamGb = Annotated[Optional[float], typer.Option(
+RamGb = Annotated[float | None, typer.Option(
     "--ram", metavar="GB", help="System RAM (GiB) for offloaded weights (default: MemAvailable).", show_default=False)]
-WorkflowFile = Annotated[Optional[Path], typer.Option(
+WorkflowFile = Annotated[Path | None, typer.Option(
     "--workflow", metavar="IN.json", help="An API-format workflow whose loaders to rewrite.", show_default=False)]
-Write = Annotated[Optional[Path], typer.Option(
+Write = Annotated[Path | None, typer.Option(
     "--write", metavar="OUT.json", help="Where to write the rewritten workflow.", show_default=False)]
 
 

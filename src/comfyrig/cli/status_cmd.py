@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -83,7 +83,7 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
 
 @command("stop", help="Stop ComfyUI instances comfyrig started (whole process group, SIGINT then SIGKILL).")
 def stop_cmd(
-    port: Annotated[Optional[int], typer.Option("--port", help="The instance on this port.", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option("--port", help="The instance on this port.", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every instance comfyrig started.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds between SIGINT and SIGKILL.")] = 10.0,
 ) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-__all__ = ["StartupInfo", "NodeImport", "diagnose", "parse_line"]
+__all__ = ["NodeImport", "StartupInfo", "diagnose", "parse_line"]
 
 _FIELDS = {
     "python": re.compile(r"^Python version: (.+)$"),

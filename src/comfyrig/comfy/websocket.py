@@ -14,6 +14,7 @@ not for a loopback ComfyUI.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -114,10 +115,8 @@ class ComfyEvents:
                 return event["type"], data if isinstance(data, dict) else {}
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, WebSocketException):
             self._ws.close()
-        except (OSError, WebSocketException):
-            pass
 
 
 def _reason(exc: BaseException) -> str:

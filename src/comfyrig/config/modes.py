@@ -14,7 +14,7 @@ from typing import Literal
 from ..errors import SelectionError
 from ..host.gpus.inventory import Gpu, Inventory
 
-__all__ = ["GpuRequest", "ModeLabel", "RequestKind", "Selection", "MODE_TITLES", "select_gpus"]
+__all__ = ["MODE_TITLES", "GpuRequest", "ModeLabel", "RequestKind", "Selection", "select_gpus"]
 
 RequestKind = Literal["auto", "dual", "multi", "single", "gpus", "cpu", "visible"]
 ModeLabel = Literal["dual", "multi", "single", "cpu"]

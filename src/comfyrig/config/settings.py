@@ -20,8 +20,8 @@ from .envfile import EnvFile, read_env_file
 from .modes import GpuRequest
 
 __all__ = [
-    "CliOverrides",
     "KNOWN_KEYS",
+    "CliOverrides",
     "Settings",
     "Sourced",
     "env_file_candidates",
@@ -47,16 +47,16 @@ _SECRET_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 DEFAULT_PORT = 8188
 DEFAULT_LISTEN = "127.0.0.1"
 
-T = TypeVar("T", covariant=True)
+T_co = TypeVar("T_co", covariant=True)
 # A port number, or "auto": the next free one from 8188, chosen at launch.
 PortSetting = int | Literal["auto"]
 
 
 @dataclass(frozen=True)
-class Sourced(Generic[T]):
+class Sourced(Generic[T_co]):
     """A value and where it came from: "cli", "env", ".env:LINE", "default" or "derived"."""
 
-    value: T
+    value: T_co
     source: str
 
 

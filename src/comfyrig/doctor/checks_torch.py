@@ -99,7 +99,8 @@ def check_torch_devices(ctx: DoctorContext) -> CheckResult:
             f"torch sees {count} device(s) under {cvd}, but {len(selection.gpus)} were selected.",
             "Run 'comfyrig gpus --torch-check'; a CUDA_VISIBLE_DEVICES entry CUDA cannot use cuts the list there.",
         )
-    for n, (gpu, dev) in enumerate(zip(selection.gpus, devices)):
+    # strict=False: the counts may differ, which another check reports
+    for n, (gpu, dev) in enumerate(zip(selection.gpus, devices, strict=False)):
         uuid = str(dev.get("uuid") or "").removeprefix("GPU-")
         if uuid and uuid != gpu.uuid.removeprefix("GPU-"):
             return CheckResult(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["CheckResult", "STATUSES", "Status"]
+__all__ = ["STATUSES", "CheckResult", "Status"]
 
 # "skip": the check does not apply here, or what it needs is missing (said in the message).
 Status = Literal["pass", "warn", "fail", "skip"]

@@ -34,8 +34,8 @@ __all__ = [
     "FamilyInfo",
     "Layout",
     "ModelInfo",
-    "analyze_model",
     "analyze_headers",
+    "analyze_model",
 ]
 
 ComponentKind = Literal["diffusion_model", "text_encoder", "vae", "other"]

@@ -686,11 +686,11 @@ def _finish(
 def _cpu_plan(parts: Sequence[_Part], reserve: Reserve, ram_available: int | None) -> FitPlan:
     items = tuple((f"{p.model.name}: {p.comp.title}", p.comp.cpu_bytes) for p in parts)
     working = ("working memory", reserve.bytes - CUDA_CONTEXT)
-    ram = Ledger("cpu", None, ram_available, items + (working,))
+    ram = Ledger("cpu", None, ram_available, (*items, working))
     placements = tuple(PartPlacement(p.model, p.comp, "cpu", (Share("cpu", p.comp.cpu_bytes),)) for p in parts)
     reasons = [
-        "--cpu: every component runs on the CPU; ComfyUI computes the diffusion model and VAE in float32 there, "
-        f"so they take {format_gib(sum(p.comp.cpu_bytes for p in parts))} of RAM."
+        ("--cpu: every component runs on the CPU; ComfyUI computes the diffusion model and VAE in float32 there, "
+         f"so they take {format_gib(sum(p.comp.cpu_bytes for p in parts))} of RAM.")
     ]
     warnings = ["The CPU is one to two orders of magnitude slower than a GPU for diffusion models."]
     verdict: Verdict = "cpu"

@@ -20,7 +20,7 @@ from ..errors import ConfigError, NotComfyUIError
 from ..host.gpus.inventory import Inventory
 from .envtemplate import render_env
 from .nodes import NODE_PACKS, PackName, RefChoice, choose_pack_ref
-from .state import UNDECLARED_REQUIREMENTS, TORCH_FAMILY, ExistingState, venv_python
+from .state import TORCH_FAMILY, UNDECLARED_REQUIREMENTS, ExistingState, venv_python
 from .torch_choice import TorchChoice, choose_torch, index_tag
 
 __all__ = ["COMFYUI_REPO", "InstallOptions", "InstallPlan", "PackPlan", "Step", "needs_latest_tag", "plan_install"]

@@ -273,7 +273,7 @@ class Installer:
 def _gist(output: tuple[str, ...]) -> str:
     """The telling output: the first and last error-looking lines (git names the
     cause first, pip last), else the last line."""
-    found = [line.strip() for line in output if re.search(r"error|fatal|denied|no space|not found|could not|failed", line, re.I)]
+    found = [line.strip() for line in output if re.search(r"error|fatal|denied|no space|not found|could not|failed", line, re.IGNORECASE)]
     if found:
         return " / ".join(dict.fromkeys((found[0], found[-1])))
     return output[-1].strip() if output else "no output"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["CpuPlacement", "PlacementMode", "THREAD_VARIABLES", "DEFAULT_THREAD_CAP", "plan_placement", "placement_for_gpu", "format_cpus", "thread_env"]
+__all__ = ["DEFAULT_THREAD_CAP", "THREAD_VARIABLES", "CpuPlacement", "PlacementMode", "format_cpus", "placement_for_gpu", "plan_placement", "thread_env"]
 
 PlacementMode = Literal["auto", "none"]
 # Read by PyTorch's OpenMP intra-op pool, MKL and OpenBLAS, the libraries ComfyUI's torch uses on the CPU side.

@@ -203,7 +203,7 @@ def plan_launch(
             placement=placed,
             log_file=logs / f"comfyrig-{port}.log" if logs is not None else None,
         )
-        for (name, indices, cvd), port, placed in zip(groups, ports, per_instance)
+        for (name, indices, cvd), port, placed in zip(groups, ports, per_instance, strict=True)
     )
     return LaunchPlan(
         mode=selection.mode,

@@ -10,6 +10,7 @@ a real process group.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -116,10 +117,8 @@ class Child:
             self._log.flush()
         except (OSError, ValueError):
             # A full disk must not stop the reading: ComfyUI would block on a full pipe.
-            try:
+            with contextlib.suppress(OSError):
                 self._log.close()
-            except OSError:
-                pass
             self._log = None
 
     def poll(self) -> int | None:

@@ -30,8 +30,8 @@ from typing import Any
 from ..comfy.logs import StartupInfo, parse_line
 from ..events import Reporter, discard
 from .events import (
-    ExitKind,
     Exited,
+    ExitKind,
     FleetSnapshot,
     Hung,
     Inspected,
@@ -257,7 +257,7 @@ class Supervisor:
         if self.stopping:
             return 0
         for worker in self.workers:
-            if worker.final_kind in FAILURES or worker.final_kind is None and worker.phase == "failed":
+            if worker.final_kind in FAILURES or (worker.final_kind is None and worker.phase == "failed"):
                 code = worker.exit_code or 0
                 if code < 0:
                     return 128 - code

@@ -16,7 +16,7 @@ from .instances import InstancePoller
 from .sampler import GpuSampler
 from .snapshot import Snapshot
 
-__all__ = ["Monitor", "run_ticks", "MIN_INTERVAL_S"]
+__all__ = ["MIN_INTERVAL_S", "Monitor", "run_ticks"]
 
 MIN_INTERVAL_S = 0.25
 

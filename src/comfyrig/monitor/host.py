@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .snapshot import HostSample
 
-__all__ = ["HostSampler", "MIN_WINDOW_S"]
+__all__ = ["MIN_WINDOW_S", "HostSampler"]
 
 MIN_WINDOW_S = 0.2
 

@@ -30,7 +30,7 @@ def normalise_url(url: str) -> str:
         text = "http://" + text
     parts = urlsplit(text)
     try:
-        parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+        _ = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
     except ValueError:
         valid = False
     else:

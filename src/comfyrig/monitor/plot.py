@@ -26,8 +26,8 @@ def _matplotlib() -> tuple[Any, Any]:
             f"Plotting needs matplotlib, which is not installed ({exc.msg}).", hint=f"Run: {INSTALL_HINT}"
         ) from exc
     matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.dates as dates
     import matplotlib.pyplot as plt
+    from matplotlib import dates
 
     return plt, dates
 

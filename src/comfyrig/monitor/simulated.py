@@ -25,7 +25,7 @@ from ..host.gpus.inventory import Inventory
 from ..host.gpus.simulated import parse_simulated, read_simulated_json
 from .snapshot import GpuSample, ProcSample
 
-__all__ = ["SimulatedSampler", "LIVE_KEYS"]
+__all__ = ["LIVE_KEYS", "SimulatedSampler"]
 
 LIVE_KEYS = (
     "utilization_pct",

@@ -102,6 +102,6 @@ class Snapshot:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for gpu, record in zip(self.gpus, data["gpus"]):
+        for gpu, record in zip(self.gpus, data["gpus"], strict=True):
             record["owner_ports"] = list(gpu.owner_ports)
         return data

@@ -42,7 +42,7 @@ _STATE_STYLE = {"up": "green", "down": "yellow", "gone": "bold red"}
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     if seconds >= 60:

@@ -8,11 +8,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..launch.plan import LaunchPlan
 from ..launch.events import FleetSnapshot, WorkerView
+from ..launch.plan import LaunchPlan
 from .panel import gpu_config_panel
 
-__all__ = ["dashboard", "status_line", "multigpu_verdict"]
+__all__ = ["dashboard", "multigpu_verdict", "status_line"]
 
 _PHASE_STYLE = {
     "starting": "yellow",

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-
 from dataclasses import dataclass
-from typing import Union
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.text import Text
@@ -136,7 +134,7 @@ class _Col:
     right: bool = False
 
 
-Cell = Union[str, Text]
+Cell = str | Text
 _GAP = "  "
 
 
@@ -157,7 +155,7 @@ def _grid(title: str | None, cols: Sequence[_Col], lines: Sequence[Sequence[Cell
     out.append("─" * (sum(c.width for c in cols) + len(_GAP) * (len(cols) - 1)), style="dim")
     for line in lines:
         row = Text(" ")
-        for n, (cell, col) in enumerate(zip(line, cols)):
+        for n, (cell, col) in enumerate(zip(line, cols, strict=False)):
             if n:
                 row.append(_GAP)
             row.append_text(_fit(cell, col))
@@ -184,7 +182,7 @@ def gpu_table(snapshot: Snapshot, trends: Mapping[str, Trend] | None = None, *, 
     fixed.append(_Col("ComfyUI", 7))
     cols = [fixed[0], _Col("GPU", _width_left(width, fixed, 8, 24)), *fixed[1:]]
     lines: list[list[Cell]] = []
-    for gpu, memory_cell in zip(snapshot.gpus, memory):
+    for gpu, memory_cell in zip(snapshot.gpus, memory, strict=True):
         power = _num(gpu.power_w) if compact else _power(gpu)
         extra = [] if compact else [_clocks(gpu)]
         lines.append([str(gpu.index), _short_name(gpu.name), _util_cell(gpu), memory_cell,

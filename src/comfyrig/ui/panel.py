@@ -40,7 +40,7 @@ def gpu_config_panel(selection: Selection, *, workers: bool = False) -> Renderab
                 text.append(f"  (cuda:{cuda_index} in ComfyUI)", style="magenta")
             text.append(f"\n         {gpu.memory_total_gb:.2f} GB VRAM", style="dim")
             text.append(f", {gpu.memory_free_mib / 1024:.2f} GB free", style="dim")
-            others = [p for p in gpu.processes]
+            others = list(gpu.processes)
             if others:
                 used = sum(p.used_memory_mib or 0 for p in others)
                 text.append(

@@ -64,7 +64,7 @@ def _blur_lines(values: list, length: int, count: int, stride: int, step: int, k
     for j in range(count):
         base = j * stride
         for k in range(length):
-            out[base + k * step] = sum(w * values[base + t * step] for w, t in zip(kernel, taps[k]))
+            out[base + k * step] = sum(w * values[base + t * step] for w, t in zip(kernel, taps[k], strict=True))
     return out
 
 
@@ -82,7 +82,7 @@ def blur(frame: Frame, radius: int, sigma: float) -> Frame:
         channels.append(plane)
     rgb = bytearray(w * h * 3)
     for c in range(3):
-        rgb[c::3] = bytes(min(255, max(0, int(round(v)))) for v in channels[c])
+        rgb[c::3] = bytes(min(255, max(0, round(v))) for v in channels[c])
     return Frame(w, h, bytes(rgb))
 
 

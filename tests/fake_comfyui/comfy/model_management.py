@@ -151,8 +151,8 @@ def init(args, knobs) -> Device:
         allocator = "native" if args.disable_cuda_malloc else "cudaMallocAsync"
         device = Device("cuda", 0, f"cuda:0 {knobs.device_name} : {allocator}", knobs.vram_mb * MIB, gpus, seen)
 
-    logging.info("Total VRAM {:0.0f} MB, total RAM {:0.0f} MB".format(device.vram_total / MIB, ram_total() / MIB))
-    logging.info("pytorch version: {}".format(torch_version))
+    logging.info(f"Total VRAM {device.vram_total / MIB:0.0f} MB, total RAM {ram_total() / MIB:0.0f} MB")
+    logging.info(f"pytorch version: {torch_version}")
 
     if args.cpu:
         vram_state = VRAMState.DISABLED
@@ -167,14 +167,14 @@ def init(args, knobs) -> Device:
     logging.info(f"Set vram state to: {vram_state.name}")
     if args.disable_smart_memory:
         logging.info("Disabling smart memory management")
-    logging.info("Device: {}".format(device.name))
+    logging.info(f"Device: {device.name}")
 
     if device.type == "cuda":
         streams = 0 if args.disable_async_offload else (args.async_offload or 2)
         if streams:
-            logging.info("Using async weight offloading with {} streams".format(streams))
+            logging.info(f"Using async weight offloading with {streams} streams")
         if not args.disable_pinned_memory:
-            logging.info("Enabled pinned memory {}".format(ram_total() * 0.95 // MIB))
+            logging.info(f"Enabled pinned memory {ram_total() * 0.95 // MIB}")
     logging.info("Using pytorch attention")
     _device = device
     return device

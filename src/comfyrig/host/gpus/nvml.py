@@ -16,6 +16,7 @@ with a fake one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from collections.abc import Callable
@@ -260,10 +261,8 @@ class NvmlSession:
         """Shut NVML down; a second call does nothing."""
         if self._open:
             self._open = False
-            try:
+            with contextlib.suppress(self.nvml.NVMLError):
                 self.nvml.nvmlShutdown()
-            except self.nvml.NVMLError:
-                pass
 
     def __enter__(self) -> NvmlSession:
         return self

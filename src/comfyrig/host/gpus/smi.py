@@ -14,7 +14,7 @@ import subprocess
 from ...errors import GpuProbeError
 from .inventory import Gpu, GpuProcess, Inventory
 
-__all__ = ["SmiUnavailable", "probe_smi", "parse_gpu_csv", "parse_apps_csv"]
+__all__ = ["SmiUnavailable", "parse_apps_csv", "parse_gpu_csv", "probe_smi"]
 
 _GPU_FIELDS = ("index", "name", "uuid", "pci.bus_id", "memory.total", "memory.used", "driver_version", "compute_cap")
 _APP_FIELDS = ("gpu_uuid", "pid", "used_memory", "process_name")
@@ -79,7 +79,8 @@ def probe_smi(exe: str | None = None) -> Inventory:
 def parse_gpu_csv(text: str, fields: tuple[str, ...] = _GPU_FIELDS) -> list[dict[str, str]]:
     """Parse ``--format=csv,noheader,nounits`` output into one dict per GPU."""
     reader = csv.reader(io.StringIO(text), skipinitialspace=True)
-    return [dict(zip(fields, (c.strip() for c in row))) for row in reader if row]
+    # strict=False: a short row keeps the fields it has
+    return [dict(zip(fields, (c.strip() for c in row), strict=False)) for row in reader if row]
 
 
 def parse_apps_csv(text: str) -> dict[str, tuple[GpuProcess, ...]]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TorchReport", "run_torch_check", "judge_torch"]
+__all__ = ["TorchReport", "judge_torch", "run_torch_check"]
 
 _SCRIPT = r"""
 import json, sys
