@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # the sibling module (scripts run from this folder)
+
 HERE = Path(__file__).resolve().parent
 HELP_TARGET_S = 0.15
 RATIO_TARGET = 5.0
@@ -53,16 +55,6 @@ def compile_bytecode(python: Path, folders: list[str], env: dict[str, str]) -> N
     """Write the .pyc files that a normal install (without PYTHONDONTWRITEBYTECODE) would have."""
     subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", *folders], env=env,
                    stdout=subprocess.DEVNULL, check=False)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def version_of(python: Path, dist: str) -> str:

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model  # the sibling module (scripts run from this folder)
 from rich.console import Console
 
 from comfyrig.monitor.collect import Monitor, run_ticks
@@ -50,16 +51,6 @@ def simulated(count: int, ports: list[int]) -> SimulatedSampler:
         for i in range(count)
     ]
     return SimulatedSampler({"driver_version": "580.00", "cuda_driver_version": "13.0", "gpus": gpus})
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:

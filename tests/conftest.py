@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -183,28 +184,37 @@ class StubState:
     )
 
 
-class _Handler(BaseHTTPRequestHandler):
-    state: StubState
+# (path) -> (HTTP status, JSON body): what a stand-in server answers to a GET.
+Answer = Callable[[str], tuple[int, Any]]
 
-    def do_GET(self) -> None:
-        self.state.requests.append(self.path)
-        bodies = {
-            "/prompt": {"exec_info": {"queue_remaining": self.state.queue_remaining}},
-            "/queue": {"queue_running": [[0, "a"]][: min(self.state.queue_remaining, 1)],
-                       "queue_pending": [[1, "b"]] * max(self.state.queue_remaining - 1, 0)},
-            "/system_stats": self.state.system_stats,
-        }
-        body = bodies.get(self.path)
-        status = self.state.status if body is not None else 404
-        data = json.dumps(body or {}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+@contextmanager
+def json_server(answer: Answer, host: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
+    """A loopback HTTP server in a thread answering GETs as ``answer`` says; yields (url, port)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = answer(self.path)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    port = int(server.server_address[1])
+    try:
+        yield f"http://{host}:{port}", port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @dataclass
@@ -216,16 +226,18 @@ class Stub:
 
 @pytest.fixture
 def comfy_stub() -> Iterator[Stub]:
-    """A tiny ComfyUI stand-in on a free loopback port, in a thread."""
+    """A tiny ComfyUI stand-in on a free loopback port: GET /prompt, /queue, /system_stats."""
     state = StubState()
-    handler = type("Handler", (_Handler,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    try:
-        yield Stub(url=f"http://127.0.0.1:{port}", port=port, state=state)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+
+    def answer(path: str) -> tuple[int, Any]:
+        state.requests.append(path)
+        bodies = {
+            "/prompt": {"exec_info": {"queue_remaining": state.queue_remaining}},
+            "/queue": {"queue_running": [[0, "a"]][: min(state.queue_remaining, 1)],
+                       "queue_pending": [[1, "b"]] * max(state.queue_remaining - 1, 0)},
+            "/system_stats": state.system_stats,
+        }
+        return (state.status, bodies[path]) if path in bodies else (404, {})
+
+    with json_server(answer) as (url, port):
+        yield Stub(url=url, port=port, state=state)

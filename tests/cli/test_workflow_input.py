@@ -8,9 +8,7 @@ plan) and give the same one-paragraph error for every bad input.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 from tests.cli.conftest import run_cli
 from tests.comfy.test_convert import OBJECT_INFO
 from tests.comfy.test_workflow import BAD_FILES, write_bad
+from tests.conftest import json_server
 from tests.fit.layouts import sdxl_checkpoint_layout, write_sparse_safetensors
 
 API = {
@@ -51,29 +50,9 @@ def assert_error(result: tuple[int, str, str], *needles: str) -> None:
 @pytest.fixture
 def object_info_server() -> Iterator[str]:
     """A loopback server answering GET /prompt and /object_info, as a running ComfyUI would."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            bodies: dict[str, Any] = {"/prompt": {"exec_info": {"queue_remaining": 0}}, "/object_info": OBJECT_INFO}
-            data = json.dumps(bodies.get(self.path, {})).encode()
-            self.send_response(200 if self.path in bodies else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    bodies: dict[str, Any] = {"/prompt": {"exec_info": {"queue_remaining": 0}}, "/object_info": OBJECT_INFO}
+    with json_server(lambda path: (200, bodies[path]) if path in bodies else (404, {})) as (url, _):
+        yield url
 
 
 @pytest.fixture

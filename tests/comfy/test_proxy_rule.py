@@ -9,12 +9,10 @@ request names its host only to the stand-in proxy, which never resolves it.
 from __future__ import annotations
 
 import importlib.util
-import json
 import socket
-import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import pytest
@@ -23,6 +21,8 @@ from comfyrig.comfy.client import ComfyClient, http_client
 from comfyrig.comfy.urls import env_proxy_allowed, is_local_host, local_url
 from comfyrig.comfy.websocket import ComfyEvents
 from comfyrig.errors import ComfyUnreachable, ConfigError
+
+from ..conftest import json_server
 
 PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
 
@@ -39,36 +39,19 @@ class Server:
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    servers: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
+    with ExitStack() as stack:
 
-    def start(remaining: int, host: str = "127.0.0.1") -> Server:
-        state = Server(remaining)
+        def start(remaining: int, host: str = "127.0.0.1") -> Server:
+            state = Server(remaining)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                state.seen.append(self.path)
-                body = json.dumps({"exec_info": {"queue_remaining": state.remaining}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+            def answer(path: str) -> tuple[int, Any]:
+                state.seen.append(path)
+                return 200, {"exec_info": {"queue_remaining": state.remaining}}
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+            state.url, _ = stack.enter_context(json_server(answer, host))
+            return state
 
-        server = ThreadingHTTPServer((host, 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        state.url = f"http://{host}:{server.server_address[1]}"
-        return state
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        yield start
 
 
 @pytest.fixture
