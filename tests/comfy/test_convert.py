@@ -1,4 +1,4 @@
-"""UI-format -> API-format conversion with /object_info (batch/uiformat.py)."""
+"""UI-format -> API-format conversion with /object_info (comfy/convert.py)."""
 
 from __future__ import annotations
 
