@@ -4,7 +4,7 @@
 #   bash gpulab/run_all.sh
 #
 # 1. remote_setup.sh (wheels, ComfyUI, random SD1.5 checkpoint, comfyrig, env report)
-# 2. python3 -m pytest -m "gpu or comfyui" -v tests/   -> junit.xml, pytest.log
+# 2. python3 -m pytest -m "gpu or comfyui" -v -n 0 tests/   -> junit.xml, pytest.log (one at a time: they share the GPUs)
 # 3. every gpulab/bench_*.py (python3 -m gpulab.NAME)  -> its own JSON + Markdown
 # 4. summarize.py                                      -> summary.md (+ results.tar.gz)
 #
@@ -63,7 +63,7 @@ else
     limit=$(min "${PYTEST_LIMIT_S:-200}" "$(left)")
     start=$SECONDS
     # shellcheck disable=SC2086  # PYTEST_PATHS is a list on purpose
-    timeout -k 10 "$limit" python3 -m pytest -m "${PYTEST_MARKERS:-gpu or comfyui}" -v -p no:cacheprovider ${PYTEST_PATHS:-tests/} \
+    timeout -k 10 "$limit" python3 -m pytest -m "${PYTEST_MARKERS:-gpu or comfyui}" -v -p no:cacheprovider -n 0 ${PYTEST_PATHS:-tests/} \
         --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/pytest.log"
     rc=${PIPESTATUS[0]}
     note=""
