@@ -13,7 +13,7 @@ local torch index: pip takes both from it, never a mismatched pair.)
 COMFYRIG_REAL_PIP_CONFIG, if set, replaces pip's configuration (and PIP_*
 variables): a find-links in pip.conf can make pip take torch from one place
 and torchvision from another, which the install then reports.
-COMFYRIG_REAL_COMFYUI_SRC (default /work/ext/ComfyUI-Zudva) is a ComfyUI
+COMFYRIG_REAL_COMFYUI_SRC (required) is a ComfyUI source
 tree; it is copied, torchaudio is dropped from its requirements.txt (no
 wheel for it here), committed and tagged v0.3.76. pip uses the machine's own
 configuration for everything but torch. No GPU is simulated, so the check
@@ -33,7 +33,8 @@ import pytest
 from ..conftest import Cli
 from .builders import commit_all, git
 
-pytestmark = [pytest.mark.e2e, 
+pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.comfyui,
     pytest.mark.skipif(os.environ.get("COMFYRIG_TEST_REAL_INSTALL") != "1",
                        reason="set COMFYRIG_TEST_REAL_INSTALL=1 (and COMFYRIG_REAL_TORCH_INDEX) to install a real ComfyUI"),
@@ -41,9 +42,9 @@ pytestmark = [pytest.mark.e2e,
 
 
 def test_real_comfyui_installs_and_starts(tmp_path: Path) -> None:
-    src = Path(os.environ.get("COMFYRIG_REAL_COMFYUI_SRC", "/work/ext/ComfyUI-Zudva"))
+    src = Path(os.environ.get("COMFYRIG_REAL_COMFYUI_SRC", ""))
     torch_index = os.environ.get("COMFYRIG_REAL_TORCH_INDEX")
-    if not (src / "main.py").is_file() or not torch_index:
+    if not os.environ.get("COMFYRIG_REAL_COMFYUI_SRC") or not (src / "main.py").is_file() or not torch_index:
         pytest.skip("needs COMFYRIG_REAL_COMFYUI_SRC with main.py and COMFYRIG_REAL_TORCH_INDEX")
     repo = tmp_path / "ComfyUI.git"
     shutil.copytree(src, repo, ignore=shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", "custom_nodes"))
