@@ -151,8 +151,11 @@ def test_unknown_node_or_field_stops_before_any_job(run: InProcessCli, tmp_path:
     assert server.get_json("/history") == {}  # nothing was sent
 
 
-def test_dispatcher_killed_then_resumed_recovers_from_history(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
-    slow = {"FAKE_COMFYUI_JOB_SECONDS": "0.3"}
+@pytest.mark.parametrize("jobs_api", [False, True], ids=["history-and-queue", "jobs-api-0.24"])
+def test_dispatcher_killed_then_resumed_recovers_from_history(cli: Cli, tmp_path: Path, fakes: callable, jobs_api: bool) -> None:  # type: ignore[valid-type]
+    # Recovery asks each server where its prompts stand: /history and /queue before ComfyUI
+    # 0.24, /api/jobs/{id} on 0.24; the same outcome either way.
+    slow = {"FAKE_COMFYUI_JOB_SECONDS": "0.3", **({"FAKE_COMFYUI_JOBS_API": "1"} if jobs_api else {})}
     a, b = fakes(0, slow), fakes(1, slow)
     wf = write(tmp_path / "wf.json", SLEEP_WF)
     out = tmp_path / "out"

@@ -84,6 +84,8 @@ class FakeComfy:
         self.answer_post: httpx.Response | None = None  # instead of accepting the prompt
         self.sockets: list[FakeSocket] = []
         self.lock = threading.Lock()
+        self.jobs_api = False  # ComfyUI 0.24's GET /api/jobs/{id}
+        self.queue_reads = 0  # GET /queue: its answer carries every queued workflow
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if not self.up:
@@ -103,10 +105,22 @@ class FakeComfy:
             self.posted.append(body)
             self.pending.append(body["prompt_id"])
             return httpx.Response(200, json={"prompt_id": body["prompt_id"], "number": len(self.posted), "node_errors": {}})
+        if self.jobs_api and method == "GET" and path.startswith("/api/jobs/"):
+            pid = path.rsplit("/", 1)[1]
+            if pid in self.history:
+                entry = self.history[pid]
+                failed = (entry.get("status") or {}).get("status_str") == "error"
+                return httpx.Response(200, json={"id": pid, "status": "failed" if failed else "completed",
+                                                 "outputs": entry.get("outputs", {}), "execution_status": entry.get("status", {})})
+            if pid in self.running or pid in self.pending:
+                return httpx.Response(200, json={"id": pid, "status": "in_progress" if pid in self.running else "pending"})
+            return httpx.Response(404, json={"error": "Job not found"})
         if method == "GET" and path.startswith("/history/"):
             pid = path.rsplit("/", 1)[1]
             return httpx.Response(200, json={pid: self.history[pid]} if pid in self.history else {})
         if (method, path) == ("GET", "/queue"):
+            self.queue_reads += 1
+
             def items(ids: list[str]) -> list[list[Any]]:
                 return [[n, pid, {}, {}, []] for n, pid in enumerate(ids)]
 
@@ -196,9 +210,13 @@ class Run:
         assert self.next() == SystemFailed("w0", "marker", "w0 no longer knows it (restarted since?)", charged=False)
 
 
-@pytest.fixture
-def comfy() -> FakeComfy:
-    return FakeComfy()
+@pytest.fixture(params=["routes-0.3", "jobs-api-0.24"])
+def comfy(request: pytest.FixtureRequest) -> FakeComfy:
+    """Every worker test runs against both ways of asking about a prompt: /history + /queue
+    (ComfyUI before 0.24) and /api/jobs/{id} (0.24)."""
+    fake = FakeComfy()
+    fake.jobs_api = request.param == "jobs-api-0.24"
+    return fake
 
 
 @pytest.fixture
@@ -361,6 +379,8 @@ def test_recovering_prompts_of_an_earlier_run(comfy: FakeComfy, run: Callable[..
     comfy.finish("running")
     comfy.send("executing", node=None, prompt_id="running")
     assert r.next() == PromptCompleted("w0", "running")
+    if comfy.jobs_api:  # one small request a prompt; never the whole queue with its workflows
+        assert comfy.queue_reads == 0
 
 
 def test_cancel_takes_a_waiting_prompt_back(comfy: FakeComfy, run: Callable[..., Run]) -> None:

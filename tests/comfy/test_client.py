@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from comfyrig.comfy.client import ComfyClient, QueueCounts, Submitted, ready_stats
+from comfyrig.comfy.client import ComfyClient, Job, QueueCounts, Submitted, ready_stats
 from comfyrig.comfy.history import summarize_400
 from comfyrig.errors import ComfyAPIError, ComfyHTTPError, ComfyUnreachable, ConfigError
 
@@ -218,3 +218,63 @@ def test_close_closes_the_http_client() -> None:
     with ComfyClient(URL, http=http):
         pass
     assert http.is_closed
+
+
+# -- one prompt's state: ComfyUI 0.24's /api/jobs/{id}, else /history + /queue ---------------------
+ENTRY = {"outputs": {"9": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]}},
+         "status": {"status_str": "success", "completed": True, "messages": []}}
+
+
+@pytest.mark.parametrize(("answer_", "expected"), [
+    ({"id": "p", "status": "pending"}, Job("pending")),
+    ({"id": "p", "status": "in_progress"}, Job("running")),
+    ({"id": "p", "status": "completed", "outputs": ENTRY["outputs"], "execution_status": ENTRY["status"]}, Job("finished", ENTRY)),
+    ({"id": "p", "status": "cancelled", "outputs": {}, "execution_status": {"status_str": "error"}},
+     Job("finished", {"outputs": {}, "status": {"status_str": "error"}})),
+])
+def test_job_through_the_jobs_api(answer_: dict[str, object], expected: Job) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json=answer_)
+
+    assert client(handler).job("p") == expected
+    assert seen == ["/api/jobs/p"]
+
+
+def test_job_unknown_to_the_jobs_api_is_unknown_without_asking_the_queue() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(404, json={"error": "Job not found"})
+
+    assert client(handler).job("p") == Job("unknown")
+    assert seen == ["/api/jobs/p"]
+
+
+def test_job_on_a_comfyui_before_the_jobs_api_asks_history_and_queue_and_remembers() -> None:
+    seen: list[str] = []
+    queue = {"queue_running": [[0, "r", {}, {}, []]], "queue_pending": [[1, "q", {}, {}, []]]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        path = request.url.path
+        if path.startswith("/api/jobs/"):
+            return httpx.Response(404, text="404: Not Found")  # aiohttp's own: no such route
+        if path == "/history/done":
+            return httpx.Response(200, json={"done": ENTRY})
+        if path.startswith("/history/"):
+            return httpx.Response(200, json={})
+        return httpx.Response(200, json=queue)
+
+    c = client(handler)
+    assert c.job("done") == Job("finished", ENTRY)
+    assert [c.job(p) for p in ("r", "q", "gone")] == [Job("running"), Job("pending"), Job("unknown")]
+    assert seen.count("/api/jobs/done") == 1 and not any(s.startswith("/api/jobs/") for s in seen[1:])
+
+
+def test_a_job_answer_that_is_not_comfyuis_is_an_error() -> None:
+    with pytest.raises(ComfyAPIError, match="unknown job status"):
+        client(answer({"id": "p", "status": "exploded"})).job("p")

@@ -27,6 +27,7 @@ class Knobs:
     vram_mb: int = 81559                   # MiB, as torch reports an H100 80GB
     gpu_count: int = 8                     # physical GPUs the fake pretends the host has
     torch_version: str = "2.11.0+cu130"
+    jobs_api: bool = False                 # serve ComfyUI 0.24's /api/jobs and /api/jobs/{id}
 
 
 KNOWN_NODE_PACKS = frozenset({"multigpu"})
@@ -70,4 +71,5 @@ def from_env(env: Mapping[str, str] = os.environ) -> Knobs:
         vram_mb=_number(env, "FAKE_COMFYUI_VRAM_MB", int, Knobs.vram_mb),
         gpu_count=_number(env, "FAKE_COMFYUI_GPU_COUNT", int, Knobs.gpu_count),
         torch_version=env.get("FAKE_COMFYUI_TORCH_VERSION") or Knobs.torch_version,
+        jobs_api=_flag(env, "FAKE_COMFYUI_JOBS_API"),
     )

@@ -20,6 +20,8 @@ import uuid
 import aiohttp
 import execution
 import folder_paths
+import jobs
+import knobs as knobs_module
 import nodes
 from aiohttp import web
 from comfy import model_management
@@ -147,6 +149,9 @@ class PromptServer:
         routes.post("/interrupt")(self.post_interrupt)
         routes.post("/free")(self.post_free)
         routes.post("/history")(self.post_history)
+        if knobs_module.from_env().jobs_api:  # ComfyUI 0.24's jobs API (registered as /api/jobs there, too)
+            routes.get("/api/jobs")(self.get_jobs)
+            routes.get("/api/jobs/{job_id}")(self.get_job)
         # ComfyUI-Manager's restart (GET in the Manager; POST accepted too)
         routes.get("/manager/reboot")(self.manager_reboot)
         routes.post("/manager/reboot")(self.manager_reboot)
@@ -274,6 +279,33 @@ class PromptServer:
 
     async def get_history_prompt_id(self, request):
         return web.json_response(self.prompt_queue.get_history(prompt_id=request.match_info["prompt_id"]))
+
+    async def get_jobs(self, request):
+        query = request.rel_url.query
+        statuses = [s.strip().lower() for s in query.get("status", "").split(",") if s.strip()]
+        bad = [s for s in statuses if s not in jobs.STATUSES]
+        if bad:
+            return web.json_response({"error": f"Invalid status value(s): {', '.join(bad)}. "
+                                               f"Valid values: {', '.join(jobs.STATUSES)}"}, status=400)
+        try:
+            limit = int(query["limit"]) if "limit" in query else None
+            offset = max(int(query.get("offset", 0)), 0)
+        except ValueError:
+            return web.json_response({"error": "limit must be an integer"}, status=400)
+        if limit is not None and limit <= 0:
+            return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        running, pending = self.prompt_queue.get_current_queue()
+        page, total = jobs.all_jobs(running, pending, self.prompt_queue.get_history(), statuses, limit, offset)
+        return web.json_response({"jobs": page, "pagination": {"offset": offset, "limit": limit, "total": total,
+                                                               "has_more": offset + len(page) < total}})
+
+    async def get_job(self, request):
+        job_id = request.match_info["job_id"]
+        running, pending = self.prompt_queue.get_current_queue()
+        job = jobs.get_job(job_id, running, pending, self.prompt_queue.get_history(prompt_id=job_id))
+        if job is None:
+            return web.json_response({"error": "Job not found"}, status=404)
+        return web.json_response(job)
 
     async def get_queue(self, request):
         running, pending = self.prompt_queue.get_current_queue()

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from ..comfy.client import ComfyClient, http_client
+from ..comfy.client import ComfyClient, Job, http_client
 from ..comfy.history import classify_history, output_refs, summarize_400
 from ..comfy.websocket import ComfyEvents, WsConnect, open_websocket
 from ..errors import ComfyAPIError, ComfyHTTPError
@@ -254,49 +254,40 @@ class HttpWorker:
     def _cancel(self, client: ComfyClient, prompt_id: str) -> None:
         try:
             client.delete_queued([prompt_id])
-            running, pending = client.queue_ids()
+            job = client.job(prompt_id)
         except ComfyAPIError:
             return  # the event thread will notice the server going away
-        if prompt_id in running or prompt_id in pending:
-            return  # it started meanwhile: it finishes normally
-        try:
-            if client.history(prompt_id) is not None:
-                return  # it finished meanwhile: the event thread reports it
-        except ComfyAPIError:
-            return
+        if job.state != "unknown":
+            return  # it started or finished meanwhile: the event thread reports how it ends
         self._forget(prompt_id)
         self._emit(PromptCancelled(self.name, prompt_id))
 
     def _recover(self, client: ComfyClient, prompt_id: str) -> None:
         """An earlier run submitted ``prompt_id`` here: finished, still queued, or lost?"""
         try:
-            entry = client.history(prompt_id)
-            if entry is None:
-                running, pending = client.queue_ids()
-                if prompt_id in running:
-                    self._emit(PromptStarted(self.name, prompt_id))
-                    return
-                if prompt_id in pending:
-                    self._emit(PromptQueued(self.name, prompt_id))
-                    return
-                entry = client.history(prompt_id)  # it may have finished between the two looks
+            job = client.job(prompt_id)
         except ComfyAPIError as exc:
             self._forget(prompt_id)
             self._emit(SystemFailed(self.name, prompt_id, f"recovery on {self.name} failed: {exc.message}", charged=False))
             return
-        if entry is None:
-            self._forget(prompt_id)
-            why = f"{self.name} no longer knows it (restarted since?)"
-            self._emit(SystemFailed(self.name, prompt_id, why, charged=False))
-            return
-        self._finish(prompt_id, entry)
+        match job:
+            case Job(state="running"):
+                self._emit(PromptStarted(self.name, prompt_id))
+            case Job(state="pending"):
+                self._emit(PromptQueued(self.name, prompt_id))
+            case Job(state="finished", entry=entry) if entry is not None:
+                self._finish(prompt_id, entry)
+            case _:
+                self._forget(prompt_id)
+                why = f"{self.name} no longer knows it (restarted since?)"
+                self._emit(SystemFailed(self.name, prompt_id, why, charged=False))
 
     def _collect(self, client: ComfyClient, job: str, prompt_id: str) -> None:
         with self._shared.lock:
             entry = self._shared.results.pop(prompt_id, None)
         try:
             if entry is None:
-                entry = client.history(prompt_id)
+                entry = client.job(prompt_id).entry
                 if entry is None:
                     raise ComfyAPIError(f"{self.name} lost the history of prompt {prompt_id}")
             files = []
@@ -439,22 +430,19 @@ class HttpWorker:
         deadline = self._clock() + wait_s
         while True:
             try:
-                entry = client.history(prompt_id)
-                if entry is None and lost_if_unknown:
-                    running, pending = client.queue_ids()
-                    if prompt_id in running or prompt_id in pending:
-                        return
-                    entry = client.history(prompt_id)
-                    if entry is None:
-                        self._forget(prompt_id)
-                        why = f"{self.name} no longer knows it (restarted?)"
-                        self._emit(SystemFailed(self.name, prompt_id, why, charged=False))
-                        return
+                job = client.job(prompt_id)
             except ComfyAPIError:
                 return  # the listener finds out that the server is gone
-            if entry is not None:
-                self._finish(prompt_id, entry)
+            if job.entry is not None:
+                self._finish(prompt_id, job.entry)
                 return
+            if job.state == "unknown" and lost_if_unknown:
+                self._forget(prompt_id)
+                why = f"{self.name} no longer knows it (restarted?)"
+                self._emit(SystemFailed(self.name, prompt_id, why, charged=False))
+                return
+            if job.state != "unknown" and lost_if_unknown:
+                return  # still queued or running: its events will come
             if self._clock() >= deadline:
                 return
             time.sleep(0.02)  # history is written right after the last event; a brief retry

@@ -20,7 +20,7 @@ import ssl
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -34,6 +34,8 @@ __all__ = [
     "MULTIGPU_NODES",
     "PROBE_TIMEOUT_S",
     "ComfyClient",
+    "Job",
+    "JobState",
     "QueueCounts",
     "Submitted",
     "http_client",
@@ -117,6 +119,20 @@ def probe_http_client(base_url: str) -> httpx.Client:
     return http_client(base_url, timeout_s=PROBE_TIMEOUT_S)
 
 
+# What a ComfyUI knows of one prompt. "unknown": not queued, not running, no history (never
+# submitted here, or this ComfyUI restarted since: its history lives in memory only).
+JobState = Literal["pending", "running", "finished", "unknown"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One prompt's state on a server; ``entry`` (finished only) has a history entry's shape,
+    ``{outputs, status}``, whichever route it came from: read it with ``comfy.history``."""
+
+    state: JobState
+    entry: Mapping[str, Any] | None = None
+
+
 def _proxy_hint(base_url: str) -> str | None:
     """A second sentence for errors when a proxy from the environment probably sits in
     between (a dead or refusing proxy looks like a dead ComfyUI)."""
@@ -173,6 +189,7 @@ class ComfyClient:
         self.base_url = base_url.strip().rstrip("/")
         self._http = http if http is not None else http_client(self.base_url, timeout_s=timeout_s)
         self._hint = _proxy_hint(self.base_url) if self._http.trust_env else None
+        self._jobs_api: bool | None = None  # ComfyUI >= 0.24's /api/jobs; None: not known yet
 
     def close(self) -> None:
         self._http.close()
@@ -315,6 +332,53 @@ class ComfyClient:
         if entry is not None and not isinstance(entry, dict):
             raise self._not_comfyui(route, f"no object for prompt {prompt_id}")
         return entry
+
+    def job(self, prompt_id: str) -> Job:
+        """Where ``prompt_id`` stands: pending, running, finished (with its entry) or unknown.
+
+        ComfyUI 0.24 answers it in one small request (``GET /api/jobs/{id}``); older ones
+        need ``/history/{id}`` and ``GET /queue``, whose answer carries every queued
+        workflow (large behind a long queue). Which one a server has is learnt from its
+        first answer: a 404 in ComfyUI's JSON means "no such job", aiohttp's plain 404
+        means the route does not exist there.
+        """
+        if self._jobs_api is not False:
+            route = f"/api/jobs/{quote(prompt_id, safe='')}"
+            try:
+                data = self._get(route)
+            except ComfyHTTPError as exc:
+                if exc.status != 404:
+                    raise
+                self._jobs_api = isinstance(exc.body, dict) and "error" in exc.body
+                if self._jobs_api:
+                    return Job("unknown")
+            else:
+                self._jobs_api = True
+                return self._job_from_api(route, data)
+        entry = self.history(prompt_id)
+        if entry is None:
+            running, pending = self.queue_ids()
+            if prompt_id in running:
+                return Job("running")
+            if prompt_id in pending:
+                return Job("pending")
+            entry = self.history(prompt_id)  # it may have finished between the two looks
+        return Job("finished", entry) if entry is not None else Job("unknown")
+
+    def _job_from_api(self, route: str, data: Any) -> Job:
+        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+            raise self._not_comfyui(route, "no job status")
+        status = data["status"]
+        if status == "pending":
+            return Job("pending")
+        if status == "in_progress":
+            return Job("running")
+        if status in ("completed", "failed", "cancelled"):
+            outputs = data.get("outputs")
+            execution = data.get("execution_status")
+            return Job("finished", {"outputs": outputs if isinstance(outputs, dict) else {},
+                                    "status": execution if isinstance(execution, dict) else {}})
+        raise self._not_comfyui(route, f"an unknown job status {status!r}")
 
     def view(self, filename: str, subfolder: str = "", kind: str = "output") -> bytes:
         """``GET /view``: the bytes of one file (``kind``: output, input or temp)."""
