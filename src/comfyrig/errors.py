@@ -8,6 +8,7 @@ for bad input::
     ├── ConfigError               a flag, variable or .env line that cannot be used
     │   ├── SelectionError        a GPU selection that does not fit this machine
     │   ├── ModelFileError        a model file or folder whose header cannot be read
+    │   ├── StateDirError         comfyrig's state folder is missing, shared or not ours
     │   └── WorkflowError         a workflow that cannot be read, rewritten or varied (--set/--sweep)
     ├── GpuProbeError             NVML / nvidia-smi answered with an error
     ├── ComfyUINotFoundError      no ComfyUI directory or interpreter
@@ -47,6 +48,7 @@ __all__ = [
     "PortInUseError",
     "RemoteError",
     "SelectionError",
+    "StateDirError",
     "StepFailedError",
     "WorkflowError",
 ]
@@ -84,6 +86,11 @@ class ModelFileError(ConfigError):
 class WorkflowError(ConfigError):
     """A workflow that cannot be used: not API-format JSON, no loader to rewrite,
     or a --set/--sweep/--seed that does not fit it."""
+
+
+class StateDirError(ConfigError):
+    """The folder of instance records cannot be used safely: no home to put it in, or it
+    (or a record in it) belongs to another user, is writable by others, or is a link."""
 
 
 class GpuProbeError(ComfyrigError):

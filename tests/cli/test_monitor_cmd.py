@@ -50,15 +50,15 @@ def test_default_is_every_instance_comfyrig_started(
     # and one record whose process is gone: watched are the two that run.
     import os
 
-    from comfyrig.host.processes import cmdline
+    from comfyrig.host.processes import cmdline, start_time
     from comfyrig.launch.registry import InstanceRecord, state_dir
 
     state = state_dir(os.environ)
     me = cmdline(os.getpid()) or []
     for name, port, pid in (("worker-0", comfy_stub.port, os.getpid()), ("worker-1", 1, 2**22 + 7)):
-        state.write(InstanceRecord(name=name, port=port, url=f"http://127.0.0.1:{port}", pid=pid, pgid=pid, argv=me,
-                                   cwd=None, cuda_visible_devices="0", mode="single", log_file=None,
-                                   supervisor_pid=os.getpid(), started_at=0.0, owner="batch"))
+        state.write(InstanceRecord(name=name, port=port, url=f"http://127.0.0.1:{port}", pid=pid, pgid=os.getpgid(os.getpid()),
+                                   argv=me, cwd=None, cuda_visible_devices="0", mode="single", log_file=None,
+                                   supervisor_pid=os.getpid(), started_at=0.0, owner="batch", start_ticks=start_time(pid)))
     _, out, _ = run_cli(capsys, "monitor", "--once", "--json")
     assert [i["url"] for i in json.loads(out)["instances"]] == [comfy_stub.url]
     _, out, _ = run_cli(capsys, "monitor", "--once", "--json", "--port", "9")  # --port: that one only

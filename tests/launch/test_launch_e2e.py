@@ -181,6 +181,26 @@ def test_comfyrig_sigkilled_takes_comfyui_with_it(rig: Rig) -> None:
     wait_until(lambda: port_is_free(port), 10, "the port to be free")
 
 
+def test_stop_stops_an_instance_restarted_always(rig: Rig) -> None:
+    # Before: 'stop' signalled ComfyUI's group and the supervisor restarted it within seconds.
+    launched, port = start(rig, "--cpu", "--restart", "always")
+    launched.wait_for("READY")
+    result = rig.cli("stop", "--port", str(port))
+    assert result.returncode == 0 and "will not restart it" in result.stdout, result.stdout + result.stderr
+    assert launched.wait() == 0  # a stop asked for is never a failure
+    assert launched.text.count("started pid") == 1 and port_is_free(port)
+
+
+@pytest.mark.fake_only
+def test_stop_that_ends_in_sigkill_is_not_restarted_on_failure(rig: Rig) -> None:
+    launched, port = start(rig, "--cpu", "--restart", "on-failure", env={"FAKE_COMFYUI_IGNORE_SIGINT": "1"})
+    launched.wait_for("READY")
+    result = rig.cli("stop", "--port", str(port), "--timeout", "0.5")
+    assert result.returncode == 0 and "SIGKILL after the grace period" in result.stdout
+    assert launched.wait() == 0
+    assert launched.text.count("started pid") == 1 and port_is_free(port)
+
+
 @pytest.mark.fake_only
 def test_workers_one_gpu_each_status_and_stop(rig: Rig) -> None:
     cli = rig.cli

@@ -263,3 +263,37 @@ def test_a_probe_that_raises_is_no_answer_and_says_why_at_the_timeout(tmp_path: 
     assert rig.answers.asked == [] and rig.phase() in ("stopping", "failed")
     stop = rig.of(Stopping)[0]
     assert "not ready after 3 s (the probe could not ask: ValueError: ALL_PROXY" in stop.reason
+
+
+def test_a_process_asked_to_stop_from_outside_is_not_restarted_whatever_the_policy(tmp_path: Path) -> None:
+    # 'comfyrig stop' leaves a marker for the pid, then signals the group (SIGKILL after the grace).
+    rig = Rig(tmp_path, restart="always")
+    rig.answers.up = True
+    rig.until(lambda: rig.phase() == "ready")
+    marked = {rig.spawner.last.pid}
+    rig.supervisor._stop_requested = lambda name, pid: pid in marked  # type: ignore[method-assign]
+    rig.spawner.last.exit(-9)
+    rig.tick()
+    (exited,) = rig.of(Exited)
+    assert exited.kind == "requested" and exited.final and len(rig.spawner.children) == 1
+    assert rig.phase() == "exited" and rig.supervisor.exit_code() == 0  # never a failure
+
+
+def test_a_worker_killed_again_and_again_after_healthy_runs_is_never_given_up(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, restart="on-failure", restart_delay_s=1.0, healthy_after_s=30.0)
+    rig.answers.up = True
+    for n in range(8):  # more than the start limit of 5
+        rig.until(lambda: rig.phase() == "ready")
+        rig.tick(10.0, times=4)  # 40 s of healthy work
+        rig.spawner.last.exit(-9)  # the OOM killer
+        rig.until(lambda n=n: len(rig.spawner.children) == n + 2)
+    assert all(e.restart_in == 1.0 for e in rig.of(Exited))  # the backoff never grew
+
+
+def test_a_comfyui_that_dies_before_ready_every_time_is_given_up(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, restart="always", restart_delay_s=0.1)
+    for _ in range(5):
+        rig.tick(30.0)  # 30 s of import, then a crash: never ready
+        rig.spawner.last.exit(1)
+        rig.until(lambda: rig.phase() in ("starting", "failed") and (rig.spawner.last.code is None or rig.phase() == "failed"))
+    assert rig.phase() == "failed" and len(rig.spawner.children) == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..host.processes import group_alive, signal_group
+from ..host.processes import group_alive, pid_alive, signal_group
 from ..launch.registry import InstanceRecord, state_dir
 from ..ui.console import make_console
 from . import options as o
@@ -81,7 +82,8 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
     return 0
 
 
-@command("stop", help="Stop ComfyUI instances comfyrig started (whole process group, SIGINT then SIGKILL).")
+@command("stop", help="Stop ComfyUI instances comfyrig started (whole process group, SIGINT then SIGKILL); "
+         "their supervisor does not restart them, whatever its --restart policy.")
 def stop_cmd(
     port: Annotated[int | None, typer.Option("--port", help="The instance on this port.", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every instance comfyrig started.")] = False,
@@ -89,6 +91,8 @@ def stop_cmd(
 ) -> int:
     if (port is None) == (not all_):
         raise ConfigError("Say which instances to stop: --port N or --all.")
+    if not math.isfinite(timeout) or timeout < 0:
+        raise ConfigError(f"--timeout {timeout:g}: give the seconds between SIGINT and SIGKILL, a number of 0 or more.")
     settings = o.settings_from(o.overrides())
     state = state_dir(settings.environ)
     console = make_console(settings.environ)
@@ -98,10 +102,12 @@ def stop_cmd(
         return 0 if all_ else 1
     for record in records:
         if not record.matches_process():
-            # The pid is gone or now runs something else: never signal it.
+            # The pid is gone or now runs something else: never signal it (nor a group of that number).
             state.remove(record.port, record.pid)
             console.print(f"port {record.port}: pid {record.pid} no longer runs that ComfyUI; record removed.")
             continue
+        # First the marker, so that the supervisor, seeing its ComfyUI end, does not restart it.
+        state.request_stop(record.port, record.pid)
         signal_group(record.pgid, signal.SIGINT)
         deadline = time.monotonic() + timeout
         while group_alive(record.pgid) and time.monotonic() < deadline:
@@ -109,6 +115,15 @@ def stop_cmd(
         forced = group_alive(record.pgid)
         if forced:
             signal_group(record.pgid, signal.SIGKILL)
-        state.remove(record.port, record.pid)
-        console.print(f"port {record.port}: stopped pid {record.pid}{' (SIGKILL after the grace period)' if forced else ''}.")
+        supervised = pid_alive(record.supervisor_pid) and record.supervisor_pid != record.pid
+        if supervised:
+            # Its supervisor reads the marker when it sees the exit, then removes record and marker.
+            deadline = time.monotonic() + 5.0
+            while state.holds(record.port, record.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        state.remove(record.port, record.pid)  # nothing left to do it (or it did already)
+        console.print(
+            f"port {record.port}: stopped pid {record.pid}{' (SIGKILL after the grace period)' if forced else ''}"
+            + (f"; its supervisor (pid {record.supervisor_pid}) will not restart it." if supervised else ".")
+        )
     return 0

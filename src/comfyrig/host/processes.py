@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cmdline", "group_alive", "pid_alive", "signal_group"]
+__all__ = ["cmdline", "group_alive", "group_of", "pid_alive", "signal_group", "start_time"]
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -48,3 +48,26 @@ def cmdline(pid: int, proc_root: Path = Path("/proc")) -> list[str] | None:
     except OSError:
         return None
     return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")] if raw else []
+
+
+def start_time(pid: int, proc_root: Path = Path("/proc")) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (/proc/PID/stat field 22), or None.
+
+    With the pid it names one process for good: a pid reused later has another start time."""
+    try:
+        raw = (proc_root / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    try:
+        return int(fields[19])  # field 22 overall; fields[0] is field 3 (the state)
+    except (IndexError, ValueError):
+        return None
+
+
+def group_of(pid: int) -> int | None:
+    """The process group of ``pid``, or None when it is gone."""
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None

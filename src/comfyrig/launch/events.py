@@ -33,7 +33,7 @@ __all__ = [
 
 Phase = Literal["starting", "ready", "stopping", "backoff", "exited", "failed"]
 # Why a ComfyUI ended (see policy.classify_exit).
-ExitKind = Literal["requested", "reboot", "bad-flag", "crash", "killed", "hung", "not-ready", "clean"]
+ExitKind = Literal["requested", "reboot", "bad-flag", "crash", "killed", "stopped", "hung", "not-ready", "clean"]
 
 
 @dataclass(frozen=True)

@@ -96,13 +96,15 @@ class Fleet:
         state = state_dir(environ)
         sessions = {inst.name: state.session_path(f"{inst.port}") for inst in plan.instances}
         inspect = not plan.workers and len(plan.selection.gpus) > 1
+        recorder = Recorder(state, plan)
         self.supervisor = Supervisor(
             plan.instances,
             environ,
             options,
             probes=probes or http_probes(inspect_multigpu=inspect),
-            reporter=_tee(Recorder(state, plan), reporter),
+            reporter=_tee(recorder, reporter),
             sessions=sessions,
+            stop_requested=recorder.stop_requested,
             **seams,
         )
         self._snapshot: FleetSnapshot = self.supervisor.snapshot()

@@ -63,7 +63,8 @@ class SupervisorOptions:
     liveness_interval_s: float = 5.0  # after ready; also refreshes the queue length
     hang_timeout_s: float = 60.0  # no answer for this long (and hang_probes failures in a row) = hung; 0: never
     hang_probes: int = 3
-    restart_delay_s: float = 1.0  # first backoff; doubles per failure
+    restart_delay_s: float = 1.0  # first backoff; doubles per failed start in a row
+    healthy_after_s: float = 30.0  # ready this long: the start was healthy (resets the count)
     drain_s: float = 2.0  # after an exit, how long the last output lines may take to arrive
 
 
@@ -138,6 +139,7 @@ class _Worker:
     info: StartupInfo = field(default_factory=StartupInfo)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     phase_since: float = 0.0
+    ready_since: float | None = None  # when this start became ready
     probe_busy: bool = False
     next_probe: float = 0.0
     last_answer: float = 0.0
@@ -178,6 +180,7 @@ class Supervisor:
         probes: Probes,
         reporter: Reporter[SupervisorEvent] = discard,
         sessions: Mapping[str, Path] | None = None,
+        stop_requested: Callable[[str, int], bool] = lambda name, pid: False,
         spawner: Spawner = spawn,
         clock: Callable[[], float] = time.monotonic,
         beside: Callable[[Callable[[], None]], None] | None = None,
@@ -188,16 +191,20 @@ class Supervisor:
         self._queue: queue.Queue[_Message] = queue.Queue()
         self._probes = probes
         self._report = reporter
+        self._stop_requested = stop_requested
         self._spawn = spawner
         self._clock = clock
         self._pool: ThreadPoolExecutor | None = None
         if beside is None:
             self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(specs)), thread_name_prefix="comfyrig-probe")
         self._beside: Callable[[Callable[[], None]], None] = beside or self._submit
+        started = clock()  # elapsed times count from now, not from the clock's origin
         self.workers = [
             _Worker(
                 spec=spec,
-                tracker=RestartTracker(options.restart, base_delay_s=options.restart_delay_s),
+                phase_since=started,
+                tracker=RestartTracker(options.restart, base_delay_s=options.restart_delay_s,
+                                       healthy_after_s=options.healthy_after_s),
                 session=(sessions or {}).get(spec.name),
             )
             for spec in specs
@@ -394,6 +401,7 @@ class Supervisor:
         worker.tail.clear()
         worker.stats = worker.multigpu = worker.queue_remaining = None
         worker.was_ready = worker.requested = worker.hung = worker.not_ready = False
+        worker.ready_since = None
         worker.probe_busy = False
         worker.failed_probes = 0
         worker.probe_error = None
@@ -417,6 +425,7 @@ class Supervisor:
         took = now - worker.phase_since
         worker.stats = stats
         worker.was_ready = worker.ever_ready = True
+        worker.ready_since = now
         worker.last_answer = now
         worker.next_probe = now + self.options.liveness_interval_s
         self._set(worker, "ready", f"ready at {worker.spec.url} after {took:.1f} s")
@@ -470,15 +479,19 @@ class Supervisor:
             if marker.exists():
                 marker.unlink(missing_ok=True)
                 reboot = True
+        # 'comfyrig stop' from another shell leaves a marker for this process: asked to stop, so
+        # no restart policy brings it back.
+        requested = worker.requested or self.stopping or self._stop_requested(worker.spec.name, child.pid)
         kind = classify_exit(
             code,
-            requested=worker.requested or self.stopping,
+            requested=requested,
             reboot_marker=reboot,
             was_ready=worker.was_ready,
             hung=worker.hung,
             not_ready=worker.not_ready,
         )
-        decision = worker.tracker.decide(kind, now)
+        ready_for = now - worker.ready_since if worker.ready_since is not None else None
+        decision = worker.tracker.decide(kind, ready_for_s=ready_for)
         name = worker.spec.name
         if decision.restart and not self.stopping:
             worker.restarts += 1
