@@ -42,7 +42,6 @@ def test_classify_exit(code: int, flags: dict[str, bool], kind: str) -> None:
         ("always", "stopped", True),
         ("always", "bad-flag", False),
         ("always", "requested", False),
-        ("always", "requested", False),
     ],
 )
 def test_decide(policy: str, kind: str, restart: bool) -> None:

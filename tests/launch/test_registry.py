@@ -16,11 +16,11 @@ from comfyrig.launch.registry import InstanceRecord, StateDir, state_dir
 
 def record(port: int = 8188, **changes: object) -> InstanceRecord:
     me = os.getpid()
-    fields: dict[str, object] = dict(
-        name="comfyui", port=port, url=f"http://127.0.0.1:{port}", pid=me, pgid=os.getpgid(me), argv=cmdline(me) or [],
-        cwd=None, cuda_visible_devices="0", mode="single", log_file=None, supervisor_pid=me, started_at=0.0,
-        start_ticks=start_time(me),
-    )
+    fields: dict[str, object] = {
+        "name": "comfyui", "port": port, "url": f"http://127.0.0.1:{port}", "pid": me, "pgid": os.getpgid(me), "argv": cmdline(me) or [],
+        "cwd": None, "cuda_visible_devices": "0", "mode": "single", "log_file": None, "supervisor_pid": me, "started_at": 0.0,
+        "start_ticks": start_time(me),
+    }
     fields.update(changes)
     return InstanceRecord(**fields)  # type: ignore[arg-type]
 
