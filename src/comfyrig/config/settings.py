@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 from ..errors import ComfyUINotFoundError, ConfigError
+from ..secrets import mask_value
 from .envfile import EnvFile, read_env_file
 from .modes import GpuRequest
 
@@ -25,7 +26,6 @@ __all__ = [
     "Settings",
     "Sourced",
     "env_file_candidates",
-    "mask_secret",
     "parse_gpu_list",
     "resolve_settings",
 ]
@@ -43,7 +43,6 @@ KNOWN_KEYS = (
     "PYTORCH_ALLOC_CONF",
     "PYTORCH_CUDA_ALLOC_CONF",
 )
-_SECRET_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 DEFAULT_PORT = 8188
 DEFAULT_LISTEN = "127.0.0.1"
 
@@ -150,14 +149,7 @@ class Settings:
             rows["COMFYRIG_FAKE_GPUS"] = Sourced(self.fake_gpus, "env")
         for name, value in sorted(self.passthrough.items()):
             rows[name] = value
-        return {name: Sourced(mask_secret(name, v.value), v.source) for name, v in rows.items()}
-
-
-def mask_secret(name: str, value: object) -> object:
-    """Hide values whose names say they are credentials."""
-    if isinstance(value, str) and value and any(m in name.upper() for m in _SECRET_MARKERS):
-        return "****"
-    return value
+        return {name: Sourced(mask_value(name, v.value), v.source) for name, v in rows.items()}
 
 
 def parse_gpu_list(text: str, origin: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 
 from ..config.settings import KNOWN_KEYS
+from ..secrets import mask_command
 from .checks_torch import parse_version
 from .context import DoctorContext
 from .result import CheckResult
@@ -50,7 +51,7 @@ def check_env_file(ctx: DoctorContext) -> CheckResult:
     if scan is None:
         return CheckResult("env.file", title, "fail", ctx.env_error or f"{path} cannot be read.", "Make it a readable UTF-8 text file.")
     if scan.errors:
-        bad = "; ".join(f"line {line}: {text!r}" for line, text in scan.errors)
+        bad = "; ".join(f"line {line}: {mask_command(text)!r}" for line, text in scan.errors)
         return CheckResult(
             "env.file", title, "fail", f"{path} has lines that cannot be parsed ({bad}); comfyrig will not start until they are fixed.",
             "Each line must be NAME=value (quoted if it has spaces, optionally after 'export'), a '#' comment, or blank.",

@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..secrets import mask_command
+
 __all__ = ["PortHolder", "ephemeral_port", "free_ports", "listening_inodes", "port_is_free", "who_holds"]
 
 _LISTEN = "0A"
@@ -80,7 +82,8 @@ def who_holds(port: int) -> PortHolder | None:
             for fd in (entry / "fd").iterdir():
                 if os.readlink(fd) in targets:
                     raw = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-                    return PortHolder(pid=int(entry.name), command=raw or "?")
+                    # Shown in messages only: a secret on another process's command line stays hidden.
+                    return PortHolder(pid=int(entry.name), command=mask_command(raw) or "?")
         except OSError:
             continue
     return None

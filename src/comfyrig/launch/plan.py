@@ -17,6 +17,7 @@ from ..comfy.args import ArgProblem, ComfyArgs, FlagTable, comfy_args, effective
 from ..comfy.urls import local_url
 from ..config.modes import ModeLabel, Selection
 from ..config.settings import Settings
+from ..secrets import mask_argv, mask_env
 from .placement import CpuPlacement, format_cpus, thread_env
 
 __all__ = ["InstanceSpec", "LaunchPlan", "is_loopback", "own_flags", "plan_launch"]
@@ -58,8 +59,9 @@ class InstanceSpec:
             "cuda_visible_devices": self.cuda_visible_devices,
             "gpus": list(self.gpu_indices),
             "cwd": str(self.cwd) if self.cwd else None,
-            "argv": list(self.argv),
-            "env": dict(self.env),
+            # What is shown is masked (the one rule of config.secrets); the plan keeps the values.
+            "argv": mask_argv(self.argv),
+            "env": mask_env(self.env),
             "cpus": format_cpus(self.placement.cpus) if self.placement else None,
             "threads": self.placement.threads if self.placement else None,
             "log_file": str(self.log_file) if self.log_file else None,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..host.ports import listening_inodes
+from ..secrets import mask_command
 
 __all__ = ["ProcDetails", "ProcessInfo"]
 
@@ -86,7 +87,7 @@ class ProcessInfo:
             return None
         text = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace").strip()
         if text:
-            return text
+            return mask_command(text)  # shown (view, JSON, CSV): another user's secrets stay hidden
         try:
             return (base / "comm").read_text().strip() or None
         except OSError:

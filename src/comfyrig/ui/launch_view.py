@@ -19,6 +19,7 @@ from rich.text import Text
 from ..comfy.logs import diagnose
 from ..launch.events import FleetSnapshot, Inspected, LogLine, Ready, SupervisorEvent, describe
 from ..launch.plan import LaunchPlan
+from ..secrets import mask_argv, mask_env
 from .dashboard import multigpu_verdict
 from .panel import gpu_config_panel
 
@@ -31,11 +32,11 @@ def render_plan(plan: LaunchPlan) -> Group:
     table.add_column("instance", style="cyan", no_wrap=True)
     table.add_column("what runs")
     for inst in plan.instances:
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in inst.env.items())
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in mask_env(inst.env).items())
         body = Text()
         body.append(f"{inst.url}   CUDA_VISIBLE_DEVICES={inst.cuda_visible_devices or '(empty)'}\n", style="bold")
         body.append(f"cwd: {inst.cwd or '<ComfyUI directory>'}\n", style="dim")
-        body.append(f"argv: {shlex.join(inst.argv)}\n")
+        body.append(f"argv: {shlex.join(mask_argv(inst.argv))}\n")
         body.append(f"env: {env}", style="dim")
         if inst.placement is not None:
             body.append(f"\nplacement: {inst.placement.describe()}", style="magenta")
