@@ -21,8 +21,7 @@ import pytest
 
 from comfyrig.comfy.checkout import comfyui_version
 
-SKIP = ("set COMFYUI_DIRS (checkouts separated by ':') or COMFYUI_DIR to real ComfyUI checkouts, with their "
-        "interpreters in COMFYUI_PYTHONS / COMFYUI_PYTHON unless each has its own .venv, to run the contract tests")
+SKIP = "set COMFYUI_DIRS (or COMFYUI_DIR) to real ComfyUI checkouts to run the contract tests (tests/real_comfyui.py)"
 
 
 @dataclass(frozen=True)
