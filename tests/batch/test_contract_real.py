@@ -1,25 +1,22 @@
 """Contract test: ``comfyrig batch`` against a real ComfyUI on the CPU (marker ``comfyui``).
 
-Runs when COMFYUI_DIR and COMFYUI_PYTHON name a real checkout (0.3.76 here): a local fleet of one
-CPU worker, the model-free workflow EmptyImage -> ImageBlur -> SaveImage, sweeping colour and size,
+Runs against each real checkout COMFYUI_DIRS (or COMFYUI_DIR) names (tests/real_comfyui.py; 0.3.64,
+0.3.76 and 0.24.0 here): a local fleet of one CPU worker, the model-free workflow EmptyImage -> ImageBlur -> SaveImage, sweeping colour and size,
 in API and in UI format (converted with the real /object_info).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from ..conftest import Cli
+from ..real_comfyui import Checkout, real_params, usable
 from .e2e import check_invariants, harness, rows, write
 
 pytestmark = pytest.mark.e2e  # starts real processes
-
-REAL_DIR = os.environ.get("COMFYUI_DIR")
-REAL_PYTHON = os.environ.get("COMFYUI_PYTHON")
 
 API = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0}, "_meta": {"title": "Canvas"}},
@@ -36,13 +33,13 @@ UI = {
 }
 
 
-@pytest.mark.comfyui
-@pytest.mark.skipif(not (REAL_DIR and REAL_PYTHON), reason="set COMFYUI_DIR and COMFYUI_PYTHON to a real ComfyUI checkout to run the contract tests")
+@pytest.mark.parametrize("checkout", real_params())
 @pytest.mark.parametrize("fmt", ["api", "ui"])
-def test_real_comfyui_sweeps_colour_and_size(cli: Cli, tmp_path: Path, fmt: str) -> None:
+def test_real_comfyui_sweeps_colour_and_size(cli: Cli, tmp_path: Path, fmt: str, checkout: Checkout | None) -> None:
+    real = usable(checkout)
     wf = write(tmp_path / "wf.json", API if fmt == "api" else UI)
     out = tmp_path / "out"
-    result = cli("batch", str(wf), "--out", str(out), "--cpu", "--comfyui-dir", str(REAL_DIR), "--python", str(REAL_PYTHON),
+    result = cli("batch", str(wf), "--out", str(out), "--cpu", "--comfyui-dir", real.dir, "--python", real.python,
                  "--port", str(harness.free_port()), "--comfyui-args", f"--output-directory {tmp_path / 'comfy-out'}",
                  "--sweep", "Canvas.color=0xff0000|0x00ff00", "--sweep", "1.width=16|24", "--json", "--plain", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr

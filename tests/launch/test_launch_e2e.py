@@ -1,8 +1,9 @@
 """Fault tests: the installed comfyrig against ComfyUI, as real processes on loopback.
 
 Every test runs against the fake ComfyUI; the ones that need no fault knob run
-against a real ComfyUI checkout too (marker ``comfyui``) when COMFYUI_DIR and
-COMFYUI_PYTHON are set, on the CPU.
+against real ComfyUI checkouts too (marker ``comfyui``), one parameter per checkout
+named by its version, when COMFYUI_DIRS (or COMFYUI_DIR) names them, on the CPU
+(tests/real_comfyui.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from comfyrig.host.ports import port_is_free
 
 from ..conftest import Cli, fake_gpus
 from ..launching import FAKE_DIR, Launched, pid_gone, python, wait_until
+from ..real_comfyui import Checkout, real_params, usable
 
 pytestmark = pytest.mark.e2e  # starts real processes
 
@@ -30,11 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-REAL_DIR = os.environ.get("COMFYUI_DIR")
-REAL_PYTHON = os.environ.get("COMFYUI_PYTHON")
-REAL_SKIP = "set COMFYUI_DIR and COMFYUI_PYTHON to a real ComfyUI checkout to run the contract tests"
 
 
 class Rig:
@@ -47,16 +44,15 @@ class Rig:
         return 180.0 if self.real else 30.0
 
 
-@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.comfyui)])
+@pytest.fixture(params=["fake", *real_params("real-")])
 def rig(request: pytest.FixtureRequest, cli: Cli, tmp_path: Path) -> Iterator[Rig]:
-    if request.param == "real":
-        if not (REAL_DIR and REAL_PYTHON):
-            pytest.skip(REAL_SKIP)
+    if request.param == "fake":
+        rig = Rig(cli, str(FAKE_DIR), python(), real=False)
+    else:
         if request.node.get_closest_marker("fake_only"):
             pytest.skip("needs a fault knob only the fake ComfyUI has")
-        rig = Rig(cli, REAL_DIR, REAL_PYTHON, real=True)
-    else:
-        rig = Rig(cli, str(FAKE_DIR), python(), real=False)
+        checkout: Checkout = usable(request.param)
+        rig = Rig(cli, checkout.dir, checkout.python, real=True)
     cli.env["COMFYRIG_STATE_DIR"] = str(tmp_path / "state")
     cli.env["COMFYRIG_FAKE_GPUS"] = json.dumps(fake_gpus(2))
     yield rig
@@ -126,7 +122,6 @@ def test_escalates_to_sigkill(rig: Rig) -> None:
 
 
 def test_kill_9_is_restarted(rig: Rig) -> None:
-    import os
     import signal
 
     launched, port = start(rig, "--cpu", "--restart", "on-failure", "--restart-delay", "0.2")
@@ -157,8 +152,6 @@ def test_unknown_flag_exit_2_not_restarted(rig: Rig) -> None:
 
 
 def test_port_in_use_names_the_holder(rig: Rig) -> None:
-    import os
-
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -169,7 +162,6 @@ def test_port_in_use_names_the_holder(rig: Rig) -> None:
 
 
 def test_comfyrig_sigkilled_takes_comfyui_with_it(rig: Rig) -> None:
-    import os
     import signal
 
     launched, port = start(rig, "--cpu")

@@ -8,6 +8,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..comfy.logs import NodeImport
 from ..launch.events import FleetSnapshot, WorkerView
 from ..launch.plan import LaunchPlan
 from .panel import gpu_config_panel
@@ -22,6 +23,7 @@ _PHASE_STYLE = {
     "exited": "dim",
     "failed": "bold red",
 }
+# What ComfyUI's log said (comfy/logs.py's StartupInfo.system keys), in the order a person reads it.
 _SYSTEM_ROWS = (
     ("python", "Python"),
     ("pytorch", "PyTorch"),
@@ -30,7 +32,13 @@ _SYSTEM_ROWS = (
     ("device", "Device"),
     ("memory", "Memory"),
     ("vram_state", "VRAM state"),
+    ("dynamic_vram", "Dynamic VRAM"),
+    ("attention", "Attention"),
+    ("cache", "Node cache"),
+    ("comfy_kitchen", "comfy-kitchen"),
+    ("comfy_aimdo", "comfy-aimdo"),
 )
+_LEVEL_STYLE = {"CRITICAL": "bold red", "ERROR": "red", "WARNING": "yellow"}
 
 
 def multigpu_verdict(plan: LaunchPlan, nodes: tuple[str, ...] | None) -> Text | None:
@@ -75,9 +83,16 @@ def _system_table(view: WorkerView) -> Table:
     table = Table(title="System", show_header=False, box=box.SIMPLE, expand=False)
     table.add_column(style="cyan")
     table.add_column()
+    system = view.info.system
     for key, label in _SYSTEM_ROWS:
-        if key in view.info.system:
-            table.add_row(label, view.info.system[key])
+        if key not in system:
+            continue
+        value = system[key]
+        if key == "comfy_kitchen" and "kitchen_backends" in system:
+            value += f" (backends: {system['kitchen_backends']})"
+        table.add_row(label, value)
+        if key == "device" and len(view.info.devices) > 1:
+            table.add_row("Other devices", ", ".join(view.info.devices[1:]))
     if view.stats:
         for device in view.stats.get("devices", [])[:1]:
             table.add_row("Serving on", f"{device.get('name')} ({int(device.get('vram_total', 0)) // 2**20} MiB)")
@@ -85,23 +100,40 @@ def _system_table(view: WorkerView) -> Table:
 
 
 def _imports(view: WorkerView) -> RenderableType | None:
-    imports = view.info.imports
-    if not imports:
+    imports, builtins = view.info.imports, view.info.builtin_failures
+    if not imports and not builtins:
         return None
-    text = Text(f"Custom nodes: {len(imports)} imported", style="cyan")
+    failed = [node for node in imports if node.failed]
+    text = Text(f"Custom nodes: {len(imports) - len(failed)} imported", style="cyan")
+    if failed:
+        text.append(f", {len(failed)} failed", style="bold red")
     for node in imports:
         if node.failed:
-            text.append(f"\n  IMPORT FAILED {node.path} ({node.seconds:.1f} s)", style="bold red")
+            text.append(f"\n  IMPORT FAILED {node.path}" + (f": {node.error}"[:160] if node.error else ""), style="bold red")
         elif node.seconds >= 1.0:
             text.append(f"\n  {node.seconds:.1f} s {node.path}", style="yellow")
+    if builtins:
+        text.append("\nBuilt-in nodes that did not load: " + "; ".join(_grouped(builtins)), style="yellow")
     return text
 
 
+def _grouped(nodes: tuple[NodeImport, ...]) -> list[str]:
+    """'a.py, b.py (No module named 'torchaudio')': one entry per reason."""
+    reasons: dict[str | None, list[str]] = {}
+    for node in nodes:
+        reasons.setdefault(node.error, []).append(node.path)
+    return [", ".join(paths) + (f" ({why})" if why else "") for why, paths in reasons.items()]
+
+
 def _problems(view: WorkerView) -> RenderableType | None:
-    if not view.info.problems:
+    problems = view.info.problems
+    if not problems:
         return None
-    body = Text("\n".join(line[:140] for line in view.info.problems[-6:]), style="yellow")
-    return Panel(body, title="⚠ Warnings and errors", border_style="yellow", box=box.ROUNDED)
+    body = Text()
+    for i, problem in enumerate(problems[-6:]):
+        body.append(("\n" if i else "") + problem.text[:140], style=_LEVEL_STYLE.get(problem.level, "yellow"))
+    errors = any(p.level in ("ERROR", "CRITICAL") for p in problems[-6:])
+    return Panel(body, title="⚠ Warnings and errors", border_style="red" if errors else "yellow", box=box.ROUNDED)
 
 
 def _fleet_table(snapshot: FleetSnapshot) -> Table:
