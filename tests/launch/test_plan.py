@@ -175,3 +175,16 @@ def test_listen_and_port_in_comfyuis_flags_win_and_are_warned(tmp_path: Path) ->
     workers = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True, cli=CliOverrides(comfyui_args="--port 8188"))
     assert [w.split(",")[0] for w in workers.warnings] == [
         "--port 8188 in ComfyUI's arguments overrides the port comfyrig gives each instance"]
+
+
+def test_workers_get_their_own_database(comfy_tree: Path) -> None:
+    # 0.24 locks user/comfyui.db: every worker after the first ran without a database.
+    cli = CliOverrides(comfyui_dir=comfy_tree)
+    new = plan(comfy_tree.parent, GpuRequest("multi"), cli=cli, ports=(8188, 8189), workers=True, flags=table("0.24.0"))
+    urls = [a[a.index("--database-url") + 1] for a in (i.argv for i in new.instances)]
+    assert urls == [f"sqlite:///{comfy_tree.resolve()}/user/comfyui-gpu0.db", f"sqlite:///{comfy_tree.resolve()}/user/comfyui-gpu1.db"]
+    old = plan(comfy_tree.parent, GpuRequest("multi"), cli=cli, ports=(8188, 8189), workers=True, flags=table("0.3.64"))
+    assert all(i.argv.count("--database-url") == 1 for i in old.instances)  # 0.3.x had the database, not yet the lock
+    own = CliOverrides(comfyui_dir=comfy_tree, comfyui_args="--database-url sqlite:///:memory:")
+    mine = plan(comfy_tree.parent, GpuRequest("multi"), cli=own, ports=(8188, 8189), workers=True, flags=table("0.24.0"))
+    assert [i.argv.count("--database-url") for i in mine.instances] == [1, 1], mine.instances[0].argv  # the user's choice is kept

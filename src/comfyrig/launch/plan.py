@@ -120,8 +120,8 @@ def _child_env(settings: Settings, cuda_visible_devices: str) -> dict[str, str]:
     return env
 
 
-def _worker_dirs(indices: tuple[int, ...], args: ComfyArgs) -> list[str]:
-    """Own output and temp folders per worker, unless the user chose them.
+def _worker_dirs(indices: tuple[int, ...], args: ComfyArgs, comfyui_dir: Path | None) -> list[str]:
+    """Own output and temp folders per worker, and its own database, unless the user chose them.
 
     Two ComfyUIs writing to one output folder race for file names (each picks
     "the next free counter" on its own) and overwrite each other's images,
@@ -129,12 +129,19 @@ def _worker_dirs(indices: tuple[int, ...], args: ComfyArgs) -> list[str]:
     ComfyUI runs in its own folder and makes them absolute. A folder the user
     gave in any form argparse takes (``--output-dir=X`` too) is kept: these
     come last, so they would win.
+
+    ComfyUI keeps a SQLite database (default ``user/comfyui.db``); 0.24 locks it, so every
+    worker after the first logged "Could not acquire lock on database ... Use
+    --database-url" and ran without one (0.3.x shared it unlocked). ``--database-url``
+    takes an absolute path.
     """
     extra: list[str] = []
     tag = "gpu" + "-".join(str(i) for i in indices)
     for flag, parent in (("--output-directory", "output"), ("--temp-directory", "temp")):
         if not args.given(flag) and (not args.checked or args.table.has(flag)):
             extra += [flag, f"{parent}/{tag}"]
+    if comfyui_dir is not None and args.checked and args.table.has("--database-url") and not args.given("--database-url"):
+        extra += ["--database-url", f"sqlite:///{comfyui_dir / 'user' / f'comfyui-{tag}.db'}"]
     return extra
 
 
@@ -199,7 +206,7 @@ def plan_launch(
             cuda_visible_devices=cvd,
             gpu_indices=indices,
             argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *args.tokens,
-                  *(_worker_dirs(indices, args) if workers and not selection.is_cpu else ())),
+                  *(_worker_dirs(indices, args, comfyui_dir) if workers and not selection.is_cpu else ())),
             env=_with_threads(_child_env(settings, cvd), placed, settings.environ),
             cwd=comfyui_dir,
             placement=placed,

@@ -105,7 +105,8 @@ def exit_report(snapshot: FleetSnapshot) -> list[RenderableType]:
         parts.append(Text(f"comfyrig: {view.name} {view.message}", style="bold red"))
         if not view.ever_ready:
             parts.append(Text(f"Last {len(view.tail)} log lines of {view.name}:", style="bold"))
-            parts.extend(Text(f"  {line}") for line in view.tail)
+            # ComfyUI 0.24 colours its lines even into a pipe: render the codes, never print them raw.
+            parts.extend(Text.assemble("  ", Text.from_ansi(line)) for line in view.tail)
             reason = diagnose(view.tail)
             if reason:
                 parts.append(Text(f"comfyrig: likely reason: {reason}", style="bold red"))
