@@ -9,50 +9,16 @@ from pathlib import Path
 import pytest
 
 from comfyrig.comfy.workflow import workflow_from_json
-from comfyrig.fit.components import ModelInfo, analyze_model
+from comfyrig.fit.components import ModelInfo
 from comfyrig.fit.fit import GIB, FitPlan, Reserve, default_reserve, native_device, plan_fit
 from comfyrig.fit.native import NATIVE_NODES, NativeNodes, SamplerCfg, native_nodes, plan_native, sampler_cfgs
 from comfyrig.host.gpus.inventory import Gpu
 from comfyrig.host.gpus.simulated import parse_simulated
-from tests.fit.layouts import (
-    blocks_layout,
-    clip_l_layout,
-    flux_layout,
-    sdxl_checkpoint_layout,
-    t5xxl_layout,
-    vae_layout,
-    write_sparse_safetensors,
-)
+from tests.fit.layouts import simulated_gpus
 
 NATIVE = NativeNodes("test checkout", frozenset(NATIVE_NODES))
 CFG7 = (SamplerCfg("3", "KSampler", 7.0),)
 CFG1 = (SamplerCfg("3", "KSampler", 1.0),)
-
-
-def gpus(*specs: tuple[str, int, str | None]) -> tuple[Gpu, ...]:
-    """(name, total MiB, compute capability) per GPU, 500 MiB used on each."""
-    return parse_simulated([
-        {"name": name, "memory_total_mib": total, "memory_used_mib": 500, "compute_capability": cc} for name, total, cc in specs
-    ]).gpus
-
-
-def model(d: Path, name: str, layout: dict[str, tuple[str, tuple[int, ...]]]) -> ModelInfo:
-    write_sparse_safetensors(d / name, layout)
-    return analyze_model(d / name)
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelInfo]:
-    d = tmp_path_factory.mktemp("native")
-    return {
-        "sdxl": model(d, "sdxl.safetensors", sdxl_checkpoint_layout()),
-        "flux8": model(d, "flux8.safetensors", flux_layout("F8_E4M3")),
-        "flux": model(d, "flux1-dev.safetensors", flux_layout()),
-        "clip_l": model(d, "clip_l.safetensors", clip_l_layout()),
-        "t5": model(d, "t5xxl_fp16.safetensors", t5xxl_layout()),
-        "vae": model(d, "ae.safetensors", vae_layout()),
-        "dit": model(d, "dit.safetensors", blocks_layout(12 * GIB, n_blocks=40)),
-    }
 
 
 def plan(models: list[ModelInfo], hw: tuple[Gpu, ...], samplers: tuple[SamplerCfg, ...] | None = CFG7,
@@ -118,8 +84,8 @@ def test_native_device_names() -> None:
 # --- CFG split --------------------------------------------------------------------
 
 
-def test_cfg_split_over_two_identical_ampere_gpus(files: dict[str, ModelInfo]) -> None:
-    base, p = plan([files["sdxl"]], gpus(("RTX 3090", 24576, "8.6"), ("RTX 3090", 24576, "8.6")))
+def test_cfg_split_over_two_identical_ampere_simulated_gpus(files: dict[str, ModelInfo]) -> None:
+    base, p = plan([files["sdxl"]], simulated_gpus(("RTX 3090", 24576, "8.6"), ("RTX 3090", 24576, "8.6")))
     assert base.mode == "single" and base.launch_args == ("--single", "0")
     assert p.native is not None and p.cfg_split is not None
     assert (p.cfg_split.max_gpus, p.cfg_split.devices, p.cfg_split.cfg, p.cfg_split.samplers) == (2, ("cuda:0", "cuda:1"), 7.0, ("3",))
@@ -149,7 +115,7 @@ def test_cfg_split_over_two_identical_ampere_gpus(files: dict[str, ModelInfo]) -
 )
 def test_no_cfg_split_says_why(files: dict[str, ModelInfo], hw: tuple[tuple[str, int, str | None], ...],
                                samplers: tuple[SamplerCfg, ...] | None, why: str) -> None:
-    base, p = plan([files["sdxl"]], gpus(*hw), samplers)
+    base, p = plan([files["sdxl"]], simulated_gpus(*hw), samplers)
     assert p.native is not None and p.cfg_split is None
     assert any(why in n for n in p.native.notes), p.native.notes
     # Nothing else changes.
@@ -168,7 +134,7 @@ def test_identical_gpu_without_room_for_a_copy(files: dict[str, ModelInfo]) -> N
 def test_text_encoder_and_vae_on_the_copy_gpu_take_turns(files: dict[str, ModelInfo]) -> None:
     # A 12 GiB model and a 9 GiB text encoder on two 16 GB GPUs: the text encoder and VAE go
     # to cuda:1 (Select*Device); the copy of the model there leaves no room for them as well.
-    hw = gpus(("RTX 4080", 16384, "8.9"), ("RTX 4080", 16384, "8.9"))
+    hw = simulated_gpus(("RTX 4080", 16384, "8.9"), ("RTX 4080", 16384, "8.9"))
     base, p = plan([files["dit"], files["t5"], files["vae"]], hw, reserve=Reserve(2 * GIB, "cli"))
     assert base.verdict == "multi" and {q.component.kind: q.device for q in base.placements}["text_encoder"] == "cuda:1"
     assert p.native is not None and p.native.placement and p.cfg_split is not None and p.cfg_split.max_gpus == 2
@@ -201,7 +167,7 @@ def test_copies_come_first_in_cuda_order(files: dict[str, ModelInfo]) -> None:
 
 
 def test_text_encoder_and_vae_moved_with_select_nodes(files: dict[str, ModelInfo]) -> None:
-    hw = gpus(("RTX 4080", 16384, "8.9"), ("RTX 4080", 16384, "8.9"))
+    hw = simulated_gpus(("RTX 4080", 16384, "8.9"), ("RTX 4080", 16384, "8.9"))
     base, p = plan([files["flux8"], files["clip_l"], files["t5"], files["vae"]], hw, CFG1)
     assert p.native is not None and p.native.placement and p.cfg_split is None
     assert p.placements == base.placements and p.gpus == base.gpus
@@ -209,7 +175,7 @@ def test_text_encoder_and_vae_moved_with_select_nodes(files: dict[str, ModelInfo
 
 
 def test_model_that_does_not_fit_keeps_the_distorch_path(files: dict[str, ModelInfo]) -> None:
-    hw = gpus(("RTX 3090", 24576, "8.6"), ("RTX 3090", 24576, "8.6"))
+    hw = simulated_gpus(("RTX 3090", 24576, "8.6"), ("RTX 3090", 24576, "8.6"))
     base, p = plan([files["flux"], files["clip_l"], files["t5"], files["vae"]], hw, CFG7)
     assert base.distorch and p.native is not None and not p.native.placement and p.cfg_split is None
     assert replace(p, native=None) == base
@@ -217,7 +183,7 @@ def test_model_that_does_not_fit_keeps_the_distorch_path(files: dict[str, ModelI
 
 
 def test_checkout_without_native_nodes(files: dict[str, ModelInfo]) -> None:
-    hw = gpus(("RTX 3090", 24576, "8.6"), ("RTX 3090", 24576, "8.6"))
+    hw = simulated_gpus(("RTX 3090", 24576, "8.6"), ("RTX 3090", 24576, "8.6"))
     base, p = plan([files["sdxl"]], hw, nodes=NativeNodes("ComfyUI 0.3.76", frozenset()))
     assert p.native is not None and not p.native.placement and p.native.nodes == frozenset()
     assert replace(p, native=None) == base and "no native multi-GPU nodes" in p.native.notes[0]
@@ -226,7 +192,7 @@ def test_checkout_without_native_nodes(files: dict[str, ModelInfo]) -> None:
 
 
 def test_gguf_text_encoder_cannot_be_moved_natively(files: dict[str, ModelInfo]) -> None:
-    hw = gpus(("RTX 4080", 16384, "8.9"), ("RTX 4080", 16384, "8.9"))
+    hw = simulated_gpus(("RTX 4080", 16384, "8.9"), ("RTX 4080", 16384, "8.9"))
     t5_gguf = replace(files["t5"], format="gguf")
     _, p = plan([files["flux8"], t5_gguf, files["vae"]], hw, CFG1)
     assert p.native is not None and not p.native.placement
