@@ -119,6 +119,7 @@ def _native(models: Sequence[ModelInfo], plan: FitPlan) -> list[RenderableType]:
         body.append(f"  {files}: {change.new_class} ({inputs}) {change.note}\n")
     for note in native.notes:
         body.append(f"  {note}\n", style="dim")
+    body.rstrip()
     return [body]
 
 
