@@ -215,3 +215,24 @@ def test_a_sampler_without_a_model_link_is_noted(files: dict[str, ModelInfo], mo
         wf["3"]["inputs"]["model"] = model_input
     new, changes, notes = rewrite(wf, plan, models)
     assert changes == [] and new == wf and notes == ["Node 3 (KSampler) has no model link: no MultiGPU_WorkUnits before it."]
+
+
+def test_a_plan_without_native_nodes_neutralises_those_left_by_an_earlier_rewrite(files: dict[str, ModelInfo]) -> None:
+    # Rewritten for two 16 GB GPUs (Select*Device gpu:1, a CFG split), then planned for one 24 GB
+    # GPU plus a smaller one: Select nodes go back to "default", MultiGPU_WorkUnits to max_gpus 1.
+    models = [files["flux8"], files["clip_l"], files["t5"], files["vae"]]
+    wf = flux_workflow(cfg=3.5)
+    once, _, _ = rewrite(wf, native_plan(models, TWO_4080, wf, reserve=Reserve(2 * GIB, "cli")), models)
+    mixed = (("RTX 3090", 24576, "8.6"), ("RTX 3060", 12288, "8.6"))
+    single = native_plan(models, mixed, once, reserve=Reserve(2 * GIB, "cli"))
+    assert single.verdict == "single" and single.cfg_split is None
+    new, changes, _ = rewrite(once, single, models)
+    assert sorted((c.new_class, dict(c.inputs)["device" if "device" in c.inputs else "max_gpus"]) for c in changes) == [
+        ("MultiGPU_WorkUnits", 1), ("SelectCLIPDevice", "default"), ("SelectVAEDevice", "default")]
+    assert_kept(wf, new)
+    # And with ComfyUI-MultiGPU's loaders (no native nodes known): the Select nodes must not override them.
+    old = native_plan(models, TWO_4080, once, reserve=Reserve(2 * GIB, "cli"), nodes=None)
+    new_old, _, _ = rewrite(once, old, models)
+    assert new_old["2"]["class_type"] == "DualCLIPLoaderMultiGPU" and new_old["2"]["inputs"]["device"] == "cuda:1"
+    assert {n["inputs"]["device"] for n in new_old.values() if n["class_type"].startswith("Select")} == {"default"}
+    assert new_old["14"]["inputs"]["max_gpus"] == 2  # the target is unknown: a CFG split the user chose stays

@@ -203,10 +203,16 @@ def rewrite_workflow(
             changes.extend(_native_loader(out, loader, placements))
             continue
         change = _rewrite_node(loader, placements, plan)
-        if change is None:
-            continue
-        _apply(out, change)
-        changes.append(change)
+        if change is not None:
+            _apply(out, change)
+            changes.append(change)
+        # A Select node left behind the loader by an earlier native rewrite would override the
+        # device set here: back to "default", the loader's own choice.
+        for kind, slot in _OUTPUTS[loader.layout].items():
+            if kind in SELECT_NODES:
+                reset = _select(out, loader, slot, kind, "default")
+                if reset is not None:
+                    changes.append(reset)
     split = plan.cfg_split
     if split is not None:
         for sampler in sampler_cfgs(Workflow(prompt=out, source=wf.source)):
@@ -214,6 +220,13 @@ def rewrite_workflow(
                 change = _work_units(out, sampler.node_id, split.max_gpus, notes)
                 if change is not None:
                     changes.append(change)
+    elif plan.native is not None:
+        # The target ComfyUI is known and this plan splits no CFG: max_gpus 1 makes no copies.
+        for node_id, node in out.items():
+            if node["class_type"] == "MultiGPU_WorkUnits" and node.get("inputs", {}).get("max_gpus") != 1:
+                node["inputs"]["max_gpus"] = 1
+                changes.append(NodeChange(node_id, "MultiGPU_WorkUnits", "MultiGPU_WorkUnits", {"max_gpus": 1},
+                                          "this plan splits no CFG", "set"))
     if not changes and not notes:
         if native or split is not None:
             notes.append("Nothing to rewrite: the workflow already has the nodes this plan needs.")
