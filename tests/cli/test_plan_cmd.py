@@ -155,3 +155,54 @@ def test_bad_inputs_give_one_paragraph_errors(env: Path, monkeypatch: pytest.Mon
     _assert_error(*run(capsys), "Give at least one MODEL")
     monkeypatch.setenv("COMFYRIG_FAKE_GPUS", "[]")
     _assert_error(*run(capsys, "ae.safetensors"), "No GPU to plan for", "--cpu")
+
+
+def _checkout(root: Path, native: bool) -> Path:
+    """A ComfyUI folder with (0.24.0 and newer) or without ComfyUI's native multi-GPU nodes."""
+    (root / "comfy_extras").mkdir(parents=True)
+    (root / "main.py").write_text("")
+    (root / "nodes.py").write_text('EXTRAS = ["nodes_images.py", "nodes_multigpu.py"]\n' if native else "EXTRAS = []\n")
+    if native:
+        ids = ("MultiGPU_WorkUnits", "SelectModelDevice", "SelectCLIPDevice", "SelectVAEDevice")
+        (root / "comfy_extras" / "nodes_multigpu.py").write_text("".join(f'io.Schema(node_id="{n}")\n' for n in ids))
+    return root
+
+
+SDXL_CFG7 = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "fox", "clip": ["4", 1]}},
+    "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0], "cfg": 7.0}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+}
+
+
+def test_native_nodes_of_a_0_24_checkout(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COMFYRIG_FAKE_GPUS", json.dumps([{**RTX3090, "compute_capability": "8.6"}] * 2))
+    comfy = _checkout(env / "ComfyUI", native=True)
+    write_sparse_safetensors(env / "sdxl.safetensors", sdxl_checkpoint_layout())
+    (env / "in.json").write_text(json.dumps(SDXL_CFG7))
+    code, out, err = run(capsys, "sdxl.safetensors", "--workflow", "in.json", "--write", "out.json", "--comfyui-dir", str(comfy))
+    assert code == 0, err
+    assert "sampling split over 2 identical GPUs (CFG split): dual mode" in out
+    assert "sdxl.safetensors: MultiGPU_WorkUnits (max_gpus 2) on the model input of node 3" in out
+    assert "node 9: new MultiGPU_WorkUnits (max_gpus=2) between node 4 output 0 and node 3 (KSampler); feeds 3.model" in out
+    assert "Launch: comfyrig launch --gpus 0,1" in out and "Loader nodes:" not in out
+    new = json.loads((env / "out.json").read_text())
+    assert new["9"]["inputs"] == {"model": ["4", 0], "max_gpus": 2} and new["3"]["inputs"]["model"] == ["9", 0]
+    code, out, _ = run(capsys, "sdxl.safetensors", "--workflow", "in.json", "--comfyui-dir", str(comfy), "--json")
+    data: dict[str, Any] = json.loads(out)
+    assert code == 0 and data["native"]["cfg_split"]["max_gpus"] == 2 and data["launch"] == ["comfyrig", "launch", "--gpus", "0,1"]
+    assert data["native_nodes"] == [
+        {"files": "sdxl.safetensors", "node": "MultiGPU_WorkUnits", "inputs": {"max_gpus": 2}, "where": "on the model input of node 3"}
+    ]
+    assert data["workflow"]["changes"][0]["action"] == "insert" and data["workflow"]["changes"][0]["links"] == ["3.model"]
+
+
+def test_checkout_without_native_nodes_keeps_multigpu_loaders(flux_files: list[str], capsys: pytest.CaptureFixture[str], env: Path) -> None:
+    comfy = _checkout(env / "ComfyUI", native=False)
+    code, out, _ = run(capsys, *flux_files, "--ram", "64", "--comfyui-dir", str(comfy))
+    assert code == 0 and "UNETLoaderDisTorch2MultiGPU" in out and "VAELoaderMultiGPU (device cuda:1)" in out
+    assert "This ComfyUI has no native multi-GPU nodes" in " ".join(out.split())
+    code, out, _ = run(capsys, *flux_files, "--ram", "64", "--json", "--comfyui-dir", str(comfy))
+    data = json.loads(out)
+    assert data["native"]["nodes"] == [] and not data["native"]["placement"] and data["native_nodes"] == []

@@ -8,6 +8,9 @@ import json
 import struct
 from pathlib import Path
 
+from comfyrig.host.gpus.inventory import Gpu
+from comfyrig.host.gpus.simulated import parse_simulated
+
 Layout = dict[str, tuple[str, tuple[int, ...]]]
 
 _BITS = {"F32": 32, "F16": 16, "BF16": 16, "F8_E4M3": 8, "I64": 64, "U8": 8}
@@ -177,3 +180,10 @@ def blocks_layout(total_bytes: int, n_blocks: int = 60, dtype: str = "BF16", pre
 
 def layout_bytes(layout: Layout) -> int:
     return sum(nbytes(d, s) for d, s in layout.values())
+
+
+def simulated_gpus(*specs: tuple[str, int, str | None]) -> tuple[Gpu, ...]:
+    """(name, total MiB, compute capability) per GPU, 500 MiB used on each."""
+    return parse_simulated([
+        {"name": name, "memory_total_mib": total, "memory_used_mib": 500, "compute_capability": cc} for name, total, cc in specs
+    ]).gpus

@@ -155,7 +155,7 @@ def test_nodes_add_multigpu(site: Site, installed: subprocess.CompletedProcess[s
     plan = json.loads(cli(*args, "--dry-run", "--json").stdout)["plan"]
     (node,) = plan["node_packs"]
     assert node["label"] == "v2.5.11" and "0.3.76" in node["reason"]
-    assert [s["key"] for s in plan["steps"]] == ["multigpu:clone", "multigpu:checkout", "multigpu:requirements"]
+    assert [s["key"] for s in plan["steps"]] == ["multigpu:clone", "multigpu:checkout", "multigpu:undeclared", "multigpu:requirements"]
     result = cli(*args, "--ref", site.multigpu_pin)
     assert result.returncode == 0, result.stdout + result.stderr
     assert git("rev-parse", "HEAD", cwd=pack) == site.multigpu_pin and "restart ComfyUI" in result.stdout

@@ -12,7 +12,7 @@ import pytest
 
 from comfyrig.errors import ConfigError, NotComfyUIError
 from comfyrig.host.gpus.simulated import parse_simulated
-from comfyrig.install.nodes import MULTIGPU_REFS
+from comfyrig.install.nodes import MULTIGPU_REFS, MULTIGPU_UNDECLARED
 from comfyrig.install.plan import InstallOptions, plan_install
 from comfyrig.install.state import UNDECLARED_REQUIREMENTS, ExistingState, GitState, PackState, VenvState
 
@@ -168,9 +168,26 @@ def test_multigpu_at_another_commit_is_kept_unless_forced() -> None:
     plan = plan_install(GPUS, state, opts(packs=("multigpu",)))
     assert keys(plan, todo=True) == [] and "kept as it is" in plan.warnings[0]
     forced = plan_install(GPUS, state, opts(packs=("multigpu",), force=True))
-    assert keys(forced, todo=True) == ["multigpu:fetch", "multigpu:checkout"]
+    assert keys(forced, todo=True) == ["multigpu:fetch", "multigpu:checkout", "multigpu:undeclared"]
     at_ref = replace(pack, git=GitState(head=MULTIGPU_REFS[1].commit))
-    assert keys(plan_install(GPUS, installed(packs={"multigpu": at_ref}), opts(packs=("multigpu",))), todo=True) == []
+    satisfied = good_venv(unmet={"requirements.txt": (), UNDECLARED: (), str(MULTIGPU_UNDECLARED): ()})
+    assert keys(plan_install(GPUS, installed(packs={"multigpu": at_ref}, venv=satisfied), opts(packs=("multigpu",))), todo=True) == []
+
+
+def test_multigpu_v2_5_gets_accelerate_which_it_imports_undeclared() -> None:
+    # v2.5.x (ComfyUI 0.3.64/0.3.76) has no requirements.txt but its wanvideo.py imports accelerate.
+    pack = PackState(T / "custom_nodes/ComfyUI-MultiGPU", exists=True, empty=False,
+                     git=GitState(head=MULTIGPU_REFS[1].commit), loadable=True)
+    missing = good_venv(unmet={"requirements.txt": (), UNDECLARED: (), str(MULTIGPU_UNDECLARED): ("accelerate",)})
+    plan = plan_install(GPUS, installed(packs={"multigpu": pack}, venv=missing), opts(packs=("multigpu",)))
+    step = plan.step("multigpu:undeclared")
+    assert keys(plan, todo=True) == ["multigpu:undeclared"] and step is not None
+    assert step.argv[-2:] == ("-r", str(MULTIGPU_UNDECLARED)) and "accelerate" in step.why
+    assert "accelerate" in MULTIGPU_UNDECLARED.read_text()
+    # v2.6.x (ComfyUI with comfy/memory_management.py, e.g. 0.24.0) does not import it.
+    new = installed(packs={"multigpu": replace(pack, git=GitState(head=MULTIGPU_REFS[0].commit))}, venv=missing,
+                    comfyui_version="0.24.0", present_files=frozenset({"comfy/memory_management.py"}))
+    assert plan_install(GPUS, new, opts(packs=("multigpu",))).step("multigpu:undeclared") is None
 
 
 def test_manager_is_a_plain_clone() -> None:

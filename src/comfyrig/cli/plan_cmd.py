@@ -14,8 +14,9 @@ from ..config.modes import select_gpus
 from ..errors import ConfigError, ModelFileError, WorkflowError
 from ..fit.components import ModelInfo, analyze_model
 from ..fit.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
+from ..fit.native import native_nodes, plan_native, sampler_cfgs
 from ..fit.ram import mem_available
-from ..fit.rewrite import NodeChange, find_loaders, model_folders, rewrite_workflow, suggested_loaders
+from ..fit.rewrite import NodeChange, find_loaders, model_folders, rewrite_workflow, suggested_loaders, suggested_nodes
 from ..host.gpus.probe import probe_inventory
 from ..ui.console import make_console
 from ..ui.fit_view import plan_view
@@ -43,7 +44,8 @@ Write = Annotated[Path | None, typer.Option(
 
 
 @command("plan", help="Plan how MODEL files fit on the GPUs: mode, DisTorch allocation, ComfyUI flags; "
-                      "optionally rewrite a workflow's loaders for ComfyUI-MultiGPU.")
+                      "optionally rewrite a workflow for ComfyUI's multi-GPU nodes (--comfyui-dir, 0.24.0+) "
+                      "or ComfyUI-MultiGPU.")
 def plan_cmd(
     models: Models = None,
     auto: o.Auto = False,
@@ -90,7 +92,7 @@ def plan_cmd(
             f"No GPU to plan for: {why.rstrip('.')}.",
             hint="Plan for the CPU with --cpu, or simulate GPUs with COMFYRIG_FAKE_GPUS.",
         )
-    plan = plan_fit(
+    memory_plan = plan_fit(
         infos,
         selection.gpus,
         reserve=_reserve(infos, reserve, size, batch),
@@ -98,6 +100,10 @@ def plan_cmd(
         cpu_only=cpu_only,
         reserve_from_cli=reserve is not None,
     )
+    # The target ComfyUI's own multi-GPU nodes, read from its checkout (unknown without one).
+    checkout = settings.comfyui_dir.value
+    nodes = native_nodes(checkout) if checkout is not None else None
+    plan = plan_native(memory_plan, selection.gpus, nodes, sampler_cfgs(wf) if wf is not None else None)
     changes: list[NodeChange] = []
     notes: list[str] = []
     if wf is not None:
@@ -178,5 +184,8 @@ def _report(infos: list[ModelInfo], plan: FitPlan, changes: list[NodeChange], no
         "models": [m.to_json() for m in infos],
         **plan.to_json(),
         "loaders": [{"files": files, "node": c.new_class, "inputs": dict(c.inputs)} for files, c in suggested_loaders(plan, infos)],
+        "native_nodes": [
+            {"files": files, "node": c.new_class, "inputs": dict(c.inputs), "where": c.note} for files, c in suggested_nodes(plan, infos)
+        ],
         "workflow": {"written": str(write) if write else None, "changes": [c.to_json() for c in changes], "notes": notes},
     }

@@ -38,11 +38,15 @@ from ..host.gpus.inventory import Gpu
 from .components import FAMILIES, Component, Family, ModelInfo
 
 __all__ = [
+    "AUX_WORKING",
     "CUDA_CONTEXT",
     "GIB",
+    "WORKING",
+    "CfgSplit",
     "DisTorchPlan",
     "FitPlan",
     "Ledger",
+    "NativePlan",
     "PartPlacement",
     "Reserve",
     "Share",
@@ -50,7 +54,9 @@ __all__ = [
     "comfy_reserve_vram",
     "default_reserve",
     "format_gib",
+    "native_device",
     "plan_fit",
+    "unused_reason",
 ]
 
 GIB = 1 << 30
@@ -62,6 +68,9 @@ CUDA_CONTEXT = 512 * MIB
 COMFY_MIN_INFERENCE = int(0.8 * GIB)
 COMFY_EXTRA_RESERVED = 400 * MIB
 AUX_RESERVE = CUDA_CONTEXT + COMFY_MIN_INFERENCE + COMFY_EXTRA_RESERVED
+# Ledger item names that later steps (native.py) look for.
+AUX_WORKING = "ComfyUI inference memory (text encoder/VAE)"
+WORKING = "working memory (reserve)"
 
 Verdict = Literal["single", "multi", "offload", "too_big", "cpu"]
 VERDICT_TITLES: dict[Verdict, str] = {
@@ -196,6 +205,56 @@ class DisTorchPlan:
 
 
 @dataclass(frozen=True)
+class CfgSplit:
+    """ComfyUI's ``MultiGPU_WorkUnits``: copies of the diffusion model on ``devices``
+    (cuda:0 first), each sampling step's conditionings (positive and negative)
+    shared out between them. ``max_gpus`` is the node's input."""
+
+    max_gpus: int
+    devices: tuple[str, ...]
+    cfg: float  # the largest CFG among ``samplers``
+    samplers: tuple[str, ...]  # workflow node ids of the samplers/guiders with CFG > 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_gpus": self.max_gpus, "devices": list(self.devices), "cfg": self.cfg, "samplers": list(self.samplers)}
+
+
+@dataclass(frozen=True)
+class NativePlan:
+    """Which of ComfyUI's own multi-GPU nodes (0.24.0 and newer) the plan uses.
+
+    ``placement``: the text encoder and VAE devices are set with
+    ``SelectCLIPDevice``/``SelectVAEDevice`` after ComfyUI's own loaders, instead of
+    ComfyUI-MultiGPU's loaders (False where DisTorch2 is needed, or the checkout has
+    no such nodes). ``notes`` say why a node is not used.
+    """
+
+    source: str  # where the node list was read
+    nodes: frozenset[str]  # the native multi-GPU nodes the checkout registers
+    placement: bool
+    cfg_split: CfgSplit | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "nodes": sorted(self.nodes),
+            "placement": self.placement,
+            "cfg_split": self.cfg_split.to_json() if self.cfg_split else None,
+            "notes": list(self.notes),
+        }
+
+
+def native_device(device: str) -> str:
+    """A plan device as the native Select*Device nodes name it: cuda:0, where
+    ComfyUI's loaders put things anyway, is ``default``; cuda:N is ``gpu:N``
+    (both numbered after CUDA_VISIBLE_DEVICES); ``cpu`` stays."""
+    if device == "cuda:0":
+        return "default"
+    return "gpu:" + device.removeprefix("cuda:") if device.startswith("cuda:") else device
+
+
+@dataclass(frozen=True)
 class Ledger:
     """One device's budget: what is free (RAM: available; None if unknown) and what is planned on it."""
 
@@ -237,6 +296,11 @@ class FitPlan:
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     shortfall: int | None = None  # bytes missing, for "too_big"
+    native: NativePlan | None = None  # None: the target ComfyUI's nodes are unknown (no checkout)
+
+    @property
+    def cfg_split(self) -> CfgSplit | None:
+        return self.native.cfg_split if self.native else None
 
     @property
     def launch_args(self) -> tuple[str, ...]:
@@ -259,10 +323,13 @@ class FitPlan:
             return f"Does not fit: short by {format_gib(self.shortfall or 0)}."
         if self.verdict == "cpu":
             return f"Runs on the CPU: {format_gib(self._ram_planned())} in system RAM (slow)."
+        split = self.cfg_split
         if self.verdict == "single":
+            if split:
+                return f"Fits on one GPU; sampling split over {split.max_gpus} identical GPUs (CFG split): {self.mode} mode ({where})."
             return f"Fits on one GPU: single mode on {where}."
         if self.verdict == "multi":
-            how = " with DisTorch2" if self.distorch else ""
+            how = " with DisTorch2" if self.distorch else f", sampling split over {split.max_gpus} (CFG split)" if split else ""
             return f"Fits across {len(self.gpus)} GPUs{how}: {self.mode} mode ({where})."
         spilled = sum(s.bytes for p in self.placements if p.component.kind == "diffusion_model" for s in p.shares if s.device == "cpu")
         return f"Fits only with system RAM: {format_gib(spilled)} of the diffusion model offloaded; {self.mode} mode ({where})."
@@ -285,6 +352,7 @@ class FitPlan:
             "reasons": list(self.reasons),
             "warnings": list(self.warnings),
             "shortfall_bytes": self.shortfall,
+            "native": self.native.to_json() if self.native else None,
         }
 
 
@@ -369,7 +437,7 @@ def plan_fit(
     # 2. Diffusion model whole on one GPU, the other components on other GPUs.
     if dm_fits_one and len(order) > 1:
         slots = _slots(order, free)
-        slots[0].add("working memory (reserve)", reserve.bytes)
+        slots[0].add(WORKING, reserve.bytes)
         placed = [_whole(p, slots[0]) for p in dms]
         aux_placed = _place_aux(aux, slots, allow_cpu=False)
         if aux_placed is not None:
@@ -433,7 +501,7 @@ def _place_aux(aux: Sequence[_Part], slots: list[_Slot], *, allow_cpu: bool, te_
             placed.extend(PartPlacement(p.model, p.comp, "cpu", (Share("cpu", p.size),)) for p in group)
             continue
         if target is not slots[0] and not target.runs_aux:
-            target.add("ComfyUI inference memory (text encoder/VAE)", AUX_RESERVE - CUDA_CONTEXT)
+            target.add(AUX_WORKING, AUX_RESERVE - CUDA_CONTEXT)
             target.runs_aux = True
         placed.extend(_whole(p, target) for p in group)
     return placed
@@ -457,7 +525,7 @@ def _single(
 ) -> FitPlan:
     slots = _slots(order, free)
     slot = slots[0]
-    slot.add("working memory (reserve)", reserve.bytes)
+    slot.add(WORKING, reserve.bytes)
     placements = []
     for p in parts:
         if any(p is s for s in swapped):
@@ -546,7 +614,7 @@ def _fill(
     """-> (placements, slots, bytes of diffusion model in RAM, room left on the compute GPU)."""
     slots = _slots(order, free)
     compute = slots[0]
-    compute.add("working memory (reserve)", reserve.bytes)
+    compute.add(WORKING, reserve.bytes)
     for slot in slots[1:]:
         slot.add("CUDA context", CUDA_CONTEXT)
     placements: list[PartPlacement] = []
@@ -666,7 +734,7 @@ def _finish(
     mode: ModeLabel = "single" if len(used) == 1 else "dual" if len(used) == 2 else "multi"
     unused = [s.gpu.index for s in slots if s not in used]
     if unused and verdict in ("single", "multi"):
-        reasons.append(f"GPU {', '.join(map(str, unused))} is not needed for this plan.")
+        reasons.append(unused_reason(unused))
     flat = tuple(x for flag, value in flags for x in ((flag, value) if value else (flag,)))
     return FitPlan(
         verdict=verdict,
@@ -681,6 +749,10 @@ def _finish(
         warnings=tuple(warnings),
         shortfall=shortfall if verdict == "too_big" else None,
     )
+
+
+def unused_reason(indices: Sequence[int]) -> str:
+    return f"GPU {', '.join(map(str, indices))} is not needed for this plan."
 
 
 def _cpu_plan(parts: Sequence[_Part], reserve: Reserve, ram_available: int | None) -> FitPlan:

@@ -485,6 +485,7 @@ def _pack_steps(
     shown = ref or "<ref for that ComfyUI>"
     at_ref = have is not None and have.loadable and have.git is not None and (ref is None or have.git.at(ref))
     exists = have is not None and have.exists and not have.empty
+    kept = False  # left at a commit comfyrig did not choose
     if not exists:
         if ref is None and not pack.ref.pending:
             steps.append(
@@ -510,6 +511,7 @@ def _pack_steps(
             )
             steps.append(_pack_checkout(key, info.title, shown, pack, git, False, pending))
     elif have is not None and have.git is None:
+        kept = True
         warnings.append(f"custom_nodes/{info.folder} exists but is not a git checkout: left as it is.")
     elif have is not None and not have.loadable and have.git is not None:
         steps.append(_pack_checkout(key, info.title, shown, pack, git, False, pending, default=ref is None))
@@ -522,6 +524,7 @@ def _pack_steps(
             )
             steps.append(_pack_checkout(key, info.title, shown, pack, git, False, pending))
         else:
+            kept = True
             head = have.git.head[:12] if have and have.git and have.git.head else "?"
             warnings.append(
                 f"custom_nodes/{info.folder} is at {head}, not at {pack.ref.label} ({ref[:12]}), the commit known to work "
@@ -529,6 +532,20 @@ def _pack_steps(
             )
     else:
         steps.append(_pack_checkout(key, info.title, shown, pack, git, True, None))
+    undeclared = pack.ref.undeclared
+    if undeclared is not None and not kept:
+        unmet = state.venv.unmet.get(str(undeclared))
+        steps.append(
+            Step(
+                key=key + "undeclared",
+                title=f"Install what {info.title} {pack.ref.label} imports without declaring it",
+                why=f"without {', '.join(_requirement_names(undeclared))} ComfyUI reports IMPORT FAILED for the pack "
+                    "(it has no requirements.txt)",
+                check=f"every line of {undeclared.name} is satisfied in the venv",
+                satisfied=state.venv.runs and unmet is not None and not unmet,
+                argv=_pip(python, "install", "-r", str(undeclared), *_wheel_args(options)),
+            )
+        )
     if exists and have is not None and not have.has_requirements:
         return
     unmet = state.venv.unmet.get(f"custom_nodes/{info.folder}/requirements.txt", ())
@@ -544,6 +561,14 @@ def _pack_steps(
             pending=None if has_req else "after the clone, if it has a requirements.txt",
         )
     )
+
+
+def _requirement_names(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return [path.name]
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
 
 def _pack_checkout(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..comfy.checkout import comfyui_version, supported_flags
-from .nodes import NODE_PACKS, PackName, needed_files
+from .nodes import NODE_PACKS, PackName, needed_files, undeclared_files
 from .torch_choice import tag_of_cuda
 
 __all__ = ["ExistingState", "GitState", "PackState", "VenvState", "inspect_state", "is_comfyui_tree", "venv_python"]
@@ -301,6 +301,7 @@ def inspect_state(target: Path, environ: Mapping[str, str], packs: tuple[PackNam
         has_req = (folder / "requirements.txt").is_file()
         if has_req:
             req_files.append(folder / "requirements.txt")
+        req_files.extend(undeclared_files(name))
         pack_states[name] = PackState(
             folder=folder,
             exists=folder.exists(),

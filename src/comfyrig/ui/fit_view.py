@@ -10,7 +10,7 @@ from rich.text import Text
 
 from ..fit.components import ModelInfo
 from ..fit.fit import GIB, FitPlan
-from ..fit.rewrite import NodeChange, suggested_loaders
+from ..fit.rewrite import NodeChange, suggested_loaders, suggested_nodes
 
 __all__ = ["plan_view"]
 
@@ -87,6 +87,10 @@ def plan_view(
     nodes = _nodes(models, plan)
     if nodes:
         parts.append(Text("Loader nodes:\n" + "\n".join(f"  {n}" for n in nodes)))
+        if plan.native is None and not plan.distorch and plan.verdict in ("single", "multi"):
+            parts.append(Text("  (ComfyUI 0.24.0 and newer do this with their own nodes: give --comfyui-dir to plan for them.)",
+                              style="dim"))
+    parts.extend(_native(models, plan))
     parts.append(Text(f"Launch: {plan.launch_command}", style="bold"))
     for warning in plan.warnings:
         parts.append(Text(f"⚠ {warning}", style="yellow"))
@@ -94,13 +98,29 @@ def plan_view(
         for note in m.notes:
             parts.append(Text(f"note: {note}", style="dim"))
     for change in changes:
-        inputs = ", ".join(f"{k}={v!r}" for k, v in change.inputs.items())
-        parts.append(Text(f"node {change.node_id}: {change.old_class} -> {change.new_class} ({inputs})"))
+        parts.append(Text(change.describe()))
     for note in notes:
         parts.append(Text(f"note: {note}", style="dim"))
     if written:
         parts.append(Text(f"Wrote {written}", style="bold green"))
     return Group(*parts)
+
+
+def _native(models: Sequence[ModelInfo], plan: FitPlan) -> list[RenderableType]:
+    """ComfyUI's own multi-GPU nodes: which the plan uses, where, and why (not)."""
+    native = plan.native
+    if native is None:
+        return []
+    body = Text()
+    body.append("ComfyUI's multi-GPU nodes", style="bold")
+    body.append(f" ({', '.join(sorted(native.nodes)) or 'none'}):\n")
+    for files, change in suggested_nodes(plan, models):
+        inputs = ", ".join(f"{k} {v}" for k, v in change.inputs.items())
+        body.append(f"  {files}: {change.new_class} ({inputs}) {change.note}\n")
+    for note in native.notes:
+        body.append(f"  {note}\n", style="dim")
+    body.rstrip()
+    return [body]
 
 
 def _nodes(models: Sequence[ModelInfo], plan: FitPlan) -> list[str]:
