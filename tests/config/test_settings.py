@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from comfyrig.config.modes import GpuRequest
-from comfyrig.config.settings import CliOverrides, mask_secret, resolve_settings
+from comfyrig.config.settings import CliOverrides, resolve_settings
+from comfyrig.secrets import mask_value
 from comfyrig.errors import ComfyUINotFoundError, ConfigError
 
 
@@ -78,7 +79,7 @@ def test_passthrough_and_masking(tmp_path: Path) -> None:
     assert table["HF_TOKEN"].value == "****" and table["HF_TOKEN"].source == ".env:1"
     assert table["MY_VAR"].value == "1"
     assert s.pytorch_cuda_alloc_conf.value == "expandable_segments:True"
-    assert mask_secret("API_KEY", "x") == "****" and mask_secret("PORT", "x") == "x"
+    assert mask_value("API_KEY", "x") == "****" and mask_value("PORT", "x") == "x"
 
 
 def test_comfyui_dir_and_its_dotenv(tmp_path: Path, comfy_tree: Path) -> None:
