@@ -305,7 +305,7 @@ def check_multigpu(ctx: DoctorContext) -> CheckResult:
             f"ComfyUI computes on cuda:0 (GPU {selection.gpus[0].index}); {other} works only through multi-GPU nodes, "
             "and this ComfyUI's /system_stats lists every GPU it sees"
         )
-    else:
+    else:  # before 0.23
         ui_note = (
             f"ComfyUI itself computes on cuda:0 (GPU {selection.gpus[0].index}) and its UI and /system_stats show only that "
             f"device, so 'only one GPU showing' is expected; {other} is used only through a multi-GPU node pack"
@@ -319,11 +319,11 @@ def check_multigpu(ctx: DoctorContext) -> CheckResult:
     )
     if not enabled and native:
         state = f"{packs[0][0].name} is disabled" if packs else "ComfyUI-MultiGPU is not in custom_nodes"
+        who = ctx.checkout.who if ctx.checkout is not None else "this ComfyUI"
         return CheckResult(
             "multigpu.pack", title, "pass",
-            f"{state}; not needed to use the other GPUs: {ctx.checkout.who if ctx.checkout else 'this ComfyUI'}'s own "
-            f"nodes put models on them (see multigpu.native). It would add DisTorch2 (one model's layers spread over "
-            f"several GPUs, for memory). {ui_note}.",
+            f"{state}; not needed: {who}'s own nodes put models on the other GPUs (see multigpu.native). It would add "
+            "DisTorch2 (one model's layers spread over several GPUs, for memory).",
         )
     if not enabled:
         state = f"{packs[0][0].name} is disabled" if packs else "no multi-GPU node pack (ComfyUI-MultiGPU) in custom_nodes"

@@ -6,7 +6,7 @@ ComfyUI-MultiGPU's presence and compatibility is ``checks_comfyui.check_multigpu
 
 from __future__ import annotations
 
-from ..comfy.multigpu import NATIVE_SINCE, cfg_split_lines, device_lines, gpu_map, judge
+from ..comfy.multigpu import NATIVE_NODES, NATIVE_SINCE, MultiGpuFinding, cfg_split_lines, device_lines, gpu_map, judge
 from .context import DoctorContext
 from .result import CheckResult
 
@@ -92,15 +92,29 @@ def check_multigpu_running(ctx: DoctorContext) -> CheckResult:
         return CheckResult("multigpu.running", title, "warn",
                            f"The ComfyUI at {http.url} answers, but its /object_info could not be read: {http.multigpu_error}",
                            "A ComfyUI with many node packs answers /object_info slowly; run doctor again once it is idle.")
-    verdict = judge(finding, selection.gpus)
-    message = f"The ComfyUI at {http.url}: " + " ".join(line.text for line in verdict.lines)
-    if verdict.level != "warn":
-        return CheckResult("multigpu.running", title, "pass", message)
-    if any(line.level == "warn" for line in device_lines(finding, selection.gpus)):
-        fix = (f"That ComfyUI sees other GPUs than this selection ({selection.cuda_visible_devices}): start it through "
-               "'comfyrig launch' with this selection, and keep --cuda-device and --default-device out of its flags.")
-    elif not finding.native and not finding.pack:
-        fix = _update_fix(ctx)
+    devices = device_lines(finding, selection.gpus)
+    if finding.native:
+        pack = f" and {len(finding.pack)} ComfyUI-MultiGPU nodes" if finding.pack else ""
+        nodes = f"{_who(finding)} registered its native multi-GPU nodes ({_titles(finding.native)}){pack}."
+    elif finding.pack:
+        nodes = f"{_who(finding)} registered {len(finding.pack)} ComfyUI-MultiGPU nodes and no native ones."
     else:
-        fix = "For CFG split, select identical GPUs, Ampere or newer (--gpus A,B picks which)."
-    return CheckResult("multigpu.running", title, "warn", message, fix)
+        nodes = judge(finding, selection.gpus).lines[0].text  # the "no multi-GPU nodes" warning
+    message = f"The ComfyUI at {http.url}: " + " ".join([nodes, *(line.text for line in devices)])
+    if any(line.level == "warn" for line in devices):
+        fix = (f"That ComfyUI sees other devices than this selection ({selection.cuda_visible_devices}): start it "
+               "through 'comfyrig launch' with this selection, and keep --cpu, --cuda-device and --default-device "
+               "out of its flags.")
+        return CheckResult("multigpu.running", title, "warn", message, fix)
+    if not finding.native and not finding.pack:
+        return CheckResult("multigpu.running", title, "warn", message, _update_fix(ctx))
+    return CheckResult("multigpu.running", title, "pass", message)
+
+
+def _who(finding: MultiGpuFinding) -> str:
+    return f"ComfyUI {finding.version}" if finding.version else "It"
+
+
+def _titles(names: tuple[str, ...]) -> str:
+    titles = {n.name: n.title for n in NATIVE_NODES}
+    return ", ".join(titles.get(n, n) for n in names)
