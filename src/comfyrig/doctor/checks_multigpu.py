@@ -44,7 +44,8 @@ def check_multigpu_native(ctx: DoctorContext) -> CheckResult:
     missing = f"{checkout.who} has no native multi-GPU nodes (they came with ComfyUI {NATIVE_SINCE})"
     if checkout.pack_enabled:
         return CheckResult("multigpu.native", title, "pass",
-                           f"{missing}; ComfyUI-MultiGPU in custom_nodes uses the other GPUs instead (see multigpu.pack).")
+                           f"{missing}; ComfyUI-MultiGPU in custom_nodes is what can use the other GPUs here "
+                           "(whether it loads in this ComfyUI: see multigpu.pack).")
     others = ", ".join(f"GPU {g.index}" for g in selection.gpus[1:])
     return CheckResult(
         "multigpu.native", title, "warn",
