@@ -192,6 +192,12 @@ def test_older_comfyui_compares_only_cuda_0() -> None:
         in lines(verdict)
 
 
+def test_a_mig_instance_matches_its_parent_gpu() -> None:
+    mig = (TorchDevice(f"cuda:0 {H100} MIG 1g.10gb : cudaMallocAsync", "cuda", 0), cuda(H100, H100)[1])
+    verdict = judge(MultiGpuFinding(native=NATIVE, devices=mig, version="0.24.0"), TWO_H100)
+    assert verdict.lines[-1].level == "ok"
+
+
 def test_no_device_list_no_device_line() -> None:
     verdict = judge(MultiGpuFinding(native=NATIVE, version="0.24.0"), TWO_H100)
     assert not any("/system_stats" in t or "torch sees" in t for _, t in lines(verdict))

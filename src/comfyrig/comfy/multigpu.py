@@ -354,10 +354,13 @@ def cfg_split_lines(gpus: Sequence[GpuLike]) -> tuple[VerdictLine, ...]:
 
 
 def _same_model(torch_name: str, nvml_name: str) -> bool:
+    """torch's and NVML's names of one GPU agree (both come from the driver); torch names a MIG
+    instance by its parent's name plus " MIG 1g.10gb", so a longer torch name still matches."""
     def norm(text: str) -> str:
         return re.sub(r"^nvidia ", "", " ".join(text.lower().split()))
 
-    return norm(torch_name) == norm(nvml_name)
+    seen, chosen = norm(torch_name), norm(nvml_name)
+    return seen == chosen or seen.startswith(chosen + " mig ")
 
 
 def device_lines(finding: MultiGpuFinding, gpus: Sequence[GpuLike]) -> tuple[VerdictLine, ...]:
