@@ -115,3 +115,13 @@ def test_lowvram_given() -> None:
     assert (lowvram_given(facts(table("0.24.0"), "--lowvram")) or "").startswith("--lowvram does nothing in ComfyUI X")
     assert (lowvram_given(facts(mid_2026(normalvram=True), "--lowvram")) or "").startswith(
         "--lowvram only keeps the text encoders on the CPU in ComfyUI X")
+
+
+def test_oom_advice_when_the_log_says_dynamic_vram_did_not_run() -> None:
+    args = parse_comfy_args([], table("0.24.0"))
+    assert "Not --lowvram" in oom_advice(args, dynamic_vram=True)
+    off = oom_advice(args, dynamic_vram=False)
+    assert "--reserve-vram GB, --lowvram, --novram, --disable-smart-memory" in off and "Not --lowvram" not in off
+    # An older ComfyUI has no dynamic VRAM to turn off: the log changes nothing.
+    old = parse_comfy_args([], table("0.3.76"))
+    assert oom_advice(old, dynamic_vram=False) == oom_advice(old)

@@ -57,9 +57,10 @@ def test_plain_view_prints_each_verdict_line(tmp_path: Path) -> None:
     assert lines[-1] == f"comfyrig: ✓ /system_stats lists the selected GPUs: cuda:0 {RTX}, cuda:1 {RTX}."
 
 
-def failed(tail: tuple[str, ...]) -> FleetSnapshot:
+def failed(tail: tuple[str, ...], **system: str) -> FleetSnapshot:
     view = WorkerView(name="comfyui", url="http://127.0.0.1:8188", port=8188, cuda_visible_devices="0", phase="failed",
-                      pid=None, elapsed_s=0.0, info=StartupInfo(), message="exited with code 1", exit_code=1, stats=None,
+                      pid=None, elapsed_s=0.0, info=StartupInfo(system=system), message="exited with code 1", exit_code=1,
+                      stats=None,
                       multigpu=None, queue_remaining=None, log_file=None, restarts=0, tail=tail)
     return FleetSnapshot(workers=(view,), stopping=False)
 
@@ -72,3 +73,14 @@ def test_out_of_memory_advice_follows_the_version(tmp_path: Path) -> None:
     assert "--reserve-vram GB" in new and "Not --lowvram: ComfyUI 0.24.0 loads models with dynamic VRAM" in new
     old = text(exit_report(snapshot, plan(tmp_path, GpuRequest("single", ("0",)), version="0.3.76")))
     assert "--reserve-vram GB, --lowvram, --novram, --disable-smart-memory" in old
+
+
+def test_out_of_memory_advice_follows_what_the_log_said_about_dynamic_vram(tmp_path: Path) -> None:
+    # 0.24 turns dynamic VRAM on by default, but its log can say it could not (no comfy-aimdo, old torch, WSL):
+    # then --lowvram acts again and is advised.
+    tail = ("torch.OutOfMemoryError: CUDA out of memory.",)
+    new = plan(tmp_path, GpuRequest("single", ("0",)), version="0.24.0")
+    off = text(exit_report(failed(tail, dynamic_vram="disabled: no working comfy-aimdo"), new))
+    assert "--reserve-vram GB, --lowvram, --novram, --disable-smart-memory" in off and "Not --lowvram" not in off
+    on = text(exit_report(failed(tail, dynamic_vram="enabled"), new))
+    assert "Not --lowvram" in on

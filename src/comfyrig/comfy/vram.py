@@ -79,11 +79,24 @@ def vram_facts(args: ComfyArgs, version: str | None = None) -> VramFacts:
     if not args.given("--enable-dynamic-vram"):
         off_by = next((flag for flag in DYNAMIC_VRAM_OFF if args.given(flag)), None)
         if off_by is not None:
-            # Without dynamic VRAM, 0.22+ documents --lowvram as "text encoders on the CPU" only.
-            effect: LowVramEffect = "absent" if not has_lowvram else "text-encoders" if removed_normalvram else "splits"
-            return VramFacts("dynamic-off", effect, off_by=off_by, version=version)
-    effect = "absent" if not has_lowvram else "nothing" if removed_normalvram else "text-encoders"
+            return VramFacts("dynamic-off", _lowvram_without_dynamic(args), off_by=off_by, version=version)
+    effect: LowVramEffect = "absent" if not has_lowvram else "nothing" if removed_normalvram else "text-encoders"
     return VramFacts("dynamic", effect, version=version)
+
+
+def _lowvram_without_dynamic(args: ComfyArgs) -> LowVramEffect:
+    if not args.table.has("--lowvram"):
+        return "absent"
+    # Without dynamic VRAM, 0.22+ documents --lowvram as "text encoders on the CPU" only.
+    return "text-encoders" if not args.table.has("--normalvram") else "splits"
+
+
+def _seen(facts: VramFacts, args: ComfyArgs, dynamic_vram: bool | None) -> VramFacts:
+    """``facts`` corrected by what ComfyUI's log said (None: it said nothing). The flags give the
+    default; the log says whether comfy-aimdo really ran (NVIDIA, not WSL, torch 2.8+)."""
+    if dynamic_vram is False and facts.mode == "dynamic":
+        return VramFacts("dynamic-off", _lowvram_without_dynamic(args), off_by="its log", version=facts.version)
+    return facts
 
 
 def _fast_dynamic_vram(args: ComfyArgs) -> bool:
@@ -122,14 +135,16 @@ def lowvram_given(facts: VramFacts) -> str | None:
 
 
 def oom_advice(args: ComfyArgs, *, version: str | None = None, several_gpus: bool = False,
-               native_multigpu: bool | None = None) -> str:
+               native_multigpu: bool | None = None, dynamic_vram: bool | None = None) -> str:
     """What helps against "CUDA out of memory" in this ComfyUI with these flags, in one sentence or two.
 
     Names only flags the checkout has, and never one that does nothing there (``--lowvram``
     under dynamic VRAM). ``several_gpus``: one ComfyUI sees two or more GPUs (dual/multi mode);
-    ``native_multigpu``: the checkout has ComfyUI's own multi-GPU nodes (None: unknown).
+    ``native_multigpu``: the checkout has ComfyUI's own multi-GPU nodes (None: unknown);
+    ``dynamic_vram``: what ComfyUI's log said ("DynamicVRAM support detected and enabled", or
+    why not), None when it said nothing.
     """
-    facts = vram_facts(args, version)
+    facts = _seen(vram_facts(args, version), args, dynamic_vram)
     if facts.mode == "dynamic":
         flags = _existing(args, "--reserve-vram GB", "--disable-smart-memory")
         last = _existing(args, "--novram")

@@ -7,6 +7,7 @@ comfyrig sets on top of the inherited environment.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,8 +83,10 @@ class LaunchPlan:
     owner: str = "launch"  # the command that starts it: launch, batch or ray
     # What the checkout says about multi-GPU before it starts (version, native nodes, packs); None: no checkout.
     checkout: CheckoutMultiGpu | None = None
-    # What helps against "CUDA out of memory" in this ComfyUI with these flags (comfy.vram.oom_advice).
+    # What helps against "CUDA out of memory" in this ComfyUI with these flags (comfy.vram.oom_advice), and
+    # the same for a run whose log says dynamic VRAM could not be used (no comfy-aimdo, old torch, WSL).
     oom_advice: str = ""
+    oom_advice_without_dynamic: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -223,6 +226,8 @@ def plan_launch(
         )
         for (name, indices, cvd), port, placed in zip(groups, ports, per_instance, strict=True)
     )
+    advice = functools.partial(oom_advice, args, version=version, several_gpus=len(selection.gpus) > 1 and not workers,
+                               native_multigpu=checkout.native if checkout is not None else None)
     return LaunchPlan(
         mode=selection.mode,
         selection=selection,
@@ -233,8 +238,8 @@ def plan_launch(
         warnings=tuple(warnings),
         owner=owner,
         checkout=checkout,
-        oom_advice=oom_advice(args, version=version, several_gpus=len(selection.gpus) > 1 and not workers,
-                              native_multigpu=checkout.native if checkout is not None else None),
+        oom_advice=advice(dynamic_vram=None),
+        oom_advice_without_dynamic=advice(dynamic_vram=False),
     )
 
 

@@ -112,8 +112,12 @@ def exit_report(snapshot: FleetSnapshot, plan: LaunchPlan | None = None) -> list
             reason = diagnose(view.tail)
             if reason:
                 parts.append(Text(f"comfyrig: likely reason: {reason}", style="bold red"))
-                if reason.startswith("CUDA out of memory") and plan is not None and plan.oom_advice:
-                    parts.append(Text(f"comfyrig: {plan.oom_advice}"))
+                if reason.startswith("CUDA out of memory") and plan is not None:
+                    # The flags give the default; the log says whether dynamic VRAM really ran.
+                    off = view.info.system.get("dynamic_vram", "").startswith("disabled")
+                    advice = plan.oom_advice_without_dynamic if off else plan.oom_advice
+                    if advice:
+                        parts.append(Text(f"comfyrig: {advice}"))
         if view.log_file:
             parts.append(Text(f"Full log: {view.log_file}", style="dim"))
     return parts
