@@ -64,6 +64,25 @@ def test_routes_and_trailing_slash() -> None:
     assert seen == [f"GET {URL}/system_stats", f"GET {URL}/object_info", f"GET {URL}/object_info"]
 
 
+def test_multigpu_finding_reads_object_info_and_system_stats() -> None:
+    from .recorded_multigpu import OBJECT_INFO_0_24
+
+    stats = {"system": {"comfyui_version": "0.24.0"}, "devices": [
+        {"name": f"cuda:{i} NVIDIA H100 80GB HBM3 : cudaMallocAsync", "type": "cuda", "index": i} for i in range(2)]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/object_info":
+            return httpx.Response(200, json={**OBJECT_INFO_0_24, "CLIPLoaderMultiGPU": {}})
+        return httpx.Response(200, json=stats)
+
+    c = client(handler)
+    assert c.multigpu_nodes() == ["MultiGPU_WorkUnits", "SelectModelDevice", "SelectCLIPDevice", "SelectVAEDevice",
+                                  "CLIPLoaderMultiGPU"]
+    found = c.multigpu_finding()
+    assert found.native[0] == "MultiGPU_WorkUnits" and found.pack == ("CLIPLoaderMultiGPU",)
+    assert [d.label for d in found.gpus] == ["cuda:0", "cuda:1"] and found.version == "0.24.0"
+
+
 def test_history_view_interrupt_delete() -> None:
     calls: list[tuple[str, str, str, bytes]] = []
 

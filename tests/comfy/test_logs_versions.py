@@ -157,7 +157,7 @@ def cpu_view(info: StartupInfo, tmp_path: Path) -> str:
     settings = resolve_settings(CliOverrides(cpu=True), {}, tmp_path)
     plan = plan_launch(settings, select_gpus(GpuRequest("cpu"), inventory_of(0)), [8188])
     view = WorkerView(name="comfyui", url="http://127.0.0.1:8188", port=8188, cuda_visible_devices="", phase="starting",
-                      pid=1, elapsed_s=3.0, info=info, message="", exit_code=None, stats=None, multigpu_nodes=None,
+                      pid=1, elapsed_s=3.0, info=info, message="", exit_code=None, stats=None, multigpu=None,
                       queue_remaining=None, log_file=None, restarts=0, tail=())
     text = render(dashboard(plan, FleetSnapshot((view,), stopping=False), "test"), width=160)
     return " ".join(text.split())  # rows compared without the table's padding

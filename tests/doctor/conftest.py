@@ -31,20 +31,29 @@ def comfy_tree(
     root: Path,
     *,
     version: str | None = "0.3.76",
-    flags: Sequence[str] = FLAGS_0376,
+    flags: Sequence[str] | None = FLAGS_0376,
     comfy_modules: Sequence[str] = ("model_management", "utils", "sd"),
     packs: Mapping[str, Mapping[str, str]] | None = None,
+    native: bool = False,
+    cli_version: str = "0.3.76",
 ) -> Path:
     """A ComfyUI checkout as far as comfyrig reads one; ``packs`` maps custom_nodes folder -> files.
 
-    Its cli_args.py has ``flags``, shaped as in ComfyUI 0.3.76 (``--port`` takes a value, ...).
+    Its cli_args.py has ``flags`` (all of that version's with ``flags=None``), shaped as in ComfyUI
+    ``cli_version`` (``--port`` takes a value, ...). ``native``: it has ComfyUI's own multi-GPU
+    nodes (comfy_extras/nodes_multigpu.py, loaded by nodes.py), as 0.23+ does.
     """
     root.mkdir(parents=True, exist_ok=True)
     (root / "main.py").write_text("# ComfyUI\n")
+    extras = ['"nodes_images.py",', *(['"nodes_multigpu.py",'] if native else [])]
+    (root / "nodes.py").write_text("def init_builtin_extra_nodes():\n    extras_files = [\n        " + "\n        ".join(extras) + "\n    ]\n")
+    if native:
+        (root / "comfy_extras").mkdir(exist_ok=True)
+        (root / "comfy_extras" / "nodes_multigpu.py").write_text("# MultiGPU_WorkUnits, SelectModelDevice, ...\n")
     if version is not None:
         (root / "comfyui_version.py").write_text(f'__version__ = "{version}"\n')
     (root / "comfy").mkdir(exist_ok=True)
-    (root / "comfy" / "cli_args.py").write_text(cli_args_text("0.3.76", only=flags))
+    (root / "comfy" / "cli_args.py").write_text(cli_args_text(cli_version, only=flags))
     for module in comfy_modules:
         (root / "comfy" / f"{module}.py").write_text("")
     (root / "custom_nodes").mkdir(exist_ok=True)

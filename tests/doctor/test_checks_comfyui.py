@@ -168,8 +168,12 @@ def test_running_probe_uses_the_configured_address(tmp_path: Path) -> None:
         seen.append(str(request.url))
         return stats_answer(request)
 
-    make_ctx(tmp_path, CliOverrides(port="8190", listen="0.0.0.0"), http=record)
+    make_ctx(tmp_path, CliOverrides(port="8190", listen="0.0.0.0", single=0), http=record)
     assert seen == ["http://127.0.0.1:8190/system_stats"]
+    # In dual/multi mode doctor also reads which multi-GPU nodes it registered.
+    seen.clear()
+    make_ctx(tmp_path, CliOverrides(port="8190", dual=True), http=record)
+    assert seen == ["http://127.0.0.1:8190/system_stats", "http://127.0.0.1:8190/object_info"]
 
 
 def test_manager_flag_missing_in_an_older_comfyui(tmp_path: Path) -> None:
@@ -232,3 +236,15 @@ def test_args_that_make_comfyui_exit_2(tmp_path: Path) -> None:
     status, message, _ = args("--highvram=yes extra")
     assert status == "fail" and "--highvram takes no value" in message and "'extra' is not a flag" in message
     assert args("--low --reserve-vram=-1 --listen")[0] == "warn"  # an abbreviation, and --listen overrides COMFYUI_LISTEN
+
+
+def test_args_vram_flags_follow_the_version(tmp_path: Path) -> None:
+    new = comfy_tree(tmp_path / "ComfyUI", version="0.24.0", flags=None, cli_version="0.24.0")
+    (new / ".env").write_text('COMFYUI_ARGS="--lowvram --normalvram --medvram"\n')
+    result = check_args(make_ctx(tmp_path, CliOverrides(comfyui_dir=new, single=0)))
+    assert result.status == "fail"
+    assert "--normalvram flag (ComfyUI removed it in 0.22; normal VRAM use is the default)" in result.message
+    assert "--lowvram does nothing in ComfyUI 0.24.0: it loads models with dynamic VRAM by default" in result.message
+    assert result.fix is not None
+    assert "Remove --medvram: use --reserve-vram GB, if anything: ComfyUI 0.24.0 manages VRAM dynamically" in result.fix
+    assert "use --lowvram" not in result.fix

@@ -140,3 +140,16 @@ def test_checks_are_pure_functions_of_the_context(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path)
     assert isinstance(ctx, DoctorContext)
     assert check_mode(ctx) == check_mode(ctx)
+
+
+def test_vram_advice_under_dynamic_vram_never_names_lowvram(tmp_path: Path) -> None:
+    comfy = comfy_tree(tmp_path / "ComfyUI", version="0.24.0", flags=None, cli_version="0.24.0", native=True)
+    result = check_vram(make_ctx(tmp_path, CliOverrides(dual=True, comfyui_dir=comfy)))
+    assert result.fix is not None
+    assert "--reserve-vram GB, --disable-smart-memory in COMFYUI_ARGS; --novram as a last resort" in result.fix
+    assert "Not --lowvram: ComfyUI 0.24.0 loads models with dynamic VRAM" in result.fix
+    assert "Select CLIP Device" in result.fix and "ComfyUI-MultiGPU" not in result.fix
+    # With dynamic VRAM turned off, --lowvram acts again and is advised.
+    off = check_vram(make_ctx(tmp_path, CliOverrides(dual=True, comfyui_dir=comfy, extra_args=("--disable-dynamic-vram",))))
+    assert off.fix is not None and "--reserve-vram GB, --lowvram, --novram, --disable-smart-memory" in off.fix
+    assert "Not --lowvram" not in off.fix

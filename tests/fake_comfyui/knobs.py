@@ -28,6 +28,7 @@ class Knobs:
     gpu_count: int = 8                     # physical GPUs the fake pretends the host has
     torch_version: str = "2.11.0+cu130"
     jobs_api: bool = False                 # serve ComfyUI 0.24's /api/jobs and /api/jobs/{id}
+    native_multigpu: bool = False          # ComfyUI 0.23+'s own multi-GPU nodes and its every-device /system_stats
 
 
 KNOWN_NODE_PACKS = frozenset({"multigpu"})
@@ -72,4 +73,5 @@ def from_env(env: Mapping[str, str] = os.environ) -> Knobs:
         gpu_count=_number(env, "FAKE_COMFYUI_GPU_COUNT", int, Knobs.gpu_count),
         torch_version=env.get("FAKE_COMFYUI_TORCH_VERSION") or Knobs.torch_version,
         jobs_api=_flag(env, "FAKE_COMFYUI_JOBS_API"),
+        native_multigpu=_flag(env, "FAKE_COMFYUI_NATIVE_MULTIGPU"),
     )

@@ -2,8 +2,9 @@
 
 Executable: EmptyImage, ImageInvert, SaveImage (nodes.py in ComfyUI), ImageBlur
 (comfy_extras/nodes_post_processing.py) and FakeSleep (the fake's own slow node).
-Schema only: the core model loaders and, with FAKE_COMFYUI_NODE_PACKS=multigpu or a
-custom_nodes/ComfyUI-MultiGPU folder, ComfyUI-MultiGPU's loader wrappers. The fake has no
+Schema only: the core model loaders; with FAKE_COMFYUI_NODE_PACKS=multigpu or a
+custom_nodes/ComfyUI-MultiGPU folder, ComfyUI-MultiGPU's loader wrappers; with
+FAKE_COMFYUI_NATIVE_MULTIGPU=1, ComfyUI 0.23+'s own multi-GPU nodes. The fake has no
 models, so a loader's model list is empty and a prompt using one fails validation.
 """
 
@@ -276,6 +277,51 @@ def multigpu_nodes(visible_gpus: int) -> Dict[str, type]:
     return out
 
 
+# --- ComfyUI 0.23+'s own multi-GPU nodes (comfy_extras/nodes_multigpu.py), FAKE_COMFYUI_NATIVE_MULTIGPU=1 ----
+
+NATIVE_MULTIGPU_MODULE = "comfy_extras.nodes_multigpu"
+
+
+def _gpu_device_options(with_cpu: bool = True) -> list:
+    """model_management.get_gpu_device_options(): gpu:N only when torch sees two devices or more."""
+    devices = model_management.get_all_torch_devices()
+    options = ["default", "cpu"] + ([f"gpu:{i}" for i in range(len(devices))] if len(devices) > 1 else [])
+    return options if with_cpu else [o for o in options if o != "cpu"]
+
+
+def _native_node(node_id: str, display: str, io_type: str, second: str, description: str) -> type:
+    """A V3 node of 0.24 with one ``io_type`` input passed through and a second input (max_gpus or device)."""
+    def INPUT_TYPES(cls):
+        if second == "max_gpus":
+            other = ("INT", {"default": 2, "min": 1, "step": 1})
+        else:
+            other = ("COMBO", {"multiselect": False, "options": _gpu_device_options(with_cpu=io_type != "VAE")})
+        return {"required": {io_type.lower(): (io_type, {}), second: other}}
+
+    def execute(self, **kwargs):  # never reached: the fake has no models to hand these nodes
+        return (kwargs[io_type.lower()],)
+
+    return type(node_id, (), {
+        "INPUT_TYPES": classmethod(INPUT_TYPES), "RETURN_TYPES": (io_type,), "FUNCTION": "execute", "execute": execute,
+        "CATEGORY": "advanced/multigpu", "DESCRIPTION": description, "RELATIVE_PYTHON_MODULE": NATIVE_MULTIGPU_MODULE,
+        "V3_SCHEMA_0_24": True, "DISPLAY_NAME": display,
+    })
+
+
+def native_multigpu_nodes() -> Dict[str, type]:
+    """MultiGPUExtension.get_node_list() of 0.24.0, in its order (MultiGPU_Options is not registered)."""
+    specs = (
+        ("MultiGPU_WorkUnits", "MultiGPU CFG Split", "MODEL", "max_gpus",
+         "Prepares model to have sampling accelerated via splitting work units."),
+        ("SelectModelDevice", "Select Model Device", "MODEL", "device",
+         "Place the diffusion model on a specific device (default / cpu / gpu:N)."),
+        ("SelectCLIPDevice", "Select CLIP Device", "CLIP", "device",
+         "Place the CLIP text encoder on a specific device (default / cpu / gpu:N)."),
+        ("SelectVAEDevice", "Select VAE Device", "VAE", "device", "Place the VAE on a specific device (default / gpu:N)."),
+    )
+    return {spec[0]: _native_node(*spec) for spec in specs}
+
+
 def node_info(node_class: str) -> dict:
     """One /object_info entry, in the shape server.py's node_info() (V1) or GET_NODE_INFO_V1() (V3) gives."""
     cls = NODE_CLASS_MAPPINGS[node_class]
@@ -295,7 +341,12 @@ def node_info(node_class: str) -> dict:
     }
     if hasattr(cls, "OUTPUT_TOOLTIPS"):
         info["output_tooltips"] = list(cls.OUTPUT_TOOLTIPS)
-    if getattr(cls, "V3_SCHEMA", False):
+    if getattr(cls, "V3_SCHEMA_0_24", False):
+        # 0.24's V3 field set (GET_NODE_INFO_V1), as its /object_info answered on the CPU.
+        info.update(display_name=cls.DISPLAY_NAME, is_input_list=False, output_tooltips=[None] * len(cls.RETURN_TYPES),
+                    output_matchtypes=None, deprecated=False, experimental=False, dev_only=False, api_node=False,
+                    price_badge=None, search_aliases=None, essentials_category=None, has_intermediate_output=False)
+    elif getattr(cls, "V3_SCHEMA", False):
         # V3 schemas carry no display name of their own and always list these fields.
         info.update(display_name=None, output_tooltips=[None] * len(cls.RETURN_TYPES), output_matchtypes=None,
                     deprecated=False, experimental=False, api_node=False)
@@ -337,6 +388,8 @@ def init_extra_nodes(knobs, device: model_management.Device) -> None:
     """
     if knobs.start_delay_s:
         time.sleep(knobs.start_delay_s)
+    if knobs.native_multigpu:  # ComfyUI loads comfy_extras before custom_nodes
+        NODE_CLASS_MAPPINGS.update(native_multigpu_nodes())
     found = _scan_custom_nodes(folder_paths.custom_nodes_directory)
     multigpu_path = os.path.join(folder_paths.custom_nodes_directory, MULTIGPU_FOLDER)
     multigpu_dir = [ok for path, ok in found if os.path.basename(path).lower() == MULTIGPU_FOLDER.lower()]

@@ -229,11 +229,24 @@ class PromptServer:
     async def system_stats(self, request):
         device = model_management.get_torch_device()
         ram_total, ram_free = model_management.ram_total(), model_management.ram_free()
-        if device.type == "cpu":
-            vram_total, vram_free, torch_total, torch_free = ram_total, ram_free, ram_total, ram_free
-        else:
-            vram_total, vram_free = device.vram_total, model_management.get_free_memory(device)
-            torch_total = torch_free = 0  # nothing loaded: torch has reserved nothing
+        entries = []
+        # 0.23+ lists every torch device, the default one first; 0.3.76 only the default one
+        # (model_management.get_all_torch_devices says which the fake imitates).
+        for each in model_management.get_all_torch_devices():
+            if each.type == "cpu":
+                vram_total, vram_free, torch_total, torch_free = ram_total, ram_free, ram_total, ram_free
+            else:
+                vram_total, vram_free = each.vram_total, model_management.get_free_memory(each)
+                torch_total = torch_free = 0  # nothing loaded: torch has reserved nothing
+            entries.append({
+                "name": each.name,
+                "type": each.type,
+                "index": each.index,
+                "vram_total": vram_total,
+                "vram_free": vram_free,
+                "torch_vram_total": torch_total,
+                "torch_vram_free": torch_free,
+            })
         return web.json_response({
             "system": {
                 "os": sys.platform,
@@ -253,15 +266,7 @@ class PromptServer:
                 "fake_visible_gpu_count": device.visible_gpus,
                 "fake_pid": os.getpid(),
             },
-            "devices": [{
-                "name": device.name,
-                "type": device.type,
-                "index": device.index,
-                "vram_total": vram_total,
-                "vram_free": vram_free,
-                "torch_vram_total": torch_total,
-                "torch_vram_free": torch_free,
-            }],
+            "devices": entries,
         })
 
     async def get_object_info(self, request):

@@ -416,6 +416,30 @@ def test_multigpu_node_pack_lists_its_loaders_with_visible_devices():
                    for line in fake.stderr_lines)
 
 
+def test_native_multigpu_nodes_and_every_device_in_system_stats():
+    # FAKE_COMFYUI_NATIVE_MULTIGPU=1 imitates ComfyUI 0.23+ (comfy_extras/nodes_multigpu.py, server.py).
+    with running_fake(env={"FAKE_COMFYUI_NATIVE_MULTIGPU": "1", "CUDA_VISIBLE_DEVICES": "0,1"}) as fake:
+        devices = fake.get_json("/system_stats")["devices"]
+        assert [(d["type"], d["index"]) for d in devices] == [("cuda", 0), ("cuda", 1)]
+        assert devices[1]["name"] == "cuda:1 NVIDIA H100 80GB HBM3 : cudaMallocAsync"
+        info = fake.get_json("/object_info")
+        assert info["MultiGPU_WorkUnits"]["display_name"] == "MultiGPU CFG Split"
+        assert info["MultiGPU_WorkUnits"]["input"]["required"]["max_gpus"] == ["INT", {"default": 2, "min": 1, "step": 1}]
+        assert info["SelectModelDevice"]["input"]["required"]["device"] == [
+            "COMBO", {"multiselect": False, "options": ["default", "cpu", "gpu:0", "gpu:1"]}]
+        assert info["SelectVAEDevice"]["input"]["required"]["device"][1]["options"] == ["default", "gpu:0", "gpu:1"]
+        assert {info[n]["python_module"] for n in ("SelectCLIPDevice", "SelectModelDevice")} == {"comfy_extras.nodes_multigpu"}
+        assert "MultiGPU_Options" not in info
+    # Without the knob: 0.3.76, one device and no native nodes; on the CPU, 0.24 lists the cpu device only.
+    with running_fake(env={"CUDA_VISIBLE_DEVICES": "0,1"}) as fake:
+        assert len(fake.get_json("/system_stats")["devices"]) == 1
+        assert "SelectModelDevice" not in fake.get_json("/object_info")
+    with running_fake(env={"FAKE_COMFYUI_NATIVE_MULTIGPU": "1"}, args=["--cpu"]) as fake:
+        assert [d["type"] for d in fake.get_json("/system_stats")["devices"]] == ["cpu"]
+        options = fake.get_json("/object_info/SelectModelDevice")["SelectModelDevice"]["input"]["required"]["device"]
+        assert options[1]["options"] == ["default", "cpu"]
+
+
 def test_custom_nodes_are_listed_with_import_failures(tmp_path):
     (tmp_path / "custom_nodes" / "GoodPack").mkdir(parents=True)
     (tmp_path / "custom_nodes" / "GoodPack" / "__init__.py").write_text("")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comfyrig.comfy.multigpu import MultiGpuFinding
 from comfyrig.config.modes import GpuRequest, select_gpus
 from comfyrig.config.settings import CliOverrides, resolve_settings
 from comfyrig.launch.events import SupervisorEvent
@@ -96,7 +97,7 @@ class Answers:
     def __init__(self) -> None:
         self.up = False
         self.alive: int | None = 0
-        self.nodes: tuple[str, ...] | None = None
+        self.finding: MultiGpuFinding | None = None
         self.asked: list[str] = []
 
     def probes(self, inspect: bool = False) -> Probes:
@@ -108,10 +109,10 @@ class Answers:
             self.asked.append("alive")
             return self.alive if self.up else None
 
-        def nodes(url: str) -> tuple[str, ...] | None:
-            return self.nodes
+        def finding(url: str) -> MultiGpuFinding | None:
+            return self.finding
 
-        return Probes(ready=ready, alive=alive, inspect=nodes if inspect else None)
+        return Probes(ready=ready, alive=alive, inspect=finding if inspect else None)
 
 
 def specs(tmp_path: Path, count: int = 1) -> tuple[InstanceSpec, ...]:

@@ -223,18 +223,41 @@ def test_manager_reboot_protocol(rig: Rig) -> None:
     assert launched.wait() == 0
 
 
+SAME_NAME = {"FAKE_COMFYUI_DEVICE_NAME": "NVIDIA GeForce RTX 3090"}  # the simulated GPUs' name
+
+
 @pytest.mark.fake_only
 def test_dual_mode_says_second_gpu_idle_without_multigpu(rig: Rig) -> None:
-    launched, _ = start(rig, "--dual")
-    launched.wait_for("No multi-GPU node pack is loaded")
+    launched, _ = start(rig, "--dual", env=SAME_NAME)
+    launched.wait_for("No multi-GPU nodes: ComfyUI 0.3.76 has no native multi-GPU nodes")
+    launched.wait_for("0.3.76's /system_stats lists only its default device")
     launched.interrupt()
     assert launched.wait() == 0
 
 
 @pytest.mark.fake_only
 def test_dual_mode_sees_multigpu_nodes(rig: Rig) -> None:
-    launched, _ = start(rig, "--dual", env={"FAKE_COMFYUI_NODE_PACKS": "multigpu"})
+    launched, _ = start(rig, "--dual", env={"FAKE_COMFYUI_NODE_PACKS": "multigpu", **SAME_NAME})
     launched.wait_for("ComfyUI-MultiGPU is loaded")
+    launched.interrupt()
+    assert launched.wait() == 0
+
+
+@pytest.mark.fake_only
+def test_dual_mode_with_native_nodes_checks_the_torch_devices(rig: Rig) -> None:
+    # As ComfyUI 0.23+ does: its own multi-GPU nodes, and /system_stats lists both GPUs.
+    launched, _ = start(rig, "--dual", env={"FAKE_COMFYUI_NATIVE_MULTIGPU": "1", **SAME_NAME})
+    launched.wait_for("has native multi-GPU nodes (MultiGPU CFG Split, Select Model Device")
+    launched.wait_for("/system_stats lists the selected GPUs: cuda:0 NVIDIA GeForce RTX 3090, cuda:1 NVIDIA GeForce RTX 3090")
+    launched.interrupt()
+    assert launched.wait() == 0
+
+
+@pytest.mark.fake_only
+def test_dual_mode_warns_when_torch_sees_other_gpus(rig: Rig) -> None:
+    # --cuda-device makes ComfyUI rewrite CUDA_VISIBLE_DEVICES: torch then sees one GPU of the two.
+    launched, _ = start(rig, "--dual", "--", "--cuda-device", "0", env={"FAKE_COMFYUI_NATIVE_MULTIGPU": "1", **SAME_NAME})
+    launched.wait_for("torch sees 1 GPU (cuda:0 NVIDIA GeForce RTX 3090), but comfyrig selected 2")
     launched.interrupt()
     assert launched.wait() == 0
 

@@ -56,8 +56,44 @@ def test_unknown_flags_checked_against_checkout(tmp_path: Path, comfy_tree: Path
     assert flags is not None and "--lowvram" in flags
     p = plan(tmp_path, GpuRequest("single", ("0",)), cli=CliOverrides(comfyui_args="--medvram"), flags=flags)
     assert p.warnings == (
-        "ComfyUI has no --medvram flag (it is an AUTOMATIC1111 flag; use --lowvram or --reserve-vram): it will exit with code 2.",
+        # This checkout has --lowvram but no --reserve-vram: only flags it has are named.
+        "ComfyUI has no --medvram flag (it is an AUTOMATIC1111 flag; use --lowvram): it will exit with code 2.",
     )
+
+
+def test_vram_advice_follows_the_checkout(tmp_path: Path) -> None:
+    def warnings(args: str, version: str) -> tuple[str, ...]:
+        chosen = GpuRequest("single", ("0",))
+        return plan(tmp_path, chosen, cli=CliOverrides(comfyui_args=args), flags=table(version)).warnings
+
+    assert warnings("--medvram", "0.3.76") == (
+        ("ComfyUI has no --medvram flag (it is an AUTOMATIC1111 flag; use --lowvram, or --reserve-vram GB): "
+        "it will exit with code 2."),
+    )
+    assert warnings("--medvram", "0.24.0") == (
+        ("ComfyUI has no --medvram flag (it is an AUTOMATIC1111 flag; use --reserve-vram GB, if anything: this ComfyUI "
+        "manages VRAM dynamically by default, and --lowvram does nothing there): it will exit with code 2."),
+    )
+    # A --lowvram the user gave does nothing under 0.24's dynamic VRAM; with --disable-dynamic-vram it acts.
+    assert warnings("--lowvram", "0.24.0") == (
+        ("--lowvram does nothing in this ComfyUI: it loads models with dynamic VRAM by default, and --lowvram acts only "
+        "without it (add --disable-dynamic-vram for that, or remove --lowvram)."),
+    )
+    assert warnings("--lowvram --disable-dynamic-vram", "0.24.0") == ()
+    assert warnings("--lowvram", "0.3.76") == ()
+
+
+def test_oom_advice_in_the_plan_names_only_flags_that_act(tmp_path: Path) -> None:
+    from comfyrig.comfy.multigpu import CheckoutMultiGpu
+
+    new = CheckoutMultiGpu(version="0.24.0", native=True)
+    dual = plan(tmp_path, GpuRequest("dual"), flags=table("0.24.0"), checkout=new)
+    assert dual.checkout == new
+    assert "--reserve-vram GB" in dual.oom_advice and "Select CLIP Device" in dual.oom_advice
+    assert "--lowvram," not in dual.oom_advice and "Not --lowvram: ComfyUI 0.24.0 loads models with dynamic VRAM" in dual.oom_advice
+    old = plan(tmp_path, GpuRequest("dual"), flags=table("0.3.76"), checkout=CheckoutMultiGpu(version="0.3.76", native=False))
+    assert "--reserve-vram GB, --lowvram, --novram, --disable-smart-memory" in old.oom_advice
+    assert "ComfyUI-MultiGPU's loaders" in old.oom_advice
 
 
 def test_enable_manager_only_where_supported(tmp_path: Path) -> None:
@@ -119,7 +155,9 @@ def test_exit_2_cases_are_warned(tmp_path: Path) -> None:
     assert warnings("--port") == ("--port needs a value and is the last argument: ComfyUI will exit with code 2.",)
     assert warnings("--cuda-device 0,1") == ("--cuda-device '0,1' is not a whole number: ComfyUI will exit with code 2.",)
     assert warnings("--cuda-device 0,1", "0.24.0") == ()
-    assert warnings("--normalvram", "0.24.0") == ("ComfyUI has no --normalvram flag: it will exit with code 2.",)
+    assert warnings("--normalvram", "0.24.0") == (
+        "ComfyUI has no --normalvram flag (ComfyUI removed it in 0.22; normal VRAM use is the default): it will exit with code 2.",
+    )
     # CPU mode adds --cpu, which is in one mutually exclusive group with the VRAM modes.
     assert warnings("--lowvram", request=GpuRequest("cpu")) == (
         ("--cpu and --lowvram exclude each other (ComfyUI takes only one of them): ComfyUI will exit with code 2. "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from comfyrig.comfy.multigpu import MultiGpuFinding
 from comfyrig.launch.events import Exited, Hung, Inspected, LogLine, Ready, Started, StartFailed, Stopping
 
 from .supervision import Rig
@@ -233,10 +234,12 @@ def test_an_interpreter_that_cannot_run_fails_with_127(tmp_path: Path) -> None:
 
 def test_multi_gpu_inspection_runs_after_ready(tmp_path: Path) -> None:
     rig = Rig(tmp_path, inspect=True)
-    rig.answers.nodes = ("CheckpointLoaderSimpleMultiGPU",)
+    found = MultiGpuFinding(native=("SelectModelDevice",), pack=("CheckpointLoaderSimpleMultiGPU",))
+    rig.answers.finding = found
     rig.answers.up = True
     rig.until(lambda: bool(rig.of(Inspected)))
-    assert rig.supervisor.snapshot().workers[0].multigpu_nodes == ("CheckpointLoaderSimpleMultiGPU",)
+    assert rig.of(Inspected)[0].finding == found
+    assert rig.supervisor.snapshot().workers[0].multigpu == found
 
 
 def test_a_fleet_is_supervised_per_instance(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def launch_cmd(
             dashboard(plan, fleet.snapshot(), title), console=console, refresh_per_second=4, transient=False
         ) as live:
             code = fleet.run(on_tick=lambda snapshot: live.update(dashboard(plan, snapshot, title)))
-    for part in exit_report(fleet.snapshot()):
+    for part in exit_report(fleet.snapshot(), fleet.plan):
         console.print(part, soft_wrap=True)
     return code
 

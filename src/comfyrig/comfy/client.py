@@ -27,6 +27,7 @@ import httpx
 
 from ..errors import ComfyAPIError, ComfyHTTPError, ComfyUnreachable, ConfigError
 from .history import summarize_400
+from .multigpu import NATIVE_NODES, PACK_LOADERS, MultiGpuFinding, finding_from, pack_nodes
 from .urls import env_proxy_allowed
 
 __all__ = [
@@ -50,14 +51,10 @@ PROBE_TIMEOUT_S = 1.0
 OBJECT_INFO_TIMEOUT_S = 30.0  # every node's schema: slow on a ComfyUI with many node packs
 VIEW_TIMEOUT_S = 120.0  # one output file; videos are large
 
-# Loader nodes registered by ComfyUI-MultiGPU (pollockjj/ComfyUI-MultiGPU __init__.py).
-MULTIGPU_NODES = (
-    "CheckpointLoaderSimpleMultiGPU",
-    "UNETLoaderMultiGPU",
-    "CLIPLoaderMultiGPU",
-    "CheckpointLoaderSimpleDisTorch2MultiGPU",
-    "UNETLoaderDisTorch2MultiGPU",
-)
+# Node classes that put work on a GPU other than cuda:0: ComfyUI's own (0.23+, comfy/multigpu.py's
+# catalogue says what each does), then ComfyUI-MultiGPU's best-known loaders (it has more, all
+# ending in "MultiGPU", which ``multigpu_nodes`` finds too).
+MULTIGPU_NODES = (*(n.name for n in NATIVE_NODES), *PACK_LOADERS)
 
 
 @dataclass(frozen=True)
@@ -317,9 +314,14 @@ class ComfyClient:
         return set(self.object_info())
 
     def multigpu_nodes(self) -> list[str]:
-        """Which of ComfyUI-MultiGPU's loaders (``MULTIGPU_NODES``) the server has."""
-        classes = self.node_classes()
-        return [n for n in MULTIGPU_NODES if n in classes]
+        """The multi-GPU node classes the server has: ComfyUI's own, then ComfyUI-MultiGPU's."""
+        info = self.object_info()
+        return [*(n.name for n in NATIVE_NODES if n.name in info), *pack_nodes(info)]
+
+    def multigpu_finding(self) -> MultiGpuFinding:
+        """``GET /object_info`` and ``GET /system_stats`` read as a ``MultiGpuFinding``: which
+        multi-GPU nodes it registered and which torch devices it lists."""
+        return finding_from(self.object_info(), self.system_stats())
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """``GET /history/{prompt_id}`` -> the entry of a finished prompt; None while it is

@@ -266,7 +266,7 @@ _REASONS = (
     (re.compile(r"(?:ModuleNotFoundError|ImportError): (?:No module named )?'?([\w.]+)'?"), "a Python package is missing in ComfyUI's environment: {0} (install ComfyUI's requirements.txt into that interpreter)"),
     (re.compile(r"Torch not compiled with CUDA enabled"), "this PyTorch is a CPU-only build: install a CUDA build into ComfyUI's environment, or run with --cpu; see 'comfyrig doctor'"),
     (re.compile(r"Found no NVIDIA driver|CUDA driver version is insufficient|no CUDA-capable device|CUDA error: (.+)"), "CUDA error: torch could not use the GPU ({0}); run 'comfyrig doctor'"),
-    (re.compile(r"CUDA out of memory|OutOfMemoryError"), "CUDA out of memory: try --lowvram, --reserve-vram GB, or another GPU"),
+    (re.compile(r"CUDA out of memory|OutOfMemoryError"), "CUDA out of memory: it did not fit in the GPU's free memory (a smaller batch or resolution, or another GPU; which VRAM flags help depends on the ComfyUI version: 'comfyrig doctor' names them)"),
     (re.compile(r"address already in use|Errno 98|Port \d+ is already in use"), "the port was taken by another process while ComfyUI started"),
 )
 

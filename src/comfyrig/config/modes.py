@@ -21,10 +21,12 @@ ModeLabel = Literal["dual", "multi", "single", "cpu"]
 
 # Titles and one-line descriptions of the panel; the seed's icons, with the
 # seed's claim fixed: two visible GPUs are not "distributed processing" by
-# themselves, ComfyUI computes on cuda:0 unless a multi-GPU node pack is used.
+# themselves. One ComfyUI computes on cuda:0; the others work only where a
+# workflow puts work on them, through ComfyUI's own multi-GPU nodes (0.23+) or
+# ComfyUI-MultiGPU. Which of those a checkout has, the panel says below this.
 MODE_TITLES: dict[ModeLabel, tuple[str, str]] = {
-    "dual": ("🎮 Dual GPU Mode", "2 GPUs visible; ComfyUI computes on cuda:0, cuda:1 via ComfyUI-MultiGPU"),
-    "multi": ("🎮 Multi GPU Mode", "{n} GPUs visible; ComfyUI computes on cuda:0, others via ComfyUI-MultiGPU"),
+    "dual": ("🎮 Dual GPU Mode", "2 GPUs visible to one ComfyUI: it computes on cuda:0, on cuda:1 only through multi-GPU nodes"),
+    "multi": ("🎮 Multi GPU Mode", "{n} GPUs visible to one ComfyUI: it computes on cuda:0, on the others only through multi-GPU nodes"),
     "single": ("🎮 Single GPU Mode", "Using 1 GPU for processing"),
     "cpu": ("🖥️  CPU Mode", "No CUDA devices configured"),
 }

@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..comfy.args import ArgProblem, ComfyArgs
+from ..comfy.multigpu import find_multigpu_packs
+from ..comfy.vram import REMOVED_FLAGS, lowvram_given, medvram_instead, vram_facts
 from ..config.settings import Sourced
 from .context import DoctorContext
 from .result import CheckResult, Status
@@ -40,6 +42,8 @@ A1111_FLAGS = {
     "--opt-sdp-attention": "use --use-pytorch-cross-attention",
     "--skip-torch-cuda-test": "ComfyUI has no such test; run 'comfyrig doctor --torch' instead",
 }
+# The A1111 flags about VRAM: what to use instead depends on this ComfyUI (comfy.vram.medvram_instead).
+_VRAM_A1111 = frozenset({"--medvram", "--medvram-sdxl"})
 # ComfyUI-MultiGPU releases verified to load in a ComfyUI release (see COMFYUI-FACTS.md).
 MULTIGPU_KNOWN_GOOD = {"2.5.11": "0.3.76"}
 MULTIGPU_URL = "https://github.com/pollockjj/ComfyUI-MultiGPU"
@@ -145,8 +149,12 @@ def check_args(ctx: DoctorContext) -> CheckResult:
     for occurrence in parsed.user_occurrences:
         name = occurrence.written
         if name in A1111_FLAGS and occurrence.flag is None:
+            instead = medvram_instead(parsed, version=ctx.version) if name in _VRAM_A1111 else A1111_FLAGS[name]
             findings.append(("fail", f"{name} is an AUTOMATIC1111 flag; ComfyUI has none such and exits with code 2",
-                             f"Remove {name}: {A1111_FLAGS[name]}."))
+                             f"Remove {name}: {instead}."))
+        elif occurrence.status == "unknown" and name in REMOVED_FLAGS:
+            findings.append(("fail", f"{version} has no {name} flag ({REMOVED_FLAGS[name]}): it would exit with code 2",
+                             f"Remove {name} from {_args_source(ctx)}."))
         elif occurrence.status == "unknown":
             findings.append(("fail", f"{version} has no {name} flag (not in its comfy/cli_args.py): it would exit with code 2",
                              f"Remove {name} from {_args_source(ctx)}; 'python main.py --help' in the ComfyUI directory lists the flags."))
@@ -157,6 +165,8 @@ def check_args(ctx: DoctorContext) -> CheckResult:
         elif occurrence.status == "abbrev":
             findings.append(("warn", f"{name} is taken as {occurrence.flag} (argparse accepts abbreviations)",
                              f"Write {occurrence.flag} in full; a future flag could make {name} ambiguous."))
+    if parsed.user_given("--lowvram") and (note := lowvram_given(vram_facts(parsed, ctx.version))) is not None:
+        findings.append(("warn", note, "Remove --lowvram, or add --disable-dynamic-vram if you want the older loading."))
     findings.extend(_problem_finding(p, parsed) for p in parsed.problems if _generic(p))
     findings.extend(_cuda_device_findings(ctx, parsed))
     findings.extend(_override_findings(ctx, parsed))
@@ -249,22 +259,6 @@ def _override_findings(ctx: DoctorContext, parsed: ComfyArgs) -> list[tuple[Stat
     return found
 
 
-def find_multigpu_packs(comfyui_dir: Path) -> list[tuple[Path, bool]]:
-    """ComfyUI-MultiGPU folders in custom_nodes, with whether each is enabled."""
-    nodes = comfyui_dir / "custom_nodes"
-    found: list[tuple[Path, bool]] = []
-    for folder, enabled in ((nodes, True), (nodes / ".disabled", False)):
-        try:
-            entries = sorted(p for p in folder.iterdir() if p.is_dir())
-        except OSError:
-            continue
-        for path in entries:
-            name = path.name.lower().replace("_", "-")
-            if name.startswith("comfyui-multigpu") or _pyproject_name(path) == "comfyui-multigpu":
-                found.append((path, enabled and not name.endswith(".disabled")))
-    return found
-
-
 def _pyproject_field(path: Path, key: str) -> str | None:
     try:
         text = (path / "pyproject.toml").read_text(encoding="utf-8")
@@ -272,10 +266,6 @@ def _pyproject_field(path: Path, key: str) -> str | None:
         return None
     match = re.search(rf'^{key}\s*=\s*"([^"]+)"', text, re.MULTILINE)
     return match.group(1) if match else None
-
-
-def _pyproject_name(path: Path) -> str | None:
-    return _pyproject_field(path, "name")
 
 
 _TOP_IMPORT = re.compile(r"^(?:import|from)\s+(comfy(?:\.\w+)+)", re.MULTILINE)
@@ -308,18 +298,33 @@ def check_multigpu(ctx: DoctorContext) -> CheckResult:
         return CheckResult("multigpu.pack", title, "skip", "Not dual/multi mode: one GPU needs no multi-GPU node pack.")
     if ctx.comfyui_dir is None:
         return CheckResult("multigpu.pack", title, "skip", "No ComfyUI directory (see comfyui.dir).")
+    native = ctx.checkout is not None and ctx.checkout.native
     other = ", ".join(f"cuda:{n} (GPU {g.index})" for n, g in enumerate(selection.gpus) if n)
-    ui_note = (
-        f"ComfyUI itself computes on cuda:0 (GPU {selection.gpus[0].index}) and its UI and /system_stats show only that "
-        f"device, so 'only one GPU showing' is expected; {other} is used only through a multi-GPU node pack"
-    )
+    if native:
+        ui_note = (
+            f"ComfyUI computes on cuda:0 (GPU {selection.gpus[0].index}); {other} works only through multi-GPU nodes, "
+            "and this ComfyUI's /system_stats lists every GPU it sees"
+        )
+    else:  # before 0.23
+        ui_note = (
+            f"ComfyUI itself computes on cuda:0 (GPU {selection.gpus[0].index}) and its UI and /system_stats show only that "
+            f"device, so 'only one GPU showing' is expected; {other} is used only through a multi-GPU node pack"
+        )
     packs = find_multigpu_packs(ctx.comfyui_dir)
     enabled = [p for p, on in packs if on]
     install = (
-        f"git clone {MULTIGPU_URL} {ctx.comfyui_dir / 'custom_nodes' / 'ComfyUI-MultiGPU'}, then use its "
-        "...MultiGPU / ...DisTorch2MultiGPU loader nodes (device input); for throughput on many jobs, "
-        "'comfyrig launch --workers' runs one ComfyUI per GPU instead."
+        f"git clone {MULTIGPU_URL} {ctx.comfyui_dir / 'custom_nodes' / 'ComfyUI-MultiGPU'} (or 'comfyrig nodes add "
+        "multigpu'), then use its ...MultiGPU / ...DisTorch2MultiGPU loader nodes (device input); for throughput on "
+        "many jobs, 'comfyrig launch --workers' runs one ComfyUI per GPU instead."
     )
+    if not enabled and native:
+        state = f"{packs[0][0].name} is disabled" if packs else "ComfyUI-MultiGPU is not in custom_nodes"
+        who = ctx.checkout.who if ctx.checkout is not None else "this ComfyUI"
+        return CheckResult(
+            "multigpu.pack", title, "pass",
+            f"{state}; not needed: {who}'s own nodes put models on the other GPUs (see multigpu.native). It would add "
+            "DisTorch2 (one model's layers spread over several GPUs, for memory).",
+        )
     if not enabled:
         state = f"{packs[0][0].name} is disabled" if packs else "no multi-GPU node pack (ComfyUI-MultiGPU) in custom_nodes"
         return CheckResult("multigpu.pack", title, "warn", f"{selection.mode} mode, but {state}: {ui_note}.",

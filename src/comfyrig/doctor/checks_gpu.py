@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..comfy.args import FlagTable
+from ..comfy.vram import oom_advice
 from ..config.modes import Selection
 from ..host.gpus.inventory import Gpu
 from .context import DoctorContext
 from .result import CheckResult, Status
 
-__all__ = ["check_device_order", "check_driver", "check_gpus", "check_mode", "check_vram", "oom_advice"]
+__all__ = ["check_device_order", "check_driver", "check_gpus", "check_mode", "check_vram"]
 
 # The original guide's "GPU not detected" steps, in the order that narrows the cause.
 NOT_DETECTED_STEPS = (
@@ -147,24 +147,13 @@ def check_device_order(ctx: DoctorContext) -> CheckResult:
     )
 
 
-def oom_advice(flags: FlagTable | None, dual: bool) -> str:
-    """What helps against "CUDA out of memory" in this ComfyUI (only flags it has)."""
-    options = ("--reserve-vram GB", "--lowvram", "--novram", "--disable-smart-memory")
-    known = [flag for flag in options if flags is None or flag.split()[0] in flags]
-    dual_tip = "; in dual mode, ComfyUI-MultiGPU's DisTorch loaders (layers on the other GPU)" if dual else ""
-    return (
-        f"If ComfyUI reports 'CUDA out of memory': {', '.join(known)} in COMFYUI_ARGS (--novram when --lowvram "
-        f"is not enough); a smaller batch or resolution{dual_tip}. Not --medvram (an AUTOMATIC1111 flag; "
-        "ComfyUI exits on it)."
-    )
-
-
 def check_vram(ctx: DoctorContext) -> CheckResult:
     title = "Free VRAM"
     selection = ctx.selection
     if selection is None or selection.is_cpu:
         return CheckResult("gpu.vram", title, "skip", "No GPU selected.")
-    advice = oom_advice(ctx.flags, dual=len(selection.gpus) > 1)
+    advice = oom_advice(ctx.comfy_args, version=ctx.version, several_gpus=len(selection.gpus) > 1,
+                        native_multigpu=ctx.checkout.native if ctx.checkout is not None else None)
     busy, parts = [], []
     for gpu in selection.gpus:
         free = f"GPU {gpu.index}: {gpu.memory_free_mib / 1024:.1f} of {gpu.memory_total_gb:.1f} GiB free"

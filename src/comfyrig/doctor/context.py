@@ -20,6 +20,7 @@ import httpx
 from ..comfy.args import ComfyArgs, FlagTable, comfy_args, effective_listen, effective_port, parse_comfy_args, user_args
 from ..comfy.checkout import comfyui_version, flag_table
 from ..comfy.client import ComfyClient, probe_http_client
+from ..comfy.multigpu import CheckoutMultiGpu, MultiGpuFinding, finding_from, read_checkout
 from ..comfy.urls import local_url
 from ..config.modes import Selection, select_gpus
 from ..config.settings import DEFAULT_PORT, CliOverrides, Settings, env_file_candidates, resolve_settings
@@ -50,6 +51,9 @@ class HttpState:
     stats: Mapping[str, Any] | None = None  # GET /system_stats, when ComfyUI answered
     error: str | None = None
     reachable: bool = False  # something answered HTTP, even if not as ComfyUI
+    # dual/multi mode and ComfyUI answered: its multi-GPU nodes and torch devices (None: not asked or no answer)
+    multigpu: MultiGpuFinding | None = None
+    multigpu_error: str | None = None  # why /object_info could not be read
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class DoctorContext:
     selection_error: ComfyrigError | None = None
     flags: FlagTable | None = None  # ComfyUI's own flags, from comfy/cli_args.py
     version: str | None = None  # ComfyUI's, from comfyui_version.py
+    checkout: CheckoutMultiGpu | None = None  # its native multi-GPU nodes and ComfyUI-MultiGPU folders
     torch: Mapping[str, Any] | None = None  # the torch child's JSON; None when not run
     torch_note: str = ""  # why the torch check ran, or why not
     port: PortState | None = None
@@ -137,20 +142,22 @@ def gather(
     if comfyui_dir is not None:
         found["flags"] = flag_table(comfyui_dir)
         found["version"] = comfyui_version(comfyui_dir)
+        found["checkout"] = read_checkout(comfyui_dir, found["version"])
     args = comfy_args(settings, found.get("flags"))
     port = effective_port(settings, args)
     child_env: Mapping[str, str] = {}
     if selection is not None and inventory is not None:
         # The exact variables ComfyUI would get (through the one composition root), so
         # the torch child sees what ComfyUI will.
-        facts = HostFacts(inventory=inventory, cpus=available_cpus(), flags=found.get("flags"))
+        facts = HostFacts(inventory=inventory, cpus=available_cpus(), flags=found.get("flags"), checkout=found.get("checkout"))
         plan = compose(settings, facts, LaunchRequest(), ports=_LookOnly(port or DEFAULT_PORT))
         child_env = plan.instances[0].env
     simulated = inventory is not None and inventory.source == "simulated"
     found.update(_torch(settings, selection, child_env, torch, simulated, probes))
     host = effective_listen(settings, args)
     found["port"] = _port_state(port, host, probes)
-    found["http"] = _http_state(local_url(host, port or DEFAULT_PORT), probes)
+    several = selection is not None and len(selection.gpus) > 1
+    found["http"] = _http_state(local_url(host, port or DEFAULT_PORT), probes, multigpu=several)
     return DoctorContext(**found)
 
 
@@ -216,15 +223,24 @@ def _port_state(port: int | None, host: str, probes: Probes) -> PortState:
     return PortState(port=port, host=host, free=False, holder=probes.who_holds(port))
 
 
-def _http_state(url: str, probes: Probes) -> HttpState:
+def _http_state(url: str, probes: Probes, *, multigpu: bool = False) -> HttpState:
+    """``GET /system_stats``; with ``multigpu`` (dual/multi mode) and an answer, ``/object_info``
+    too, for the multi-GPU nodes it registered."""
     try:
         client = ComfyClient(url, http=probes.http_client(url))
     except ConfigError as exc:  # a proxy variable that cannot be used for this URL
         return HttpState(url=url, error=str(exc))
     with client:
         try:
-            return HttpState(url=url, stats=client.system_stats(), reachable=True)
+            stats = client.system_stats()
         except ComfyUnreachable as exc:
             return HttpState(url=url, error=exc.message)
         except ComfyAPIError as exc:
             return HttpState(url=url, error=exc.message, reachable=True)
+        if not multigpu:
+            return HttpState(url=url, stats=stats, reachable=True)
+        try:
+            finding = finding_from(client.object_info(), stats)
+        except ComfyAPIError as exc:
+            return HttpState(url=url, stats=stats, reachable=True, multigpu_error=exc.message)
+        return HttpState(url=url, stats=stats, reachable=True, multigpu=finding)

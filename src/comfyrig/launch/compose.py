@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..comfy.args import FlagTable
-from ..comfy.checkout import flag_table
+from ..comfy.checkout import comfyui_version, flag_table
+from ..comfy.multigpu import CheckoutMultiGpu, read_checkout
 from ..config.modes import select_gpus
 from ..config.settings import Settings
 from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
@@ -47,6 +48,7 @@ class HostFacts:
     cpu_quota: float | None = None  # a cgroup limit, in CPUs
     cores: tuple[tuple[int, ...], ...] | None = None  # hyperthread siblings per physical core
     flags: FlagTable | None = None  # the checkout's ComfyUI flags (comfy/cli_args.py); None: unknown
+    checkout: CheckoutMultiGpu | None = None  # its version and multi-GPU nodes; None: no checkout
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def gather_facts(settings: Settings, *, probe: Callable[[str | None], Inventory]
         cpu_quota=cgroup_cpu_quota(),
         cores=tuple(cores) if cores is not None else None,
         flags=flag_table(comfyui_dir) if comfyui_dir is not None else None,
+        checkout=read_checkout(comfyui_dir, comfyui_version(comfyui_dir)) if comfyui_dir is not None else None,
     )
 
 
@@ -126,6 +129,7 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
         placement_notes=(*request.notes, *notes),
         log_dir=request.log_dir,
         owner=request.owner,
+        checkout=facts.checkout,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..comfy.logs import StartupInfo
+from ..comfy.multigpu import MultiGpuFinding
 from .plan import InstanceSpec
 
 __all__ = [
@@ -71,10 +72,11 @@ class Ready:
 
 @dataclass(frozen=True)
 class Inspected:
-    """After ready: the multi-GPU node classes ComfyUI registered (None: it did not say)."""
+    """After ready: what ComfyUI shows about multi-GPU (its native and ComfyUI-MultiGPU node
+    classes, the torch devices /system_stats lists); None when it did not answer."""
 
     name: str
-    multigpu_nodes: tuple[str, ...] | None
+    finding: MultiGpuFinding | None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class WorkerView:
     message: str
     exit_code: int | None
     stats: Mapping[str, Any] | None
-    multigpu_nodes: tuple[str, ...] | None
+    multigpu: MultiGpuFinding | None
     queue_remaining: int | None
     log_file: str | None
     restarts: int

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..comfy.multigpu import MultiGpuFinding
 from ..errors import PortInUseError
 from ..events import Reporter, discard
 from ..host.ports import port_is_free, who_holds
@@ -57,10 +58,10 @@ def http_probes(*, inspect_multigpu: bool) -> Probes:
         except (ComfyAPIError, KeyError, TypeError, ValueError):
             return None
 
-    def inspect(url: str) -> tuple[str, ...] | None:
+    def inspect(url: str) -> MultiGpuFinding | None:
         try:
             with ComfyClient(url, timeout_s=30.0) as client:
-                return tuple(client.multigpu_nodes())
+                return client.multigpu_finding()
         except ComfyAPIError:
             return None
 

@@ -7,6 +7,7 @@ comfyrig sets on top of the inherited environment.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..comfy.args import ArgProblem, ComfyArgs, FlagTable, comfy_args, effective_listen
+from ..comfy.multigpu import CheckoutMultiGpu
 from ..comfy.urls import local_url
+from ..comfy.vram import REMOVED_FLAGS, lowvram_given, medvram_instead, oom_advice, vram_facts
 from ..config.modes import ModeLabel, Selection
 from ..config.settings import Settings
 from ..secrets import mask_argv, mask_env
@@ -78,6 +81,12 @@ class LaunchPlan:
     workers: bool
     warnings: tuple[str, ...]
     owner: str = "launch"  # the command that starts it: launch, batch or ray
+    # What the checkout says about multi-GPU before it starts (version, native nodes, packs); None: no checkout.
+    checkout: CheckoutMultiGpu | None = None
+    # What helps against "CUDA out of memory" in this ComfyUI with these flags (comfy.vram.oom_advice), and
+    # the same for a run whose log says dynamic VRAM could not be used (no comfy-aimdo, old torch, WSL).
+    oom_advice: str = ""
+    oom_advice_without_dynamic: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -165,6 +174,7 @@ def plan_launch(
     placement_notes: Sequence[str] = (),
     log_dir: Path | None = None,
     owner: str = "launch",
+    checkout: CheckoutMultiGpu | None = None,
 ) -> LaunchPlan:
     """Plan the processes. ``ports`` are the concrete ports, one per instance.
 
@@ -172,7 +182,8 @@ def plan_launch(
     its own GPU; otherwise one ComfyUI sees the whole selection. Logs go to
     ``log_dir`` (default: the checkout's ``user/``) as ``comfyrig-PORT.log``.
     ``flags`` is the checkout's flag table (None: unknown), against which the
-    user's ComfyUI flags are read.
+    user's ComfyUI flags are read; ``checkout`` what the checkout says about multi-GPU
+    (its version too), which the panel and the advice use.
     """
     groups: list[tuple[str, tuple[int, ...], str]]
     if workers and not selection.is_cpu:
@@ -188,7 +199,8 @@ def plan_launch(
     per_instance: list[CpuPlacement | None] = list(placements) if placements is not None else [None] * len(groups)
     warnings = list(selection.notes) + [f"CPU placement: {note}" for note in placement_notes]
     args = comfy_args(settings, flags, own=own_flags(settings, selection, flags))
-    _flag_warnings(settings, selection, args, len(groups), warnings)
+    version = checkout.version if checkout is not None else None
+    _flag_warnings(settings, selection, args, len(groups), warnings, version)
     listen = str(settings.listen.value)
     comfyui_dir = settings.comfyui_dir.value
     logs = log_dir or (comfyui_dir / "user" if comfyui_dir is not None else None)
@@ -214,6 +226,8 @@ def plan_launch(
         )
         for (name, indices, cvd), port, placed in zip(groups, ports, per_instance, strict=True)
     )
+    advice = functools.partial(oom_advice, args, version=version, several_gpus=len(selection.gpus) > 1 and not workers,
+                               native_multigpu=checkout.native if checkout is not None else None)
     return LaunchPlan(
         mode=selection.mode,
         selection=selection,
@@ -223,6 +237,9 @@ def plan_launch(
         workers=workers and not selection.is_cpu,
         warnings=tuple(warnings),
         owner=owner,
+        checkout=checkout,
+        oom_advice=advice(dynamic_vram=None),
+        oom_advice_without_dynamic=advice(dynamic_vram=False),
     )
 
 
@@ -238,7 +255,7 @@ def own_flags(settings: Settings, selection: Selection, table: FlagTable | None)
 
 
 def _flag_warnings(
-    settings: Settings, selection: Selection, args: ComfyArgs, instances: int, warnings: list[str]
+    settings: Settings, selection: Selection, args: ComfyArgs, instances: int, warnings: list[str], version: str | None
 ) -> None:
     if settings.enable_manager.value and args.checked and not args.table.has("--enable-manager"):
         warnings.append(
@@ -268,12 +285,20 @@ def _flag_warnings(
         )
     if args.user_given("--enable-cors-header"):
         warnings.append("--enable-cors-header replaces ComfyUI's only CSRF protection; use it only on a trusted network.")
-    warnings.extend(_problem_text(p, args) for p in args.problems)
+    if args.user_given("--lowvram") and not selection.is_cpu:
+        note = lowvram_given(vram_facts(args, version))
+        if note is not None:
+            warnings.append(f"{note}.")
+    warnings.extend(_problem_text(p, args, version) for p in args.problems)
 
 
-def _problem_text(problem: ArgProblem, args: ComfyArgs) -> str:
+def _problem_text(problem: ArgProblem, args: ComfyArgs, version: str | None = None) -> str:
     if problem.kind == "unknown":
-        extra = " (it is an AUTOMATIC1111 flag; use --lowvram or --reserve-vram)" if problem.token == "--medvram" else ""
+        extra = ""
+        if problem.token in ("--medvram", "--medvram-sdxl"):
+            extra = f" (it is an AUTOMATIC1111 flag; {medvram_instead(args, version=version)})"
+        elif problem.token in REMOVED_FLAGS:
+            extra = f" ({REMOVED_FLAGS[problem.token]})"
         return f"ComfyUI has no {problem.token} flag{extra}: it will exit with code 2."
     text = f"{problem.detail[0].upper()}{problem.detail[1:]}: ComfyUI will exit with code 2."
     if problem.kind == "conflict" and "--cpu" in args.tokens[: args.own]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..comfy.logs import StartupInfo, parse_line
+from ..comfy.multigpu import MultiGpuFinding
 from ..events import Reporter, discard
 from .events import (
     Exited,
@@ -75,12 +76,12 @@ class Probes:
 
     ``ready(url)``: ComfyUI's /system_stats once its API answers, else None.
     ``alive(url)``: the queue length (``GET /prompt``), None when it does not answer.
-    ``inspect(url)``: after ready, the multi-GPU node classes it registered (or None).
+    ``inspect(url)``: after ready, what it shows about multi-GPU (or None).
     """
 
     ready: Callable[[str], Mapping[str, Any] | None]
     alive: Callable[[str], int | None]
-    inspect: Callable[[str], tuple[str, ...] | None] | None = None
+    inspect: Callable[[str], MultiGpuFinding | None] | None = None
 
 
 # -- what reaches the loop's queue -------------------------------------------------------------
@@ -122,7 +123,7 @@ class _AliveAnswer:
 class _Inspection:
     name: str
     generation: int
-    nodes: tuple[str, ...] | None
+    finding: MultiGpuFinding | None
 
 
 _Message = _Signal | _Kill | _Output | _ReadyAnswer | _AliveAnswer | _Inspection
@@ -152,7 +153,7 @@ class _Worker:
     exit_code: int | None = None
     final_kind: ExitKind | None = None
     stats: Mapping[str, Any] | None = None
-    multigpu: tuple[str, ...] | None = None
+    multigpu: MultiGpuFinding | None = None
     queue_remaining: int | None = None
     restarts: int = 0
     was_ready: bool = False
@@ -287,7 +288,7 @@ class Supervisor:
                     message=w.message,
                     exit_code=w.exit_code,
                     stats=w.stats,
-                    multigpu_nodes=w.multigpu,
+                    multigpu=w.multigpu,
                     queue_remaining=w.queue_remaining,
                     log_file=str(w.spec.log_file) if w.spec.log_file else None,
                     restarts=w.restarts,
@@ -347,11 +348,11 @@ class Supervisor:
                         worker.failed_probes = 0
                         worker.last_answer = self._clock()
                         worker.queue_remaining = remaining
-            case _Inspection(name=name, generation=generation, nodes=nodes):
+            case _Inspection(name=name, generation=generation, finding=finding):
                 worker = self._current(name, generation)
                 if worker is not None:
-                    worker.multigpu = nodes
-                    self._report(Inspected(name, nodes))
+                    worker.multigpu = finding
+                    self._report(Inspected(name, finding))
 
     def _named(self, name: str) -> _Worker | None:
         return next((w for w in self.workers if w.spec.name == name), None)
@@ -436,10 +437,10 @@ class Supervisor:
 
             def ask() -> None:
                 try:
-                    nodes = inspect(url)
+                    finding = inspect(url)
                 except Exception:  # noqa: BLE001 - "it did not say" is an answer too
-                    nodes = None
-                self._queue.put(_Inspection(name, generation, nodes))
+                    finding = None
+                self._queue.put(_Inspection(name, generation, finding))
 
             self._beside(ask)
 

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..comfy.logs import NodeImport
+from ..comfy.multigpu import MultiGpuFinding, judge
 from ..launch.events import FleetSnapshot, WorkerView
 from ..launch.plan import LaunchPlan
 from .panel import gpu_config_panel
@@ -41,22 +42,19 @@ _SYSTEM_ROWS = (
 _LEVEL_STYLE = {"CRITICAL": "bold red", "ERROR": "red", "WARNING": "yellow"}
 
 
-def multigpu_verdict(plan: LaunchPlan, nodes: tuple[str, ...] | None) -> Text | None:
-    """In dual/multi mode, say plainly whether the extra GPUs can be used at all."""
-    if plan.workers or len(plan.selection.gpus) < 2 or nodes is None:
+_VERDICT_STYLE = {"ok": ("✓ ", "green"), "warn": ("⚠ ", "bold yellow"), "info": ("  ", "")}
+
+
+def multigpu_verdict(plan: LaunchPlan, finding: MultiGpuFinding | None) -> Text | None:
+    """In dual/multi mode, what will use the GPUs after the first (``comfy.multigpu.judge``):
+    one line per sentence, marked ✓ or ⚠. None in other modes or before ComfyUI answered."""
+    if plan.workers or len(plan.selection.gpus) < 2 or finding is None:
         return None
-    if nodes:
-        return Text(
-            f"✓ ComfyUI-MultiGPU is loaded ({', '.join(nodes[:3])}, ...): use its loader nodes to put models on cuda:1+.",
-            style="green",
-        )
-    others = ", ".join(f"GPU {g.index}" for g in plan.selection.gpus[1:])
-    return Text(
-        f"⚠ No multi-GPU node pack is loaded: ComfyUI computes only on cuda:0 (GPU {plan.selection.gpus[0].index}); "
-        f"{others} {'stays' if len(plan.selection.gpus) == 2 else 'stay'} idle. Install ComfyUI-MultiGPU into custom_nodes/ to place models on them, "
-        "or run 'comfyrig launch --workers' for one ComfyUI per GPU (throughput).",
-        style="bold yellow",
-    )
+    text = Text()
+    for n, line in enumerate(judge(finding, plan.selection.gpus).lines):
+        mark, style = _VERDICT_STYLE[line.level]
+        text.append(("\n" if n else "") + mark + line.text, style=style)
+    return text
 
 
 def status_line(view: WorkerView, *, compact: bool = False) -> Text:
@@ -155,12 +153,12 @@ def _fleet_table(snapshot: FleetSnapshot) -> Table:
 
 def dashboard(plan: LaunchPlan, snapshot: FleetSnapshot, title: str) -> RenderableType:
     header = Text(title, style="bold cyan", justify="center")
-    parts: list[RenderableType] = [Panel(header, box=box.DOUBLE, border_style="cyan"), gpu_config_panel(plan.selection, workers=plan.workers)]
+    parts: list[RenderableType] = [Panel(header, box=box.DOUBLE, border_style="cyan"), gpu_config_panel(plan.selection, workers=plan.workers, checkout=plan.checkout)]
     if len(snapshot.workers) == 1:
         view = snapshot.workers[0]
         if view.info.system or view.stats:
             parts.append(_system_table(view))
-        for extra in (_imports(view), _problems(view), multigpu_verdict(plan, view.multigpu_nodes)):
+        for extra in (_imports(view), _problems(view), multigpu_verdict(plan, view.multigpu)):
             if extra is not None:
                 parts.append(extra)
         parts.append(Panel(status_line(view), title="Status", box=box.HEAVY, border_style=_PHASE_STYLE[view.phase].split()[-1]))

@@ -41,7 +41,7 @@ def render_plan(plan: LaunchPlan) -> Group:
         if inst.placement is not None:
             body.append(f"\nplacement: {inst.placement.describe()}", style="magenta")
         table.add_row(inst.name, body)
-    parts: list[RenderableType] = [gpu_config_panel(plan.selection, workers=plan.workers), table]
+    parts: list[RenderableType] = [gpu_config_panel(plan.selection, workers=plan.workers, checkout=plan.checkout), table]
     for warning in plan.warnings:
         if warning not in plan.selection.notes:  # those the panel already shows
             parts.append(Text(f"⚠ {warning}", style="bold yellow"))
@@ -85,19 +85,21 @@ class PlainLaunchView:
                 versions = stats.get("system") or {}
                 self.say(f"{name}: READY {url}{device}; ComfyUI {versions.get('comfyui_version', '?')}, "
                          f"PyTorch {versions.get('pytorch_version', '?')}")
-            case Inspected(multigpu_nodes=nodes):
-                verdict = multigpu_verdict(self.plan, nodes)
+            case Inspected(finding=finding):
+                verdict = multigpu_verdict(self.plan, finding)
                 if verdict is not None:
-                    self.say(verdict.plain)
+                    for line in verdict.plain.splitlines():
+                        self.say(line)
             case _:
                 sentence = describe(event)
                 if sentence is not None:
                     self.say(sentence)
 
 
-def exit_report(snapshot: FleetSnapshot) -> list[RenderableType]:
+def exit_report(snapshot: FleetSnapshot, plan: LaunchPlan | None = None) -> list[RenderableType]:
     """For every instance that ended in failure: why, its last lines if it never became
-    ready, the likely reason, and where the whole log is."""
+    ready, the likely reason, and where the whole log is. With ``plan``, an out-of-memory
+    reason gets the advice for this ComfyUI's version and flags (``LaunchPlan.oom_advice``)."""
     parts: list[RenderableType] = []
     for view in snapshot.workers:
         if view.phase != "failed":
@@ -110,6 +112,12 @@ def exit_report(snapshot: FleetSnapshot) -> list[RenderableType]:
             reason = diagnose(view.tail)
             if reason:
                 parts.append(Text(f"comfyrig: likely reason: {reason}", style="bold red"))
+                if reason.startswith("CUDA out of memory") and plan is not None:
+                    # The flags give the default; the log says whether dynamic VRAM really ran.
+                    off = view.info.system.get("dynamic_vram", "").startswith("disabled")
+                    advice = plan.oom_advice_without_dynamic if off else plan.oom_advice
+                    if advice:
+                        parts.append(Text(f"comfyrig: {advice}"))
         if view.log_file:
             parts.append(Text(f"Full log: {view.log_file}", style="dim"))
     return parts

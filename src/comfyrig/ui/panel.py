@@ -12,14 +12,37 @@ from rich.console import RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from ..comfy.multigpu import NATIVE_SINCE, CheckoutMultiGpu, cfg_split_lines
 from ..config.modes import MODE_TITLES, Selection
 
-__all__ = ["gpu_config_panel"]
+__all__ = ["checkout_lines", "gpu_config_panel"]
 
 _STYLE = {"dual": "green", "multi": "green", "single": "cyan", "cpu": "yellow"}
 
 
-def gpu_config_panel(selection: Selection, *, workers: bool = False) -> RenderableType:
+def checkout_lines(selection: Selection, checkout: CheckoutMultiGpu | None) -> list[tuple[str, str]]:
+    """(text, style) lines on what will use the GPUs after cuda:0, from the checkout on disk
+    (drawn before ComfyUI starts; after start, the launch view says what ComfyUI registered)."""
+    if checkout is None or len(selection.gpus) < 2:
+        return []
+    who, rest = checkout.who, "cuda:1" if len(selection.gpus) == 2 else "the other GPUs"
+    if checkout.native:
+        native = (f"{who} has native multi-GPU nodes: MultiGPU CFG Split (faster sampling with CFG > 1 on identical "
+                  "GPUs) and Select Model/CLIP/VAE Device (a model, text encoder or VAE on gpu:N).")
+        warns = [f"⚠ {line.text}" for line in cfg_split_lines(selection.gpus) if line.level == "warn"]
+        return [(native, "green"), *((w, "yellow") for w in warns)]
+    if checkout.pack_enabled:
+        pack = (f"{who} has no native multi-GPU nodes (they came with {NATIVE_SINCE}); ComfyUI-MultiGPU in custom_nodes "
+                f"puts models on {rest} (its loaders' device input).")
+        return [(pack, "green")]
+    neither = (f"⚠ {who} has no native multi-GPU nodes (they came with {NATIVE_SINCE}) and no ComfyUI-MultiGPU in "
+               f"custom_nodes: {rest} would stay idle. --workers runs one ComfyUI per GPU instead.")
+    return [(neither, "bold yellow")]
+
+
+def gpu_config_panel(selection: Selection, *, workers: bool = False, checkout: CheckoutMultiGpu | None = None) -> RenderableType:
+    """The panel; ``checkout`` (what the ComfyUI checkout on disk has) adds, in dual/multi mode,
+    what can use the GPUs after cuda:0."""
     mode = selection.mode
     title, description = MODE_TITLES[mode]
     if workers and selection.gpus:
@@ -29,6 +52,8 @@ def gpu_config_panel(selection: Selection, *, workers: bool = False) -> Renderab
     text = Text()
     text.append(title + "\n", style=f"bold {colour}")
     text.append(description.format(n=len(selection.gpus)), style="dim")
+    for line, style in ([] if workers else checkout_lines(selection, checkout)):
+        text.append(f"\n{line}", style=style)
     if mode != "cpu":
         text.append("\n\nCUDA_VISIBLE_DEVICES: ", style="white")
         text.append(selection.cuda_visible_devices, style="bold")

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 MIB = 1024 * 1024
 
@@ -114,11 +114,20 @@ class Device:
 torch_version = "unset"
 vram_state = VRAMState.NORMAL_VRAM
 _device: Optional[Device] = None
+_all_devices: List[Device] = []
 
 
 def get_torch_device() -> Device:
     assert _device is not None, "model_management.init() was not called"
     return _device
+
+
+def get_all_torch_devices() -> List[Device]:
+    """Every device torch sees, the default one first. Like ComfyUI 0.23+ (model_management.py's
+    get_all_torch_devices, used by /system_stats) with FAKE_COMFYUI_NATIVE_MULTIGPU=1; otherwise
+    only the default device, which is all that ComfyUI 0.3.76's /system_stats shows."""
+    assert _device is not None, "model_management.init() was not called"
+    return list(_all_devices) or [_device]
 
 
 def get_free_memory(device: Device) -> int:
@@ -177,4 +186,10 @@ def init(args, knobs) -> Device:
             logging.info(f"Enabled pinned memory {ram_total() * 0.95 // MIB}")
     logging.info("Using pytorch attention")
     _device = device
+    if knobs.native_multigpu and device.type == "cuda":
+        allocator = device.name.rsplit(" : ", 1)[-1]
+        _all_devices[:] = [device] + [
+            Device("cuda", i, f"cuda:{i} {knobs.device_name} : {allocator}", device.vram_total, gpus, seen)
+            for i in range(1, gpus)
+        ]
     return device
