@@ -5,8 +5,8 @@ import pytest
 
 from comfyrig.config.modes import GpuRequest
 from comfyrig.config.settings import CliOverrides, resolve_settings
-from comfyrig.secrets import mask_value
 from comfyrig.errors import ComfyUINotFoundError, ConfigError
+from comfyrig.secrets import mask_value
 
 
 def resolve(tmp_path: Path, cli: CliOverrides | None = None, environ: dict[str, str] | None = None, dotenv: str | None = None):  # type: ignore[no-untyped-def]
