@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from comfyrig.cli import main
+from tests.comfy.cli_args_versions import cli_args_text
 from tests.fit.layouts import (
     blocks_layout,
     flux_layout,
@@ -17,6 +18,7 @@ from tests.fit.layouts import (
     vae_layout,
     write_sparse_safetensors,
 )
+from tests.native_checkout import write_native_module
 
 RTX3090 = {"name": "RTX 3090", "memory_total_mib": 24576, "memory_used_mib": 500}
 
@@ -157,15 +159,41 @@ def test_bad_inputs_give_one_paragraph_errors(env: Path, monkeypatch: pytest.Mon
     _assert_error(*run(capsys, "ae.safetensors"), "No GPU to plan for", "--cpu")
 
 
-def _checkout(root: Path, native: bool) -> Path:
-    """A ComfyUI folder with (0.24.0 and newer) or without ComfyUI's native multi-GPU nodes."""
-    (root / "comfy_extras").mkdir(parents=True)
+def _checkout(root: Path, native: bool, cli_version: str | None = None) -> Path:
+    """A ComfyUI folder with (0.24.0 and newer) or without ComfyUI's native multi-GPU nodes,
+    and with ``cli_version``'s comfy/cli_args.py when given."""
+    root.mkdir(parents=True)
     (root / "main.py").write_text("")
     (root / "nodes.py").write_text('EXTRAS = ["nodes_images.py", "nodes_multigpu.py"]\n' if native else "EXTRAS = []\n")
     if native:
-        ids = ("MultiGPU_WorkUnits", "SelectModelDevice", "SelectCLIPDevice", "SelectVAEDevice")
-        (root / "comfy_extras" / "nodes_multigpu.py").write_text("".join(f'io.Schema(node_id="{n}")\n' for n in ids))
+        write_native_module(root)
+    if cli_version is not None:
+        (root / "comfy").mkdir()
+        (root / "comfy" / "cli_args.py").write_text(cli_args_text(cli_version))
+        (root / "comfyui_version.py").write_text(f'__version__ = "{cli_version}"\n')
     return root
+
+
+@pytest.mark.parametrize(
+    ("version", "comfyui_args", "flag", "says"),
+    [
+        ("0.3.76", "", "--lowvram", "plain ComfyUI with --lowvram"),
+        ("0.24.0", "", None, "ComfyUI 0.24.0 loads models with dynamic VRAM by default"),
+        ("0.24.0", "--disable-dynamic-vram", None, "loads partially what does not fit"),
+        (None, "", "--lowvram", "only on ComfyUI before 0.16"),
+    ],
+)
+def test_offload_advice_follows_the_checkout(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                              flux_files: list[str], version: str | None, comfyui_args: str,
+                                              flag: str | None, says: str) -> None:
+    monkeypatch.setenv("COMFYRIG_FAKE_GPUS", json.dumps([RTX3090]))
+    monkeypatch.setenv("COMFYUI_ARGS", comfyui_args)
+    where = ("--comfyui-dir", str(_checkout(env / "ComfyUI", native=False, cli_version=version))) if version else ()
+    code, out, err = run(capsys, *flux_files, "--ram", "64", *where, "--json")
+    data: dict[str, Any] = json.loads(out)
+    assert code == 0 and data["verdict"] == "offload", err
+    assert data["comfyui_flags"] == ([flag] if flag else [])
+    assert any(says in r for r in data["reasons"]), data["reasons"]
 
 
 SDXL_CFG7 = {

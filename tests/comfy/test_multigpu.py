@@ -21,6 +21,7 @@ from comfyrig.comfy.multigpu import (
 )
 from comfyrig.host.gpus.inventory import Gpu
 
+from ..native_checkout import write_native_module
 from .recorded_multigpu import OBJECT_INFO_0_24, STATS_CPU_0_3_76, STATS_CPU_0_24
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -211,8 +212,7 @@ def checkout(root: Path, *, native: bool, pack: str | None = None) -> Path:
     extras = '"nodes_images.py", "nodes_multigpu.py"' if native else '"nodes_images.py"'
     (root / "nodes.py").write_text(f"extras_files = [{extras}]\n")
     if native:
-        (root / "comfy_extras").mkdir()
-        (root / "comfy_extras" / "nodes_multigpu.py").write_text("")
+        write_native_module(root)
     if pack is not None:
         (root / "custom_nodes" / pack).mkdir(parents=True)
     return root
@@ -226,7 +226,6 @@ def test_checkout_native_and_packs(tmp_path: Path) -> None:
     found = read_checkout(old, "0.3.76")
     assert found is not None and not found.native and found.pack_enabled and found.who == "ComfyUI 0.3.76"
     # A module that nodes.py does not load is not registered.
-    (old / "comfy_extras").mkdir()
-    (old / "comfy_extras" / "nodes_multigpu.py").write_text("")
+    write_native_module(old)
     assert not native_in_checkout(old)
     assert read_checkout(tmp_path / "nothing", None) is None

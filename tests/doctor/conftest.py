@@ -19,6 +19,7 @@ from comfyrig.host.gpus.simulated import parse_simulated
 from comfyrig.host.ports import PortHolder
 from tests.comfy.cli_args_versions import cli_args_text
 from tests.conftest import TWO_3090
+from tests.native_checkout import write_native_module
 
 FLAGS_0376 = (
     "--listen", "--port", "--enable-cors-header", "--cuda-device", "--cuda-malloc", "--disable-cuda-malloc",
@@ -48,8 +49,7 @@ def comfy_tree(
     extras = ['"nodes_images.py",', *(['"nodes_multigpu.py",'] if native else [])]
     (root / "nodes.py").write_text("def init_builtin_extra_nodes():\n    extras_files = [\n        " + "\n        ".join(extras) + "\n    ]\n")
     if native:
-        (root / "comfy_extras").mkdir(exist_ok=True)
-        (root / "comfy_extras" / "nodes_multigpu.py").write_text("# MultiGPU_WorkUnits, SelectModelDevice, ...\n")
+        write_native_module(root)
     if version is not None:
         (root / "comfyui_version.py").write_text(f'__version__ = "{version}"\n')
     (root / "comfy").mkdir(exist_ok=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from comfyrig.comfy.vram import VramFacts
 from comfyrig.errors import SelectionError
 from comfyrig.fit.components import ModelInfo, analyze_model
 from comfyrig.fit.fit import CUDA_CONTEXT, GIB, FitPlan, Reserve, comfy_reserve_vram, default_reserve, plan_fit
@@ -132,6 +133,27 @@ def test_single_gpu_offload_gives_lowvram_and_a_two_device_string(flux_t5_vae: l
     assert d.simple_equivalent and d.donor_device == "cpu"
     te = next(p for p in plan.placements if p.component.kind == "text_encoder")
     assert te.device == "cpu"  # as --lowvram does
+
+
+@pytest.mark.parametrize(
+    ("facts", "flags", "says"),
+    [
+        # Before 0.16 (or with dynamic VRAM turned off before 0.22): --lowvram splits the model.
+        (VramFacts("legacy", "splits", version="0.3.76"), ("--lowvram",), "plain ComfyUI with --lowvram"),
+        # 0.16+ by default: dynamic VRAM offloads by itself, and from 0.22 --lowvram is a no-op.
+        (VramFacts("dynamic", "nothing", version="0.24.0"), (), "ComfyUI 0.24.0 loads models with dynamic VRAM"),
+        (VramFacts("dynamic", "text-encoders", version="0.18.0"), (), "no flag is needed"),
+        # 0.22+ with --disable-dynamic-vram: partial loading by estimate, --lowvram splits nothing.
+        (VramFacts("dynamic-off", "text-encoders", off_by="--disable-dynamic-vram", version="0.24.0"), (), "loads partially"),
+        # No checkout to read: the old flag, with when it applies.
+        (VramFacts("unknown", "unknown"), ("--lowvram",), "only on ComfyUI before 0.16"),
+    ],
+)
+def test_single_gpu_offload_advice_follows_the_comfyui(flux_t5_vae: list[ModelInfo], facts: VramFacts, flags: tuple[str, ...], says: str) -> None:
+    plan = plan_fit(flux_t5_vae, gpus((24576, 500)), reserve=reserve_for(flux_t5_vae[0]), ram_available=64 * GIB, vram=facts)
+    assert plan.verdict == "offload" and plan.comfyui_flags == flags
+    assert any(says in r for r in plan.reasons)
+    assert "--lowvram" not in plan.launch_command or facts.lowvram in ("splits", "unknown")
 
 
 def test_picks_the_gpu_with_most_free_memory(tmp_path: Path) -> None:

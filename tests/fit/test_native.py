@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from comfyrig.comfy.multigpu import NativeNodes, native_nodes
 from comfyrig.comfy.workflow import workflow_from_json
 from comfyrig.fit.components import ModelInfo
 from comfyrig.fit.fit import GIB, FitPlan, Reserve, default_reserve, native_device, plan_fit
-from comfyrig.fit.native import NATIVE_NODES, NativeNodes, SamplerCfg, native_nodes, plan_native, sampler_cfgs
+from comfyrig.fit.native import SamplerCfg, plan_native, sampler_cfgs
 from comfyrig.host.gpus.inventory import Gpu
 from comfyrig.host.gpus.simulated import parse_simulated
 from tests.fit.layouts import simulated_gpus
 
-NATIVE = NativeNodes("test checkout", frozenset(NATIVE_NODES))
+from ..native_checkout import NATIVE_NAMES, write_native_module
+
+NATIVE = NativeNodes("test checkout", frozenset(NATIVE_NAMES))
 CFG7 = (SamplerCfg("3", "KSampler", 7.0),)
 CFG1 = (SamplerCfg("3", "KSampler", 1.0),)
 
@@ -37,18 +40,17 @@ def check_ledgers(p: FitPlan) -> None:
 # --- the checkout and the workflow ------------------------------------------------
 
 
-def fake_checkout(root: Path, *, loaded: bool = True, nodes: tuple[str, ...] = NATIVE_NODES) -> Path:
-    (root / "comfy_extras").mkdir(parents=True)
+def fake_checkout(root: Path, *, loaded: bool = True, nodes: tuple[str, ...] = NATIVE_NAMES) -> Path:
+    root.mkdir(parents=True)
     (root / "main.py").write_text("")
     (root / "nodes.py").write_text('extras = ["nodes_images.py", ' + ('"nodes_multigpu.py"' if loaded else "") + "]\n")
-    body = "\n".join(f'        return io.Schema(node_id="{n}", display_name="x")' for n in nodes)
-    (root / "comfy_extras" / "nodes_multigpu.py").write_text(f"class X:\n    def define_schema(cls):\n{body}\n")
+    write_native_module(root, nodes)
     return root
 
 
 def test_native_nodes_are_read_from_the_checkout(tmp_path: Path) -> None:
     found = native_nodes(fake_checkout(tmp_path / "new"))
-    assert found.names == frozenset(NATIVE_NODES) and found.can_place and found.can_split_cfg
+    assert found.names == frozenset(NATIVE_NAMES) and found.can_place and found.can_split_cfg
     assert found.source.endswith("comfy_extras/nodes_multigpu.py")
     # Not loaded by nodes.py, or absent (ComfyUI before 0.24.0): none.
     assert native_nodes(fake_checkout(tmp_path / "unloaded", loaded=False)).names == frozenset()

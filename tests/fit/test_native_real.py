@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from comfyrig.cli import main
-from comfyrig.fit.native import native_nodes
+from comfyrig.comfy.multigpu import native_nodes
 from tests.fake_comfyui.harness import free_port
 from tests.fit.layouts import blocks_layout, t5xxl_layout, vae_layout, write_sparse_safetensors
 

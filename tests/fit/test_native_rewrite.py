@@ -8,14 +8,17 @@ from typing import Any
 
 import pytest
 
+from comfyrig.comfy.multigpu import NativeNodes
 from comfyrig.comfy.workflow import workflow_from_json
 from comfyrig.fit.components import ModelInfo
 from comfyrig.fit.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
-from comfyrig.fit.native import NATIVE_NODES, NativeNodes, plan_native, sampler_cfgs
+from comfyrig.fit.native import plan_native, sampler_cfgs
 from comfyrig.fit.rewrite import NodeChange, rewrite_workflow, suggested_loaders, suggested_nodes
 from tests.fit.layouts import simulated_gpus
 
-NATIVE = NativeNodes("test checkout", frozenset(NATIVE_NODES))
+from ..native_checkout import NATIVE_NAMES
+
+NATIVE = NativeNodes("test checkout", frozenset(NATIVE_NAMES))
 PASS_THROUGH = {"SelectCLIPDevice": "clip", "SelectVAEDevice": "vae", "SelectModelDevice": "model", "MultiGPU_WorkUnits": "model"}
 TWO_4080 = (("RTX 4080", 16384, "8.9"), ("RTX 4080", 16384, "8.9"))
 TWO_3090 = (("RTX 3090", 24576, "8.6"), ("RTX 3090", 24576, "8.6"))

@@ -9,12 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
+from ..comfy.args import comfy_args
+from ..comfy.checkout import comfyui_version, flag_table
+from ..comfy.multigpu import native_nodes
+from ..comfy.vram import vram_facts
 from ..comfy.workflow import Prompt, Workflow, load_workflow, require_api_format
 from ..config.modes import select_gpus
 from ..errors import ConfigError, ModelFileError, WorkflowError
 from ..fit.components import ModelInfo, analyze_model
 from ..fit.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
-from ..fit.native import native_nodes, plan_native, sampler_cfgs
+from ..fit.native import plan_native, sampler_cfgs
 from ..fit.ram import mem_available
 from ..fit.rewrite import NodeChange, find_loaders, model_folders, rewrite_workflow, suggested_loaders, suggested_nodes
 from ..host.gpus.probe import probe_inventory
@@ -92,6 +96,10 @@ def plan_cmd(
             f"No GPU to plan for: {why.rstrip('.')}.",
             hint="Plan for the CPU with --cpu, or simulate GPUs with COMFYRIG_FAKE_GPUS.",
         )
+    # How the target ComfyUI manages VRAM, read from its checkout's flags (unknown without one).
+    checkout = settings.comfyui_dir.value
+    table = flag_table(checkout) if checkout is not None else None
+    vram = vram_facts(comfy_args(settings, table), comfyui_version(checkout) if checkout is not None else None)
     memory_plan = plan_fit(
         infos,
         selection.gpus,
@@ -99,9 +107,9 @@ def plan_cmd(
         ram_available=int(ram * GIB) if ram is not None else mem_available(),
         cpu_only=cpu_only,
         reserve_from_cli=reserve is not None,
+        vram=vram,
     )
     # The target ComfyUI's own multi-GPU nodes, read from its checkout (unknown without one).
-    checkout = settings.comfyui_dir.value
     nodes = native_nodes(checkout) if checkout is not None else None
     plan = plan_native(memory_plan, selection.gpus, nodes, sampler_cfgs(wf) if wf is not None else None)
     changes: list[NodeChange] = []

@@ -33,10 +33,12 @@ from typing import Any, Literal, Protocol
 __all__ = [
     "AMPERE",
     "NATIVE_NODES",
+    "NATIVE_NODE_FILE",
     "NATIVE_SINCE",
     "PACK_LOADERS",
     "CheckoutMultiGpu",
     "MultiGpuFinding",
+    "NativeNodes",
     "NodeEntry",
     "TorchDevice",
     "Verdict",
@@ -48,6 +50,7 @@ __all__ = [
     "gpu_map",
     "judge",
     "native_in_checkout",
+    "native_nodes",
     "pack_nodes",
     "read_checkout",
 ]
@@ -212,14 +215,44 @@ class CheckoutMultiGpu:
         return f"ComfyUI {self.version}" if self.version else "This ComfyUI"
 
 
-def native_in_checkout(comfyui_dir: Path) -> bool:
-    """Whether the checkout has ComfyUI's own multi-GPU nodes: the module exists and nodes.py loads it."""
-    if not (comfyui_dir / "comfy_extras" / "nodes_multigpu.py").is_file():
-        return False
+NATIVE_NODE_FILE = "comfy_extras/nodes_multigpu.py"
+
+
+@dataclass(frozen=True)
+class NativeNodes:
+    """The native multi-GPU nodes a ComfyUI checkout registers (empty: none)."""
+
+    source: str  # what was read, for messages
+    names: frozenset[str]
+
+    @property
+    def can_place(self) -> bool:
+        return {"SelectCLIPDevice", "SelectVAEDevice"} <= self.names
+
+    @property
+    def can_split_cfg(self) -> bool:
+        return "MultiGPU_WorkUnits" in self.names
+
+
+def native_nodes(comfyui_dir: Path) -> NativeNodes:
+    """Which native multi-GPU nodes the checkout at ``comfyui_dir`` has, read from its files
+    without running it: ``comfy_extras/nodes_multigpu.py`` exists, ``nodes.py`` loads it among
+    its built-in extras, and it defines the node ids. A file that cannot be read counts as absent."""
+    module = comfyui_dir / NATIVE_NODE_FILE
     try:
-        return "nodes_multigpu.py" in (comfyui_dir / "nodes.py").read_text(encoding="utf-8", errors="replace")
+        text = module.read_text(encoding="utf-8", errors="replace")
+        loader = (comfyui_dir / "nodes.py").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return False
+        return NativeNodes(f"{comfyui_dir} (no {NATIVE_NODE_FILE})", frozenset())
+    if "nodes_multigpu.py" not in loader:
+        return NativeNodes(f"{module} (not loaded by nodes.py)", frozenset())
+    names = frozenset(n for n in _NATIVE_NAMES if re.search(rf"""node_id\s*=\s*["']{n}["']""", text))
+    return NativeNodes(str(module), names)
+
+
+def native_in_checkout(comfyui_dir: Path) -> bool:
+    """Whether the checkout has any of ComfyUI's own multi-GPU nodes."""
+    return bool(native_nodes(comfyui_dir).names)
 
 
 def find_multigpu_packs(comfyui_dir: Path) -> list[tuple[Path, bool]]:

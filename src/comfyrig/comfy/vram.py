@@ -27,7 +27,7 @@ from typing import Literal
 
 from .args import ComfyArgs
 
-__all__ = ["DYNAMIC_VRAM_OFF", "REMOVED_FLAGS", "LowVramEffect", "VramFacts", "VramMode", "lowvram_given", "lowvram_note", "medvram_instead", "oom_advice", "vram_facts"]
+__all__ = ["DYNAMIC_VRAM_OFF", "REMOVED_FLAGS", "LowVramEffect", "VramFacts", "VramMode", "lowvram_given", "lowvram_note", "medvram_instead", "oom_advice", "plain_offload", "vram_facts"]
 
 # "dynamic": dynamic VRAM is this ComfyUI's default and no flag turns it off;
 # "dynamic-off": the default, but a flag in the arguments turns it off (``VramFacts.off_by``);
@@ -183,3 +183,23 @@ def medvram_instead(args: ComfyArgs, *, version: str | None = None) -> str:
         return "use --reserve-vram GB (or --lowvram, on a ComfyUI without dynamic VRAM: before 0.16, or with --disable-dynamic-vram)"
     options = [f for f in ("--lowvram", reserve) if f and (f != "--lowvram" or facts.lowvram != "absent")]
     return f"use {', or '.join(options)}" if options else "leave it out"
+
+
+def plain_offload(facts: VramFacts, *, little_on_gpu: bool) -> tuple[str | None, str]:
+    """How plain ComfyUI (no ComfyUI-MultiGPU) runs a diffusion model too big for its one GPU:
+    (the flag to add or None, why, as a clause). ``little_on_gpu``: under 1 GiB of it fits beside
+    the working memory, where ComfyUI before dynamic VRAM needs --novram."""
+    if facts.mode == "dynamic":
+        return None, (f"{facts.who} loads models with dynamic VRAM by default on NVIDIA GPUs and keeps what does not "
+                      "fit in system RAM by itself; no flag is needed")
+    if facts.lowvram == "splits":
+        flag = "--novram" if little_on_gpu else "--lowvram"
+        return flag, "it decides the split itself and keeps the text encoder on the CPU"
+    if facts.mode == "unknown":
+        flag = "--novram" if little_on_gpu else "--lowvram"
+        return flag, ("it decides the split itself and keeps the text encoder on the CPU; only on ComfyUI before 0.16 "
+                      "or with --disable-dynamic-vram: newer ComfyUI offloads by itself with dynamic VRAM, and from "
+                      "0.22 --lowvram does nothing there")
+    # Loading by estimate without a splitting --lowvram (0.22+ with dynamic VRAM turned off):
+    # ComfyUI still loads partially what does not fit (model_management.load_models_gpu).
+    return None, f"{facts.who} loads partially what does not fit in VRAM by itself; no flag is needed"

@@ -12,7 +12,7 @@ preference (each is tried only when the one before does not fit):
    with ``CLIPLoaderMultiGPU``), and when the diffusion model alone is too big
    for one GPU, its blocks split across GPUs by DisTorch2.
 3. ``offload``: the GPUs hold what they can; the rest of the diffusion model
-   stays in system RAM (DisTorch ``cpu,*``, or ComfyUI's ``--lowvram``).
+   stays in system RAM (DisTorch ``cpu,*``, or plain ComfyUI's own offloading: dynamic VRAM, ``--lowvram`` before it).
 4. ``too_big``: not even RAM is enough; the plan says by how much.
 5. ``cpu`` (only with ``--cpu``): everything in RAM, computed on the CPU.
 
@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..comfy.vram import VramFacts, plain_offload
 from ..config.modes import ModeLabel
 from ..errors import SelectionError
 from ..host.gpus.inventory import Gpu
@@ -400,11 +401,13 @@ def plan_fit(
     ram_available: int | None,
     cpu_only: bool = False,
     reserve_from_cli: bool = False,
+    vram: VramFacts | None = None,
 ) -> FitPlan:
     """Decide where every loaded component of ``models`` goes.
 
     ``gpus`` are the selected GPUs (their free memory counts); ``ram_available``
-    is MemAvailable in bytes (None: unknown, not checked). Raises
+    is MemAvailable in bytes (None: unknown, not checked); ``vram``: how the target ComfyUI
+    manages VRAM (None: unknown), for what plain ComfyUI needs when a model spills. Raises
     SelectionError when there is no GPU and ``cpu_only`` is not set.
     """
     parts = [_Part(m, c) for m in models for c in m.components if c.loaded]
@@ -459,7 +462,7 @@ def plan_fit(
         return _single(parts, order, free, reserve, reasons, tuple(aux), flags, ram_available)
 
     # 4. Split the diffusion model (DisTorch) over the GPUs, then RAM.
-    return _distribute(dms, aux, order, free, reserve, flags, ram_available)
+    return _distribute(dms, aux, order, free, reserve, flags, ram_available, vram)
 
 
 def _slots(order: Sequence[Gpu], free: dict[int, int]) -> list[_Slot]:
@@ -543,6 +546,7 @@ def _distribute(
     reserve: Reserve,
     flags: tuple[tuple[str, str], ...],
     ram_available: int | None,
+    vram: VramFacts | None,
 ) -> FitPlan:
     """Split the diffusion model(s) over the GPUs, compute GPU first, rest in RAM."""
     placements, slots, spill, compute_room = _fill(dms, aux, order, free, reserve, te_on_cpu=False)
@@ -598,13 +602,18 @@ def _distribute(
     else:
         reasons.append("There is no diffusion model among the files; each component goes where it fits.")
     verdict: Verdict = "offload" if spill else "multi" if len(used) > 1 else "single"
-    plain = _plain_flags(placements, len(used)) if spill else ()
-    if plain:
-        reasons.append(
-            f"Two ways to run it: plain ComfyUI with {plain[0][0]} (it decides the split itself and keeps the text "
-            "encoder on the CPU), or ComfyUI-MultiGPU's DisTorch2 loader with the allocation below (then no "
-            f"{plain[0][0]} is needed)."
-        )
+    plain: tuple[tuple[str, str], ...] = ()
+    if spill and len(used) == 1:
+        on_gpu = sum(s.bytes for p in placements if p.component.kind == "diffusion_model" for s in p.shares if s.device != "cpu")
+        flag, why = plain_offload(vram or VramFacts("unknown", "unknown"), little_on_gpu=on_gpu < GIB)
+        if flag is not None:
+            plain = ((flag, ""),)
+            reasons.append(
+                f"Two ways to run it: plain ComfyUI with {flag} ({why}), or ComfyUI-MultiGPU's DisTorch2 loader "
+                f"with the allocation below (then no {flag} is needed)."
+            )
+        else:
+            reasons.append(f"Two ways to run it: plain ComfyUI as it is ({why}), or ComfyUI-MultiGPU's DisTorch2 loader with the allocation below.")
     return _finish(verdict, placements, used, slots, reserve, reasons, warnings, flags + plain, ram_available, 0)
 
 
@@ -620,7 +629,7 @@ def _fill(
     placements: list[PartPlacement] = []
     if len(slots) == 1:
         # One GPU: the VAE runs on it while decoding (kept in RAM in between); the text
-        # encoder stays on the CPU, as ComfyUI's --lowvram does.
+        # encoder stays on the CPU, as ComfyUI's --lowvram did before dynamic VRAM.
         for p in aux:
             on_gpu = not te_on_cpu and p.comp.kind != "text_encoder" and p.size + AUX_RESERVE <= compute.free
             placements.append(PartPlacement(p.model, p.comp, "cuda:0" if on_gpu else "cpu", (Share("cpu", p.size),), swapped=on_gpu))
@@ -652,14 +661,6 @@ def _fill(
             spill += remaining
         dm_placements.append(PartPlacement(p.model, p.comp, "cuda:0", tuple(Share(d, n) for d, n in shares.items())))
     return dm_placements + placements, slots, spill, compute_room
-
-
-def _plain_flags(placements: Sequence[PartPlacement], n_gpus: int) -> tuple[tuple[str, str], ...]:
-    """ComfyUI's own offloading, for a single GPU without ComfyUI-MultiGPU."""
-    if n_gpus > 1:
-        return ()
-    on_gpu = sum(s.bytes for p in placements if p.component.kind == "diffusion_model" for s in p.shares if s.device != "cpu")
-    return (("--novram", ""),) if on_gpu < GIB else (("--lowvram", ""),)
 
 
 def _distorch(p: PartPlacement) -> DisTorchPlan:

@@ -36,9 +36,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
+from ..comfy.multigpu import AMPERE, NativeNodes
 from ..comfy.workflow import Workflow
 from ..host.gpus.inventory import Gpu
 from .components import ComponentKind, ModelInfo
@@ -57,22 +57,16 @@ from .fit import (
 
 __all__ = [
     "CFG_INPUTS",
-    "NATIVE_NODES",
-    "NATIVE_NODE_FILE",
     "SELECT_NODES",
     "NativeNode",
-    "NativeNodes",
     "SamplerCfg",
     "native_capable",
-    "native_nodes",
     "plan_native",
     "sampler_cfgs",
 ]
 
 MIB = 1 << 20
-NATIVE_NODE_FILE = "comfy_extras/nodes_multigpu.py"
 NativeNode = Literal["MultiGPU_WorkUnits", "SelectModelDevice", "SelectCLIPDevice", "SelectVAEDevice"]
-NATIVE_NODES: tuple[NativeNode, ...] = ("MultiGPU_WorkUnits", "SelectModelDevice", "SelectCLIPDevice", "SelectVAEDevice")
 # The Select node for each component kind a loader outputs, and the node's input name.
 SELECT_NODES: dict[ComponentKind, tuple[NativeNode, str, str]] = {
     "text_encoder": ("SelectCLIPDevice", "clip", "Select CLIP Device"),
@@ -88,40 +82,6 @@ CFG_INPUTS: dict[str, tuple[str, ...]] = {
     "DualCFGGuider": ("cfg_conds", "cfg_cond2_negative"),
     "PerpNegGuider": ("cfg",),
 }
-AMPERE = (8, 0)
-
-
-@dataclass(frozen=True)
-class NativeNodes:
-    """The native multi-GPU nodes a ComfyUI checkout registers (empty: none)."""
-
-    source: str  # what was read, for messages
-    names: frozenset[str]
-
-    @property
-    def can_place(self) -> bool:
-        return {"SelectCLIPDevice", "SelectVAEDevice"} <= self.names
-
-    @property
-    def can_split_cfg(self) -> bool:
-        return "MultiGPU_WorkUnits" in self.names
-
-
-def native_nodes(comfyui_dir: Path) -> NativeNodes:
-    """Which native multi-GPU nodes the checkout at ``comfyui_dir`` has, read from its
-    files without running it: ``comfy_extras/nodes_multigpu.py`` exists, ``nodes.py``
-    loads it among its built-in extras, and it defines the node ids. A file that
-    cannot be read counts as absent."""
-    module = comfyui_dir / NATIVE_NODE_FILE
-    try:
-        text = module.read_text(encoding="utf-8", errors="replace")
-        loader = (comfyui_dir / "nodes.py").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return NativeNodes(f"{comfyui_dir} (no {NATIVE_NODE_FILE})", frozenset())
-    if "nodes_multigpu.py" not in loader:
-        return NativeNodes(f"{module} (not loaded by nodes.py)", frozenset())
-    names = frozenset(n for n in NATIVE_NODES if re.search(rf"""node_id\s*=\s*["']{n}["']""", text))
-    return NativeNodes(str(module), names)
 
 
 @dataclass(frozen=True)
