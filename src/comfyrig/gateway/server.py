@@ -62,7 +62,7 @@ MAX_UPLOAD = 100 * 2**20  # bytes: ComfyUI's default --max-upload-size (100 MB)
 
 @dataclass(frozen=True)
 class GatewayOptions:
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # one address or a comma-separated list, as ComfyUI's --listen
     port: int = 8188
     token: str | None = None  # None: no authentication (loopback, or --insecure-no-auth)
     lost_grace_s: float = 2.0  # a dropped worker socket may come back this soon, with its queue
@@ -135,9 +135,9 @@ class GatewayServer:
         self._sessions = Sessions()
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.options.host, self.options.port, reuse_address=True)
         try:
-            await site.start()
+            for host in self.options.host.split(","):  # ComfyUI's --listen takes a list too
+                await web.TCPSite(self._runner, host.strip().strip("[]"), self.options.port, reuse_address=True).start()
         except OSError:
             await self.stop()
             raise

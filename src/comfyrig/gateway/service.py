@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..comfy.urls import is_local_host
 from ..errors import ConfigError, PortInUseError
 from ..events import Reporter, discard
+from ..launch.registry import StateDir
 from .backends import BackendSpec
 from .events import GatewayEvent, GatewayStarted
 from .server import GatewayOptions, GatewayServer
@@ -56,23 +55,17 @@ def needs_token(listen: str) -> bool:
     return not all(is_local_host(host) and host.strip() not in ("0.0.0.0", "::") for host in listen.split(","))
 
 
-def gateway_token(environ: Mapping[str, str], state: Path) -> tuple[str, str]:
+def gateway_token(environ: Mapping[str, str], state: StateDir) -> tuple[str, str]:
     """The token and where it comes from: COMFYRIG_AUTH_TOKEN, else a file in comfyrig's private
-    state folder (created 0600 with a random token on first use). The token itself is never shown."""
+    state folder (0600, a random token made on first use). The token itself is never shown."""
     given = environ.get(TOKEN_VARIABLE, "").strip()
     if given:
         return given, TOKEN_VARIABLE
-    path = state / TOKEN_FILE
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        token = ""
+    token = (state.read_private(TOKEN_FILE) or "").strip()
     if not token:
         token = secrets.token_urlsafe(32)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(token + "\n")
-    return token, str(path)
+        state.write_private(TOKEN_FILE, token + "\n")
+    return token, str(state.root / TOKEN_FILE)
 
 
 class GatewayThread:

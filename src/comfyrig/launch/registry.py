@@ -86,6 +86,10 @@ class StateDir:
 
     # -- the folder: ours, private, and no link -------------------------------------------------
     def _ensure(self, folder: Path) -> Path:
+        try:  # the ordinary folders above it (~/.local/state on a fresh account)
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateDirError(f"comfyrig's state folder {self.root} cannot be created: {exc.strerror or exc}.") from exc
         for path in (self.root, folder):
             try:
                 os.mkdir(path, 0o700)
@@ -113,6 +117,17 @@ class StateDir:
                 f"comfyrig's state folder {path} {problem}, so the instance records in it cannot be trusted.",
                 hint="Remove it, or point COMFYRIG_STATE_DIR at a folder of your own (comfyrig creates it, mode 0700).",
             )
+
+    # -- private files of comfyrig's own (the gateway's token) --------------------------------------
+    def read_private(self, name: str) -> str | None:
+        self._ensure(self.root)
+        return self._read(self.root / name)
+
+    def write_private(self, name: str, text: str) -> Path:
+        """Written 0600 through a fresh temporary; returns the path (never the text) to show."""
+        path = self.root / name
+        self._write(path, text)
+        return path
 
     # -- files: written through a fresh temporary, read without following links -------------------
     def _write(self, path: Path, text: str) -> None:
