@@ -26,6 +26,7 @@ import jobs
 import knobs as knobs_module
 import nodes
 from aiohttp import web
+from app.user_manager import UserManager
 from comfy import image as img
 from comfy import model_management
 from comfyui_version import __version__
@@ -117,6 +118,7 @@ class PromptServer:
         self.client_id = None
         self.last_node_id = None
         self.last_prompt_id = None
+        self.user_manager = UserManager(args)
         self.feature_flags = {**SERVER_FEATURE_FLAGS_BASE, "max_upload_size": args.max_upload_size * 1024 * 1024}
 
         middleware = cors_middleware(args.enable_cors_header) if args.enable_cors_header else origin_only_middleware()
@@ -155,6 +157,7 @@ class PromptServer:
         routes.post("/history")(self.post_history)
         routes.post("/upload/image")(self.upload_image)
         routes.post("/upload/mask")(self.upload_mask)
+        self.user_manager.add_routes(routes)
         if knobs_module.from_env().jobs_api:  # ComfyUI 0.24's jobs API (registered as /api/jobs there, too)
             routes.get("/api/jobs")(self.get_jobs)
             routes.get("/api/jobs/{job_id}")(self.get_job)
