@@ -361,8 +361,11 @@ class PromptQueue:
         with self.mutex:
             for i, item in enumerate(self.queue):
                 if predicate(item):
-                    self.queue.pop(i)
-                    heapq.heapify(self.queue)
+                    if len(self.queue) == 1:
+                        self.wipe_queue()  # ComfyUI does: one status broadcast more
+                    else:
+                        self.queue.pop(i)
+                        heapq.heapify(self.queue)
                     self.server.queue_updated()
                     return True
         return False

@@ -384,21 +384,38 @@ class PromptServer:
         return web.json_response(self.prompt_queue.get_history(prompt_id=request.match_info["prompt_id"]))
 
     async def get_jobs(self, request):
+        """0.24's GET /api/jobs: status (comma list), workflow_id, sort_by, sort_order, limit, offset."""
         query = request.rel_url.query
-        statuses = [s.strip().lower() for s in query.get("status", "").split(",") if s.strip()]
-        bad = [s for s in statuses if s not in jobs.STATUSES]
-        if bad:
-            return web.json_response({"error": f"Invalid status value(s): {', '.join(bad)}. "
-                                               f"Valid values: {', '.join(jobs.STATUSES)}"}, status=400)
-        try:
-            limit = int(query["limit"]) if "limit" in query else None
-            offset = max(int(query.get("offset", 0)), 0)
-        except ValueError:
-            return web.json_response({"error": "limit must be an integer"}, status=400)
-        if limit is not None and limit <= 0:
-            return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        statuses = None
+        if query.get("status"):
+            statuses = [s.strip().lower() for s in query["status"].split(",") if s.strip()]
+            bad = [s for s in statuses if s not in jobs.STATUSES]
+            if bad:
+                return web.json_response({"error": f"Invalid status value(s): {', '.join(bad)}. "
+                                                   f"Valid values: {', '.join(jobs.STATUSES)}"}, status=400)
+        sort_by = query.get("sort_by", "created_at").lower()
+        sort_order = query.get("sort_order", "desc").lower()
+        if sort_by not in jobs.SORT_FIELDS:
+            return web.json_response({"error": "sort_by must be 'created_at' or 'execution_duration'"}, status=400)
+        if sort_order not in ("asc", "desc"):
+            return web.json_response({"error": "sort_order must be 'asc' or 'desc'"}, status=400)
+        limit = None
+        if "limit" in query:
+            try:
+                limit = int(query["limit"])
+            except ValueError:
+                return web.json_response({"error": "limit must be an integer"}, status=400)
+            if limit <= 0:
+                return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        offset = 0
+        if "offset" in query:
+            try:
+                offset = max(int(query["offset"]), 0)
+            except ValueError:
+                return web.json_response({"error": "offset must be an integer"}, status=400)
         running, pending = self.prompt_queue.get_current_queue()
-        page, total = jobs.all_jobs(running, pending, self.prompt_queue.get_history(), statuses, limit, offset)
+        page, total = jobs.all_jobs([i[:5] for i in running], [i[:5] for i in pending], self.prompt_queue.get_history(),
+                                    statuses, query.get("workflow_id"), sort_by, sort_order, limit, offset)
         return web.json_response({"jobs": page, "pagination": {"offset": offset, "limit": limit, "total": total,
                                                                "has_more": offset + len(page) < total}})
 
