@@ -254,11 +254,9 @@ PREVIEWS = False  # set from the knob at start (init_extra_nodes)
 
 
 def step_preview(step: int, steps: int) -> tuple:
-    """An 8x8 grey PNG, lighter at each step, standing in for latent_preview's picture of the
-    latent. ComfyUI sends JPEG here; the fake sends PNG (no JPEG encoder without Pillow), which
-    the same frame formats carry (image type 2, "image/png")."""
-    level = round(255 * step / steps)
-    return ("PNG", img.png_bytes(img.solid(8, 8, level * 0x010101), {}, compress_level=1), args.preview_size)
+    """An 8x8 grey JPEG, lighter at each step (grey = 255 * step / steps), standing in for
+    latent_preview's ("JPEG", picture of the latent, --preview-size)."""
+    return ("JPEG", img.jpeg_solid_grey(8, 8, round(255 * step / steps)), args.preview_size)
 
 
 # --- Model loaders: schemas only --------------------------------------------------------------

@@ -229,12 +229,17 @@ def test_previews_follow_the_clients_feature_flags(fake):
                             "progress 3 0", "binary 1", "progress 3 1", "binary 1"]
     assert trace(modern) == ["binary 4", "progress 2 1", "binary 4", "progress 2 2",
                              "binary 4", "progress 3 0", "binary 4", "progress 3 1"]
-    preview = next(m for m in modern if isinstance(m, harness.BinaryFrame))
-    assert preview.metadata == {"node_id": "2", "prompt_id": "prev-2", "display_node_id": "2", "parent_node_id": None,
-                                "real_node_id": "2", "image_type": "image/png"}
-    assert harness.decode_png(preview.image)[:2] == (8, 8)
-    sleep_previews = [m for m in plain if isinstance(m, harness.BinaryFrame)][:2]
-    assert [harness.decode_png(f.image)[2][:3] for f in sleep_previews] == [bytes((128,) * 3), bytes((255,) * 3)]
+    # FakeSleep's previews are JPEG as a sampler's (image type 1, image/jpeg), SaveImageWebsocket's PNG.
+    sleep_preview, saved = [m for m in modern if isinstance(m, harness.BinaryFrame)][1:3]
+    assert sleep_preview.metadata == {"node_id": "2", "prompt_id": "prev-2", "display_node_id": "2",
+                                      "parent_node_id": None, "real_node_id": "2", "image_type": "image/jpeg"}
+    assert sleep_preview.image == image.jpeg_solid_grey(8, 8, 255)
+    assert saved.metadata["image_type"] == "image/png" and saved.metadata["node_id"] == "3"
+    assert harness.decode_png(saved.image)[:2] == (2, 2)
+    plain_frames = [m for m in plain if isinstance(m, harness.BinaryFrame)]
+    assert [(f.image_format, f.image) for f in plain_frames[:2]] == [
+        (1, image.jpeg_solid_grey(8, 8, 128)), (1, image.jpeg_solid_grey(8, 8, 255))]
+    assert [f.image_format for f in plain_frames[2:]] == [2, 2]
 
 
 def test_without_the_knob_fake_sleep_sends_no_previews(tmp_path):

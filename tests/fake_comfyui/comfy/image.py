@@ -231,3 +231,71 @@ def png_bytes_rgba(frame: Frame, alpha: bytes, text: Dict[str, str], compress_le
     out.append(_chunk(b"IDAT", zlib.compress(raw, compress_level)))
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)
+
+
+# --- A minimal baseline JPEG writer for solid grey pictures (sampler previews) ----------------
+# ComfyUI's latent previews are JPEG. The fake's previews are solid grey squares, so one DC value
+# per 8x8 block and no AC coefficient say everything: a standard DC table (JPEG Annex K.3) and an
+# AC table holding only end-of-block are enough, and any decoder reads the result.
+
+_DC_BITS = (0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0)   # code counts per length 1..16
+_DC_VALUES = tuple(range(12))
+_AC_BITS = (1,) + (0,) * 15                                     # one code: "0" = end of block
+_AC_VALUES = (0x00,)
+_QUANT = 8   # every entry of the one quantisation table; a DC of (level - 128) dequantises exactly
+
+
+def _huffman_codes(bits, values) -> dict:
+    """value -> (code, length), canonical as JPEG assigns them."""
+    codes, code, k = {}, 0, 0
+    for length, count in enumerate(bits, start=1):
+        for _ in range(count):
+            codes[values[k]] = (code, length)
+            code += 1
+            k += 1
+        code <<= 1
+    return codes
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return struct.pack(">HH", marker, len(payload) + 2) + payload
+
+
+def jpeg_solid_grey(width: int, height: int, level: int) -> bytes:
+    """A baseline greyscale JPEG of width x height pixels, all of grey `level` (0..255)."""
+    dc_codes = _huffman_codes(_DC_BITS, _DC_VALUES)
+    eob_code, eob_length = _huffman_codes(_AC_BITS, _AC_VALUES)[0x00]
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    acc, n, out = 0, 0, bytearray()
+
+    def put(value: int, length: int) -> None:
+        nonlocal acc, n
+        acc, n = (acc << length) | value, n + length
+        while n >= 8:
+            byte = (acc >> (n - 8)) & 0xFF
+            out.append(byte)
+            if byte == 0xFF:
+                out.append(0x00)   # byte stuffing
+            n -= 8
+        acc &= (1 << n) - 1
+
+    previous = 0
+    for _ in range(blocks):
+        diff, previous = (level - 128) - previous, level - 128
+        size = abs(diff).bit_length()
+        put(*dc_codes[size])
+        if size:
+            put(diff if diff > 0 else diff + (1 << size) - 1, size)
+        put(eob_code, eob_length)
+    if n:
+        put((1 << (8 - n)) - 1, 8 - n)   # pad with one-bits
+    return b"".join((
+        b"\xff\xd8",
+        _segment(0xFFE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"),
+        _segment(0xFFDB, b"\x00" + bytes([_QUANT] * 64)),
+        _segment(0xFFC0, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00"),
+        _segment(0xFFC4, b"\x00" + bytes(_DC_BITS) + bytes(_DC_VALUES) + b"\x10" + bytes(_AC_BITS) + bytes(_AC_VALUES)),
+        _segment(0xFFDA, b"\x01\x01\x00\x00\x3f\x00"),
+        bytes(out),
+        b"\xff\xd9",
+    ))
