@@ -243,8 +243,12 @@ def test_previews_follow_the_clients_feature_flags(fake):
 
 
 def test_without_the_knob_fake_sleep_sends_no_previews(tmp_path):
-    with harness.running_fake(args=["--base-directory", str(tmp_path)]) as fake, \
-            connect(f"ws://127.0.0.1:{fake.port}/ws?clientId=c") as ws:
+    args = ["--base-directory", str(tmp_path), "--input-directory", str(tmp_path / "elsewhere")]
+    with harness.running_fake(args=args) as fake, connect(f"ws://127.0.0.1:{fake.port}/ws?clientId=c") as ws:
+        # --input-directory moves where uploads go and what LoadImage lists.
+        assert upload(fake, "moved.png", png(1, 1, 0))[0] == 200
+        assert (tmp_path / "elsewhere" / "moved.png").is_file()
+        assert fake.get_json("/object_info/LoadImage")["LoadImage"]["input"]["required"]["image"][0] == ["moved.png"]
         prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": 1, "color": 0}},
                   "2": {"class_type": "FakeSleep", "inputs": {"seconds": 0.0, "steps": 2, "any": ["1", 0]}},
                   "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "n"}}}
