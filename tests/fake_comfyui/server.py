@@ -318,7 +318,7 @@ class PromptServer:
                 mask = img.decode_png(image.file.read())
                 alpha = mask.alpha if mask.alpha is not None else b"\xff" * (mask.frame.width * mask.frame.height)
                 if (mask.frame.width, mask.frame.height) != (original.frame.width, original.frame.height):
-                    raise img.UnsupportedImage("mask and original differ in size (the fake does not resize)")
+                    raise ValueError("images do not match")  # what Pillow's putalpha raises: a 500
                 with open(filepath, "wb") as f:
                     f.write(img.png_bytes_rgba(original.frame, alpha, original.text))
 
