@@ -56,6 +56,7 @@ class Rig:
 
     def ws(self, client_id: str, *, metadata: bool = False) -> ClientConnection:
         socket = connect(self.url.replace("http", "ws") + f"/ws?clientId={client_id}", proxy=None, max_size=2**24)
+        socket.__enter__()  # websockets 17.1 wants the connection entered before its first use
         if metadata:
             socket.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
         return socket
@@ -277,3 +278,61 @@ def test_a_token_is_required_when_one_is_set(tmp_path: Path) -> None:
         assert browser.status_code == 200 and browser.cookies.get("comfyrig_token") == "s3cret-token"
         wrong = httpx.get(r.url + "/queue", headers={"Authorization": "Bearer nope"}, trust_env=False)
         assert wrong.status_code == 401
+
+
+def test_previews_and_websocket_images_reach_old_and_new_clients(tmp_path: Path) -> None:
+    """A client that announced supports_preview_metadata gets ComfyUI's type-4 frames; one that
+    did not gets the type-1 frames ComfyUI would send it (the gateway always asks for type 4)."""
+    wf = slow(7, 0.3)
+    wf["5"] = {"class_type": "SaveImageWebsocket", "inputs": {"images": ["4", 0]}}
+    with rig(tmp_path, workers=1, env={"FAKE_COMFYUI_PREVIEWS": "1"}) as r:
+        for metadata in (True, False):
+            client = uuid.uuid4().hex
+            with r.ws(client, metadata=metadata) as socket:
+                socket.recv(timeout=5)  # status
+                if metadata:
+                    assert json.loads(socket.recv(timeout=5))["type"] == "feature_flags"
+                pid = r.post("/prompt", {"prompt": wf, "client_id": client}).json()["prompt_id"]
+                frames: list[bytes] = []
+                while True:
+                    raw = socket.recv(timeout=20)
+                    if isinstance(raw, bytes):
+                        frames.append(raw)
+                    elif (e := json.loads(raw))["type"] == "executing" and e["data"]["node"] is None and e["data"]["prompt_id"] == pid:
+                        break
+            parsed = [harness.parse_binary_frame(f) for f in frames]
+            kinds = {p.event for p in parsed}
+            assert kinds == ({4} if metadata else {1}), kinds
+            pngs = [f for f in frames if b"\x89PNG" in f]
+            assert len(pngs) == 1  # SaveImageWebsocket's image, delivered once
+            jpegs = [f for f in frames if b"\xff\xd8" in f[:64] or b"image/jpeg" in f[:200]]
+            assert len(jpegs) == 3  # one preview per FakeSleep step
+
+
+def test_a_restarted_gateway_adopts_the_prompts_in_flight(tmp_path: Path) -> None:
+    """The gateway restarts while one prompt runs and one waits: the running one (whose events go
+    to the old connection's client id) is reported from /history, the waiting one is re-queued
+    under the new id; the client, reconnecting with its id, sees both end, in order."""
+    with rig(tmp_path, workers=1) as r:
+        client = uuid.uuid4().hex
+        with r.ws(client) as socket:
+            socket.recv(timeout=5)
+            running = r.post("/prompt", {"prompt": slow(60, 1.5), "client_id": client}).json()["prompt_id"]
+            waiting = r.post("/prompt", {"prompt": slow(61, 0.2), "client_id": client}).json()["prompt_id"]
+            harness.wait_until(lambda: any(i[1] == running for i in r.get("/queue").json()["queue_running"]), 5, "it runs")
+        port = int(r.url.rsplit(":", 1)[1])
+        r.gateway.stop()
+        again = GatewayThread(r.gateway.specs, GatewayOptions(port=port, lost_grace_s=0.5, requeue_timeout_s=5))
+        again.start()
+        try:
+            harness.wait_until(lambda: r.live() == 1, 10, "the new gateway to reach the worker")
+            queue = r.get("/queue").json()
+            assert {i[1] for i in queue["queue_running"] + queue["queue_pending"]} == {running, waiting}
+            assert all(i[3].get("client_id") == client for i in queue["queue_running"] + queue["queue_pending"])
+            with r.ws(client) as socket:
+                events = events_until_done(socket, {running, waiting}, timeout=30)
+        finally:
+            again.stop()
+    ends = [e["data"]["prompt_id"] for e in events if e["type"] == "executing" and e["data"].get("node") is None]
+    assert ends == [running, waiting]
+    assert {e["data"]["prompt_id"] for e in events if e["type"] == "execution_success"} == {running, waiting}

@@ -34,6 +34,7 @@ class Backend:
     down_since: float | None = None  # monotonic time it was lost (None: never up, or up)
     features: dict[str, Any] = field(default_factory=dict)
     running: str | None = None  # the prompt it runs now, for frames that carry no prompt id
+    sid: str = ""  # the client id of the gateway's open connection to it
 
     @property
     def name(self) -> str:

@@ -42,6 +42,8 @@ class PromptEntry:
     node: str | None = None  # the node running now (for a client that reconnects)
     display_node: str | None = None
     outputs: list[tuple[str, str, str]] = field(default_factory=list)  # (filename, subfolder, type)
+    sid: str = ""  # the gateway's client id it was submitted under (its events come on that connection)
+    deaf: bool = False  # running under an older client id: its end is read from /history
 
 
 class Ledger:
@@ -127,6 +129,7 @@ class Ledger:
         entry = self._live.get(prompt_id)
         if entry is not None:
             entry.backend, entry.state, entry.node, entry.display_node = backend, "forwarding", None, None
+            entry.deaf = False
 
     # -- questions ---------------------------------------------------------------------------------
     def in_flight(self, backend: str | None = None) -> list[PromptEntry]:

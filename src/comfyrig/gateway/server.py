@@ -43,7 +43,7 @@ from ..events import Reporter, discard
 from .auth import COOKIE, auth_middleware, origin_middleware
 from .backends import Backend, BackendSpec, Sessions
 from .events import BackendDown, BackendUp, GatewayEvent, NodesDiffer, PromptFailed, PromptMoved
-from .ledger import Ledger, PromptEntry, choose_backend
+from .ledger import Ledger, PromptEntry, PromptState, choose_backend
 from .merge import CLIENT_KEY, history_page, history_window, jobs_page, merge_queue, restore_history_entry, restore_job
 from .relay import Relay
 
@@ -94,7 +94,10 @@ class GatewayServer:
         self.order = [spec.name for spec in backends]
         self.ledger = Ledger()
         self.relay = Relay(self.ledger)
-        self.sid = f"comfyrig-gw-{options.host}-{options.port}".replace(":", "_")
+        # Each upstream connection gets its own client id under this prefix. ComfyUI (0.3.x to
+        # 0.24) forgets a client id when an *earlier* socket with that id closes, even after a
+        # newer one registered, so a reconnect under the same id could go deaf without a sign.
+        self.sid_prefix = f"comfyrig-gw-{options.host}-{options.port}".replace(":", "_").replace(",", "_")
         self.report = reporter
         self.clock = clock
         self._tasks: list[asyncio.Task[None]] = []
@@ -230,7 +233,7 @@ class GatewayServer:
                 self.ledger.next_number(bool(body.get("front")))
             extra = dict(body.get("extra_data") or {}) if isinstance(body.get("extra_data"), dict) else {}
             extra[CLIENT_KEY] = client_id
-            forwarded = {**body, "prompt_id": prompt_id, "number": number, "client_id": self.sid, "extra_data": extra}
+            forwarded = {**body, "prompt_id": prompt_id, "number": number, "extra_data": extra}
             forwarded.pop("front", None)
             target = choose_backend(self.live(), self.ledger, client_id)
             if target is None:
@@ -245,6 +248,8 @@ class GatewayServer:
         while True:
             backend = self.backends[entry.backend]
             tried.add(backend.name)
+            entry.sid = backend.sid  # its events come back on the connection open now
+            entry.body["client_id"] = backend.sid
             try:
                 status, data = await self._json(backend, "POST", "/prompt", body=entry.body)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
@@ -530,12 +535,15 @@ class GatewayServer:
     async def _upstream(self, backend: Backend) -> None:
         """Keep one websocket open to ``backend``; it is routable exactly while this is open."""
         delay = 0.2
-        url = backend.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + f"/ws?clientId={self.sid}"
+        base = backend.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         while True:
+            sid = f"{self.sid_prefix}-{uuid.uuid4().hex[:12]}"
+            url = f"{base}/ws?clientId={sid}"
             try:
                 session = self.sessions.for_url(backend.url)
                 async with session.ws_connect(url, heartbeat=20, max_msg_size=2**26, timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
                     await ws.send_str(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+                    backend.sid = sid
                     await self._backend_up(backend)
                     delay = 0.2
                     async for message in ws:
@@ -593,42 +601,60 @@ class GatewayServer:
         await self.relay.text(backend.name, raw, message)
 
     async def _reconcile(self, backend: Backend) -> None:
-        """On (re)connecting: adopt prompts this gateway put there before it restarted; for the
-        ledger's prompts there, learn which the worker lost (re-submitted) or finished meanwhile."""
+        """On (re)connecting under a new client id: adopt the prompts this gateway put there before
+        it restarted; a prompt submitted under an older id (whose events now go nowhere) is
+        re-queued under the new one if it has not started, and watched through /history if it
+        runs; one the worker lost is re-submitted, one it finished meanwhile is reported."""
         try:
             status, queue = await self._json(backend, "GET", "/queue")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return
         if status != 200 or not isinstance(queue, dict):
             return
-        present: set[str] = set()
-        for state, items in (("running", queue.get("queue_running")), ("queued", queue.get("queue_pending"))):
+        where: dict[str, PromptState] = {}
+        listed: tuple[tuple[PromptState, Any], ...] = (("running", queue.get("queue_running")), ("queued", queue.get("queue_pending")))
+        for state, items in listed:
             for item in items or []:
                 if not (isinstance(item, list) and len(item) > 3):
                     continue
                 prompt_id, extra = str(item[1]), item[3] if isinstance(item[3], dict) else {}
-                present.add(prompt_id)
-                if self.ledger.get(prompt_id) is None and extra.get("client_id") == self.sid:
+                where[prompt_id] = state
+                old_sid = str(extra.get("client_id", ""))
+                if self.ledger.get(prompt_id) is None and old_sid.startswith(self.sid_prefix + "-"):
                     number = float(item[0])
                     self.ledger.see_number(number)
                     client_id = extra.get(CLIENT_KEY)
-                    body = {"prompt": item[2], "prompt_id": prompt_id, "number": number, "client_id": self.sid,
+                    body = {"prompt": item[2], "prompt_id": prompt_id, "number": number,
                             "extra_data": {k: v for k, v in extra.items() if k not in ("client_id", "create_time")}}
-                    entry = PromptEntry(prompt_id, client_id, backend.name, number, body, answer={"prompt_id": prompt_id,
-                                        "number": number, "node_errors": {}}, state="running" if state == "running" else "queued")
+                    entry = PromptEntry(prompt_id, client_id, backend.name, number, body, answer={
+                        "prompt_id": prompt_id, "number": number, "node_errors": {}}, state=state, sid=old_sid)
                     self.ledger.add(entry)
                     self.relay.submitted(client_id, prompt_id)
         for entry in self.ledger.in_flight(backend.name):
-            if entry.prompt_id in present or entry.state == "forwarding":
+            if entry.state == "forwarding" or entry.sid == backend.sid:
                 continue
-            try:
-                status, history = await self._json(backend, "GET", f"/history/{entry.prompt_id}")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                continue
-            if status == 200 and isinstance(history, dict) and entry.prompt_id in history:
-                await self._synthesize_end(entry, history[entry.prompt_id])
+            now = where.get(entry.prompt_id)
+            if now == "running":
+                entry.deaf = True  # the rescue loop reads its outcome from /history
+            elif now == "queued":
+                await self._each("POST", "/queue", body={"delete": [entry.prompt_id]}, names=[backend.name])
+                await self._forward_prompt(entry, first=False)
             else:
-                await self._resubmit(entry, backend.name)
+                await self._ended_elsewhere(entry, backend)
+
+    async def _ended_elsewhere(self, entry: PromptEntry, backend: Backend) -> bool:
+        """A prompt the gateway did not hear end: from the worker's history if it is there
+        (True), else re-submitted (it was lost with its worker's queue)."""
+        try:
+            status, history = await self._json(backend, "GET", f"/history/{entry.prompt_id}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+        if status == 200 and isinstance(history, dict) and entry.prompt_id in history:
+            await self._synthesize_end(entry, history[entry.prompt_id])
+            return True
+        if not entry.deaf:
+            await self._resubmit(entry, backend.name)
+        return False
 
     async def _synthesize_end(self, entry: PromptEntry, item: Any) -> None:
         """The worker finished ``entry`` while the gateway was not listening: tell its client as
@@ -658,12 +684,19 @@ class GatewayServer:
 
     async def _rescue_loop(self) -> None:
         """Prompts of a lost worker go elsewhere after the grace; with nowhere to go for too long
-        they fail, as ComfyUI reports a failed prompt."""
+        they fail, as ComfyUI reports a failed prompt. A prompt running under an older client id
+        is watched through /history until it ends."""
+        ticks = 0
         while True:
             await asyncio.sleep(0.25)
+            ticks += 1
             now = self.clock()
             for entry in self.ledger.in_flight():
                 backend = self.backends[entry.backend]
+                if entry.deaf and backend.live:
+                    if ticks % 4 == 0:
+                        await self._ended_elsewhere(entry, backend)
+                    continue
                 if backend.live or backend.down_since is None or entry.state == "forwarding":
                     continue
                 lost_for = now - backend.down_since
