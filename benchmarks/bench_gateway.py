@@ -158,7 +158,7 @@ def main() -> None:
         ports = line.split()[1].split(",")
         port = free_port()
         exe = shutil.which("comfyrig", path=str(Path(sys.executable).parent)) or "comfyrig"
-        gateway_proc = subprocess.Popen([exe, "gateway", "--port", str(port), *sum((["--url", f"http://127.0.0.1:{p}"] for p in ports), [])],
+        gateway_proc = subprocess.Popen([exe, "gateway", "--port", str(port), *[arg for p in ports for arg in ("--url", f"http://127.0.0.1:{p}")]],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         gateway = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
@@ -180,8 +180,8 @@ def main() -> None:
             if proc is not None:
                 proc.terminate()
                 proc.wait(10)
-    header = [f"bench_gateway.py, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-              f"aiohttp {aiohttp.__version__}"]
+    header = [(f"bench_gateway.py, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
+               f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}")]
     text = "\n".join(header + lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
