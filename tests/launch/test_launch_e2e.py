@@ -309,8 +309,12 @@ def test_workers_behind_one_url(rig: Rig) -> None:
     query = urllib.parse.urlencode(image)
     with urllib.request.urlopen(f"{gateway}/view?{query}", timeout=10) as response:
         assert response.read().startswith(b"\x89PNG")
-    status = json.loads(cli("status", "--json").stdout)["instances"]
-    assert sorted(i["port"] for i in status) == ports
-    assert cli("stop", "--all").returncode == 0
+    status = json.loads(cli("status", "--json").stdout)
+    assert sorted(i["port"] for i in status["instances"]) == ports
+    assert all(i["gateway"] == gateway for i in status["instances"])
+    assert status["gateways"] == [{"url": gateway, "answering": True, "routable": 2, "workers": 2, "queue_remaining": 0,
+                                   "clients": 0, "prompts_routed": 1}]
+    stopped = cli("stop", "--port", str(base))  # the gateway's port: every worker behind it
+    assert stopped.returncode == 0 and stopped.stdout.count("stopped pid") == 2
     assert launched.wait() == 0
     assert port_is_free(base) and all(port_is_free(p) for p in ports)

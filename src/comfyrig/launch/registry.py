@@ -56,6 +56,7 @@ class InstanceRecord:
     threads: int | None = None
     owner: str = "launch"  # the command that started it: launch, batch or ray
     start_ticks: int | None = None  # the pid's start time (clock ticks since boot)
+    gateway: str | None = None  # the one URL in front of it, when launched behind a gateway
 
     def matches_process(self) -> bool:
         """True when ``pid`` is alive and is still this process: the same command line, the
@@ -264,6 +265,7 @@ class Recorder:
                         cpus=format_cpus(spec.placement.cpus) if spec.placement else None,
                         threads=spec.placement.threads if spec.placement else None,
                         owner=self.plan.owner, start_ticks=start_time(pid),
+                        gateway=self.plan.gateway.url if self.plan.gateway else None,
                     )
                 )
             case Exited(name=name, pid=pid):
