@@ -294,7 +294,8 @@ def test_workers_behind_one_url(rig: Rig) -> None:
     a prompt sent there runs on a worker and its output is served back through the same URL."""
     cli = rig.cli
     base = free_port()
-    launched, _ = start(rig, "--workers", port=base)
+    # A real ComfyUI needs a GPU unless told --cpu (the GPUs here are simulated).
+    launched, _ = start(rig, "--workers", *(["--", "--cpu"] if rig.real else []), port=base)
     launched.wait_for("READY", count=2)
     launched.wait_for("is routable", count=2)
     assert f"gateway: one ComfyUI URL http://127.0.0.1:{base}" in launched.text
