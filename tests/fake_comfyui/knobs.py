@@ -21,6 +21,7 @@ class Knobs:
     node_packs: frozenset = frozenset()    # {"multigpu"}
     spawn_child: bool = False              # start a sleeping grandchild in our process group
     child_pidfile: Optional[str] = None    # where the grandchild's pid goes
+    child_setsid: bool = False             # the grandchild daemonizes: double fork, setsid, ignores SIGTERM/SIGHUP
     ignore_sigint: bool = False
     ignore_sigterm: bool = False
     device_name: str = "NVIDIA H100 80GB HBM3"
@@ -67,6 +68,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> Knobs:
         node_packs=packs,
         spawn_child=_flag(env, "FAKE_COMFYUI_SPAWN_CHILD"),
         child_pidfile=env.get("FAKE_COMFYUI_CHILD_PIDFILE") or None,
+        child_setsid=_flag(env, "FAKE_COMFYUI_CHILD_SETSID"),
         ignore_sigint=_flag(env, "FAKE_COMFYUI_IGNORE_SIGINT"),
         ignore_sigterm=_flag(env, "FAKE_COMFYUI_IGNORE_SIGTERM"),
         device_name=env.get("FAKE_COMFYUI_DEVICE_NAME") or Knobs.device_name,

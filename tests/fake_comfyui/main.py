@@ -107,6 +107,23 @@ def cleanup_temp() -> None:
 def spawn_grandchild() -> None:
     """FAKE_COMFYUI_SPAWN_CHILD: a sleeper in our process group holding our stdout/stderr, like a
     custom node's helper process. A launcher that stops only our pid leaves it behind."""
+    if KNOBS.child_setsid:
+        # A daemon: it leaves our group and session, its parent exits at once (so it is an
+        # orphan), and it shrugs off SIGTERM and SIGHUP. Only its own pid file says where it is.
+        code = (
+            "import os, signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "os.setsid()\n"
+            "if os.fork(): os._exit(0)\n"
+            "path = sys.argv[1]\n"
+            "if path:\n"
+            "    open(path + '.tmp', 'w').write(f'{os.getpid()}\\n'); os.replace(path + '.tmp', path)\n"
+            "time.sleep(3600)\n"
+        )
+        middle = subprocess.Popen([sys.executable, "-c", code, KNOBS.child_pidfile or ""], stdin=subprocess.DEVNULL)
+        middle.wait()
+        logging.info("FAKE_COMFYUI_SPAWN_CHILD: started a daemonized grandchild (setsid, double fork)")
+        return
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], stdin=subprocess.DEVNULL)
     if KNOBS.child_pidfile:
         with open(KNOBS.child_pidfile, "w") as f:

@@ -38,6 +38,7 @@ class FakeChild:
     code: int | None = None
     signals: list[int] = field(default_factory=list)
     output_open: bool = False  # True: lines may still come after the exit
+    sentinel_pid: int | None = None
 
     @property
     def pgid(self) -> int:

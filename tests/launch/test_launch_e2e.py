@@ -174,6 +174,40 @@ def test_comfyrig_sigkilled_takes_comfyui_with_it(rig: Rig) -> None:
     wait_until(lambda: port_is_free(port), 10, "the port to be free")
 
 
+@pytest.mark.fake_only
+@pytest.mark.parametrize("how", ["group", "setsid"])
+def test_comfyrig_sigkilled_leaves_no_grandchild(rig: Rig, tmp_path: Path, how: str) -> None:
+    # Before: ComfyUI died by its parent-death signal, its helper lived on under init.
+    pidfile = tmp_path / "grandchild.pid"
+    env = {"FAKE_COMFYUI_SPAWN_CHILD": "1", "FAKE_COMFYUI_CHILD_PIDFILE": str(pidfile),
+           "FAKE_COMFYUI_CHILD_SETSID": "1" if how == "setsid" else "0"}
+    launched, port = start(rig, "--cpu", env=env)
+    launched.wait_for("READY")
+    grandchild = read_pid(pidfile)
+    pid = int(launched.text.split("started pid ")[1].split(",")[0])
+    record = json.loads((tmp_path / "state" / "instances" / f"{port}.json").read_text())
+    assert record["pid"] == pid and record["sentinel_pid"] not in (None, pid)
+    os.kill(launched.proc.pid, 9)
+    launched.proc.wait(timeout=10)
+    wait_until(lambda: pid_gone(grandchild), 10, f"the {how} grandchild to be gone")
+    wait_until(lambda: pid_gone(pid) and pid_gone(record["sentinel_pid"]), 10, "ComfyUI and its sentinel to be gone")
+    wait_until(lambda: port_is_free(port), 10, "the port to be free")
+
+
+@pytest.mark.fake_only
+def test_stop_reaches_a_daemonized_grandchild(rig: Rig, tmp_path: Path) -> None:
+    # A helper that left ComfyUI's group and session: the group signal misses it, the sentinel does not.
+    pidfile = tmp_path / "daemon.pid"
+    env = {"FAKE_COMFYUI_SPAWN_CHILD": "1", "FAKE_COMFYUI_CHILD_PIDFILE": str(pidfile), "FAKE_COMFYUI_CHILD_SETSID": "1"}
+    launched, port = start(rig, "--cpu", "--restart", "always", env=env)
+    launched.wait_for("READY")
+    daemon = read_pid(pidfile)
+    result = rig.cli("stop", "--port", str(port))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert launched.wait() == 0
+    wait_until(lambda: pid_gone(daemon), 10, "the daemonized grandchild to be gone")
+
+
 def test_stop_stops_an_instance_restarted_always(rig: Rig) -> None:
     # Before: 'stop' signalled ComfyUI's group and the supervisor restarted it within seconds.
     launched, port = start(rig, "--cpu", "--restart", "always")

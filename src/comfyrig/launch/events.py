@@ -45,6 +45,7 @@ class Started:
     pid: int
     pgid: int
     attempt: int
+    sentinel: int | None = None  # the process that cleans up after it (launch/sentinel.py)
 
     @property
     def name(self) -> str:

@@ -57,6 +57,7 @@ class InstanceRecord:
     owner: str = "launch"  # the command that started it: launch, batch or ray
     start_ticks: int | None = None  # the pid's start time (clock ticks since boot)
     gateway: str | None = None  # the one URL in front of it, when launched behind a gateway
+    sentinel_pid: int | None = None  # the process that kills what ComfyUI leaves behind
 
     def matches_process(self) -> bool:
         """True when ``pid`` is alive and is still this process: the same command line, the
@@ -255,7 +256,7 @@ class Recorder:
 
     def __call__(self, event: SupervisorEvent) -> None:
         match event:
-            case Started(spec=spec, pid=pid, pgid=pgid):
+            case Started(spec=spec, pid=pid, pgid=pgid, sentinel=sentinel):
                 self.state.write(
                     InstanceRecord(
                         name=spec.name, port=spec.port, url=spec.url, pid=pid, pgid=pgid, argv=list(spec.argv),
@@ -264,7 +265,7 @@ class Recorder:
                         supervisor_pid=os.getpid(), started_at=time.time(),
                         cpus=format_cpus(spec.placement.cpus) if spec.placement else None,
                         threads=spec.placement.threads if spec.placement else None,
-                        owner=self.plan.owner, start_ticks=start_time(pid),
+                        owner=self.plan.owner, start_ticks=start_time(pid), sentinel_pid=sentinel,
                         gateway=self.plan.gateway.url if self.plan.gateway else None,
                     )
                 )

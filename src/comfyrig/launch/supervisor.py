@@ -419,7 +419,7 @@ class Supervisor:
             return
         worker.next_probe = self._clock()
         self._set(worker, "starting", f"started pid {worker.child.pid}, waiting for HTTP on {spec.url}")
-        self._report(Started(spec, worker.child.pid, worker.child.pgid, worker.generation))
+        self._report(Started(spec, worker.child.pid, worker.child.pgid, worker.generation, worker.child.sentinel_pid))
 
     def _ready(self, worker: _Worker, stats: Mapping[str, Any]) -> None:
         now = self._clock()
