@@ -2,6 +2,7 @@
 (``run``); the entry points themselves run as processes in test_installed.py and below."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def test_dry_run_every_mode(cli: InProcessCli, count: int) -> None:
 def test_dry_run_extra_args_and_dotenv(cli: InProcessCli, comfy_tree: Path) -> None:
     cli.gpus(2)
     (comfy_tree / ".env").write_text("CUDA_VISIBLE_DEVICES=1\nCOMFYUI_PORT=8190\nCOMFYUI_ARGS=--lowvram\nHF_HOME=/x\n")
-    result = cli("launch", "--dry-run", "--json", "--comfyui-dir", str(comfy_tree), "--", "--preview-method", "auto")
+    result = cli("launch", "--dry-run", "--json", "--comfyui-dir", str(comfy_tree), "--python", sys.executable,
+                 "--", "--preview-method", "auto")
     plan = json.loads(result.stdout)
     (inst,) = plan["instances"]
     assert plan["mode"] == "single" and inst["cuda_visible_devices"] == "1" and inst["port"] == 8190

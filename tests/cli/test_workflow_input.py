@@ -8,6 +8,7 @@ plan) and give the same one-paragraph error for every bad input.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,8 @@ def test_ui_format_is_refused_where_no_server_converts_it(
     )
     # batch --dry-run starts no ComfyUI, so without --url there is no /object_info to convert with.
     assert_error(
-        run_cli(capsys, "batch", str(ui), "--out", str(tmp_path / "out"), "--dry-run", "--comfyui-dir", str(comfy_dir)),
+        run_cli(capsys, "batch", str(ui), "--out", str(tmp_path / "out"), "--dry-run", "--comfyui-dir", str(comfy_dir),
+                "--python", sys.executable),
         f"The workflow {ui} is in ComfyUI's UI format (what Save writes); converting it needs a running ComfyUI's /object_info",
         "Pass --url of a running ComfyUI to --dry-run. Or: in ComfyUI, open the workflow",
     )

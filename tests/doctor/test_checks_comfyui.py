@@ -39,7 +39,8 @@ def test_comfyui_dir_missing_and_found(tmp_path: Path) -> None:
 
 def test_interpreter_found_next_to_comfyui(tmp_path: Path) -> None:
     comfy = comfy_tree(tmp_path / "ComfyUI")
-    assert check_python(make_ctx(tmp_path, CliOverrides(comfyui_dir=comfy))).status == "warn"
+    missing = check_python(make_ctx(tmp_path, CliOverrides(comfyui_dir=comfy)))
+    assert missing.status == "fail" and "refuses" in missing.message and "--python" in (missing.fix or "")
     python = fake_python(comfy, name="python")  # ComfyUI/venv/bin/python
     result = check_python(make_ctx(tmp_path, CliOverrides(comfyui_dir=comfy)))
     assert result.status == "pass" and result.message == f"{python} (from derived)."

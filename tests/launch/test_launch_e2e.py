@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import urllib.parse
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,3 +354,20 @@ def test_workers_behind_one_url(rig: Rig) -> None:
     assert stopped.returncode == 0 and stopped.stdout.count("stopped pid") == 2
     assert launched.wait() == 0
     assert port_is_free(base) and all(port_is_free(p) for p in ports)
+
+
+def test_no_interpreter_for_the_checkout_is_refused(cli: Cli, tmp_path: Path) -> None:
+    # Before: ComfyUI was started with comfyrig's own interpreter (no torch), without a word.
+    from comfyrig.config.interpreter import has_torch
+
+    if has_torch(Path(sys.prefix)):
+        pytest.skip("comfyrig's own environment has torch here, so it is ComfyUI's too")
+    cli.env.pop("VIRTUAL_ENV", None)
+    cli.env.pop("CONDA_PREFIX", None)
+    cli.gpus(1)
+    for args in (["launch", "--cpu"], ["launch", "--cpu", "--dry-run", "--json"], ["launch", "--workers"]):
+        result = cli(*args, "--comfyui-dir", str(FAKE_DIR), "--port", str(free_port()))
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stdout + result.stderr
+        said = " ".join((result.stdout + result.stderr).split())
+        assert "No Python environment for ComfyUI was found" in said and "--python PATH or COMFYUI_PYTHON=PATH" in said
+        assert "started pid" not in said

@@ -18,6 +18,7 @@ from typing import Generic, Literal, TypeVar
 from ..errors import ComfyUINotFoundError, ConfigError
 from ..secrets import mask_value
 from .envfile import EnvFile, read_env_file
+from .interpreter import find_python
 from .modes import GpuRequest
 
 __all__ = [
@@ -339,13 +340,9 @@ def _python(layers: _Layers, cli: CliOverrides, comfyui_dir: Path | None, enviro
                 hint="Give the Python interpreter of ComfyUI's environment, e.g. ComfyUI/.venv/bin/python.",
             )
         return Sourced(str(path), src.source)
-    if comfyui_dir is not None:
-        for venv in (".venv", "venv"):
-            candidate = comfyui_dir / venv / "bin" / "python"
-            if candidate.is_file():
-                return Sourced(str(candidate), "derived")
-    if environ.get("VIRTUAL_ENV"):
-        candidate = Path(environ["VIRTUAL_ENV"]) / "bin" / "python"
-        if candidate.is_file():
-            return Sourced(str(candidate), "derived")
+    found = find_python(comfyui_dir, environ)
+    if found is not None:
+        return Sourced(str(found), "derived")
+    # Not found: "default" marks it, and launching refuses it (launch.compose); other commands
+    # (config, doctor, gpus) still work and say so.
     return Sourced(sys.executable, "default")

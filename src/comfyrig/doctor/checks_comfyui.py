@@ -10,6 +10,7 @@ from pathlib import Path
 from ..comfy.args import ArgProblem, ComfyArgs
 from ..comfy.multigpu import find_multigpu_packs
 from ..comfy.vram import REMOVED_FLAGS, lowvram_given, medvram_instead, vram_facts
+from ..config.interpreter import not_found_text
 from ..config.settings import Sourced
 from .context import DoctorContext
 from .result import CheckResult, Status
@@ -97,12 +98,12 @@ def check_python(ctx: DoctorContext) -> CheckResult:
             f"Fix its permissions (chmod +x {src.value}) or give another with --python / COMFYUI_PYTHON.",
         )
     if src.source == "default":
+        checkout = ctx.settings.comfyui_dir.value
         return CheckResult(
             "comfyui.python",
             title,
-            "warn",
-            f"No ComfyUI environment found (no .venv or venv in the ComfyUI directory, COMFYUI_PYTHON unset): "
-            f"ComfyUI would run with comfyrig's own interpreter {src.value}.",
+            "fail" if checkout is not None else "warn",
+            f"{not_found_text(checkout, ctx.settings.environ)} 'comfyrig launch' refuses to start it.",
             "Set COMFYUI_PYTHON (or --python) to the interpreter that has ComfyUI's requirements and torch.",
         )
     return CheckResult("comfyui.python", title, "pass", f"{src.value} (from {src.source}).")

@@ -161,7 +161,7 @@ def gather(
         # The exact variables ComfyUI would get (through the one composition root), so
         # the torch child sees what ComfyUI will.
         facts = HostFacts(inventory=inventory, cpus=available_cpus(), flags=found.get("flags"), checkout=found.get("checkout"))
-        plan = compose(settings, facts, LaunchRequest(), ports=_LookOnly(port or DEFAULT_PORT))
+        plan = compose(settings, facts, LaunchRequest(look_only=True), ports=_LookOnly(port or DEFAULT_PORT))
         child_env = plan.instances[0].env
     simulated = inventory is not None and inventory.source == "simulated"
     found.update(_torch(settings, selection, child_env, torch, simulated, probes))

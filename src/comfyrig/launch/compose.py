@@ -23,8 +23,10 @@ from typing import Literal
 from ..comfy.args import FlagTable
 from ..comfy.checkout import comfyui_version, flag_table
 from ..comfy.multigpu import CheckoutMultiGpu, read_checkout
+from ..config.interpreter import not_found_text
 from ..config.modes import select_gpus
 from ..config.settings import Settings
+from ..errors import ComfyUINotFoundError
 from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
 from ..host.gpus.inventory import Gpu, Inventory
 from ..host.gpus.probe import probe_inventory
@@ -73,6 +75,7 @@ class LaunchRequest:
     gateway: bool = False  # one URL in front of the workers (only with workers on GPUs)
     urls: tuple[str, ...] = ()  # servers comfyrig did not start, also behind the gateway
     insecure_no_auth: bool = False  # a gateway beyond loopback without a token (warned)
+    look_only: bool = False  # nothing is started (doctor): an interpreter that was not found is no error
 
 
 class PortPicker:
@@ -130,7 +133,15 @@ def plan_gateway(settings: Settings, request: LaunchRequest, count: int, picker:
 
 def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, ports: PortPicker | None = None) -> LaunchPlan:
     """The plan of every ComfyUI this request starts. Raises SelectionError for a GPU
-    selection that does not fit ``facts.inventory``."""
+    selection that does not fit ``facts.inventory``, ComfyUINotFoundError when ComfyUI's
+    interpreter was not found for a checkout (``look_only`` plans, doctor's, are composed
+    anyway; without a checkout the command says how to get one)."""
+    if settings.python.source == "default" and settings.comfyui_dir.value is not None and not request.look_only:
+        raise ComfyUINotFoundError(
+            not_found_text(settings.comfyui_dir.value, settings.environ),
+            hint="Name ComfyUI's interpreter with --python PATH or COMFYUI_PYTHON=PATH (e.g. ComfyUI/venv/bin/python), "
+            "or create its environment with 'comfyrig install'.",
+        )
     selection = select_gpus(settings.gpu_request.value, facts.inventory)
     workers = request.workers and not selection.is_cpu
     count = len(selection.gpus) if workers else 1
