@@ -371,3 +371,36 @@ def test_no_interpreter_for_the_checkout_is_refused(cli: Cli, tmp_path: Path) ->
         said = " ".join((result.stdout + result.stderr).split())
         assert "No Python environment for ComfyUI was found" in said and "--python PATH or COMFYUI_PYTHON=PATH" in said
         assert "started pid" not in said
+
+
+@pytest.mark.fake_only
+@pytest.mark.parametrize("how", ["after --", "COMFYUI_ARGS"])
+def test_a_port_and_listen_in_comfyuis_flags_are_taken_over(rig: Rig, how: str) -> None:
+    # Before: two --port flags, ComfyUI bound the last one and comfyrig waited 300 s on the first;
+    # a --listen there exposed ComfyUI while the dashboard said 127.0.0.1.
+    mine, theirs = free_port(), free_port()
+    flags = ["--port", str(theirs), "--listen"]
+    args, env = (["--cpu", "--", *flags], None) if how == "after --" else (["--cpu"], {"COMFYUI_ARGS": " ".join(flags)})
+    cli = rig.cli
+    argv = ["launch", "--plain", "--comfyui-dir", rig.comfy_dir, "--python", rig.python, "--log-dir", str(cli.cwd / "logs"), *args]
+    launched = Launched(argv, {**cli.env, **(env or {})}, cli.cwd)
+    rig.started.append(launched)
+    launched.wait_for("READY")
+    said = " ".join(launched.text.split())
+    assert f"--port {theirs} in ComfyUI's flags is taken as comfyrig's --port" in said
+    assert "ComfyUI will listen on 0.0.0.0,::: it has no authentication" in said
+    assert f"READY http://127.0.0.1:{theirs} (listening on 0.0.0.0,::" in said
+    stats = get(f"http://127.0.0.1:{theirs}/system_stats")
+    assert stats["system"]["argv"].count("--port") == 1 and stats["system"]["argv"].count("--listen") == 1
+    assert port_is_free(mine)
+    launched.interrupt()
+    assert launched.wait() == 0
+
+
+def test_owned_flags_given_twice_are_refused_before_anything_starts(rig: Rig) -> None:
+    for extra, needle in ((["--port", "1"], "--port is given twice with different values"),
+                          (["--cuda-device", "0"], "--cuda-device 0 in ComfyUI's flags after --")):
+        launched, _ = start(rig, "--cpu", "--", *extra)
+        assert launched.wait() == 2
+        said = " ".join(launched.text.split())
+        assert needle in said and "Traceback" not in said and "started pid" not in said

@@ -127,9 +127,9 @@ def test_placement_sets_thread_budget_unless_user_did(tmp_path: Path) -> None:
 def test_workers_get_their_own_output_and_temp_folders(tmp_path: Path) -> None:
     p = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True)
     assert [i.argv[-4:] for i in p.instances] == [
-        ("--output-directory", "output/gpu0", "--temp-directory", "temp/gpu0"),
-        ("--output-directory", "output/gpu1", "--temp-directory", "temp/gpu1"),
-    ]
+        ("--output-directory", "output/gpu0", "--temp-directory", "comfyrig-temp/gpu0"),
+        ("--output-directory", "output/gpu1", "--temp-directory", "comfyrig-temp/gpu1"),
+    ]  # not temp/gpuN: any ComfyUI started from the checkout empties its temp/ at start
     chosen = plan(tmp_path, GpuRequest("multi"), ports=(8188, 8189), workers=True,
                   cli=CliOverrides(comfyui_args="--output-directory /data/out"))
     assert all("output/gpu" not in " ".join(i.argv) and "temp/gpu" in " ".join(i.argv) for i in chosen.instances)

@@ -84,3 +84,14 @@ def test_out_of_memory_advice_follows_what_the_log_said_about_dynamic_vram(tmp_p
     assert "--reserve-vram GB, --lowvram, --novram, --disable-smart-memory" in off and "Not --lowvram" not in off
     on = text(exit_report(failed(tail, dynamic_vram="enabled"), new))
     assert "Not --lowvram" in on
+
+
+def test_an_exposed_instance_shows_the_addresses_it_binds() -> None:
+    from dataclasses import replace
+
+    from comfyrig.ui.dashboard import status_line
+
+    ready = replace(failed(()).workers[0], phase="ready", message="", exit_code=None)
+    assert "listening" not in status_line(ready).plain
+    exposed = status_line(replace(ready, listen="0.0.0.0,::")).plain
+    assert exposed.startswith("READY     http://127.0.0.1:8188") and "listening on 0.0.0.0,::" in exposed

@@ -26,11 +26,12 @@ from ..comfy.multigpu import CheckoutMultiGpu, read_checkout
 from ..config.interpreter import not_found_text
 from ..config.modes import select_gpus
 from ..config.settings import Settings
-from ..errors import ComfyUINotFoundError
+from ..errors import ComfyUINotFoundError, ConfigError
 from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
 from ..host.gpus.inventory import Gpu, Inventory
 from ..host.gpus.probe import probe_inventory
 from ..host.ports import ephemeral_port, free_ports
+from .owned import TakenOver, take_over
 from .placement import CpuPlacement, PlacementMode, placement_for_gpu, plan_placement
 from .plan import GatewayPlan, LaunchPlan, is_loopback, plan_launch
 
@@ -146,6 +147,13 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
     workers = request.workers and not selection.is_cpu
     count = len(selection.gpus) if workers else 1
     placements, notes = _placements(selection.gpus, facts, request, workers)
+    try:
+        owned = take_over(settings, facts.flags, fleet=workers)  # before the ports: a --port there is ours
+    except ConfigError:
+        if not request.look_only:
+            raise
+        owned = TakenOver(settings, {}, ())  # doctor's look: its own checks name the flag
+    settings = owned.settings
     picker = ports or PortPicker()
     gateway: GatewayPlan | None = None
     if request.gateway and workers:
@@ -164,6 +172,8 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
         owner=request.owner,
         checkout=facts.checkout,
         gateway=gateway,
+        fleet_dirs=owned.dirs,
+        notes=owned.notes,
     )
 
 

@@ -147,6 +147,7 @@ class WorkerView:
     tail: tuple[str, ...]
     placement: str | None = None
     ever_ready: bool = False
+    listen: str = "127.0.0.1"  # the addresses it binds (``url`` is how this machine reaches it)
 
 
 @dataclass(frozen=True)

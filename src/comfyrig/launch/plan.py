@@ -149,28 +149,40 @@ def _child_env(settings: Settings, cuda_visible_devices: str) -> dict[str, str]:
     return env
 
 
-def _worker_dirs(indices: tuple[int, ...], args: ComfyArgs, comfyui_dir: Path | None) -> list[str]:
-    """Own output and temp folders per worker, and its own database, unless the user chose them.
+def _worker_dirs(
+    indices: tuple[int, ...], args: ComfyArgs, comfyui_dir: Path | None, parents: Mapping[str, str]
+) -> list[str]:
+    """Own output and temp folders per worker, and its own database.
 
     Two ComfyUIs writing to one output folder race for file names (each picks
     "the next free counter" on its own) and overwrite each other's images,
-    and every ComfyUI empties its temp folder when it starts. Relative paths:
-    ComfyUI runs in its own folder and makes them absolute. A folder the user
-    gave in any form argparse takes (``--output-dir=X`` too) is kept: these
-    come last, so they would win.
+    and every ComfyUI empties its temp folder when it starts: so a folder the
+    user gave for all (``parents``, taken over from their flags) becomes the
+    parent of one folder per worker. Temp folders stay out of the checkout's
+    ``temp/``, which any other ComfyUI started from the same checkout empties
+    (ComfyUI uses ``<--temp-directory>/temp`` and removes it at start).
+    Everything goes under ``--base-directory`` when the user gave one (ComfyUI
+    reads its output, temp and user folders there), resolved from ComfyUI's
+    folder, where it runs.
 
     ComfyUI keeps a SQLite database (default ``user/comfyui.db``); 0.24 locks it, so every
     worker after the first logged "Could not acquire lock on database ... Use
     --database-url" and ran without one (0.3.x shared it unlocked). ``--database-url``
-    takes an absolute path.
+    takes an absolute path: under ``--user-directory`` or the base's ``user/`` when given.
     """
     extra: list[str] = []
     tag = "gpu" + "-".join(str(i) for i in indices)
-    for flag, parent in (("--output-directory", "output"), ("--temp-directory", "temp")):
-        if not args.given(flag) and (not args.checked or args.table.has(flag)):
-            extra += [flag, f"{parent}/{tag}"]
+    base = args.value("--base-directory")
+    root = Path(base) if base else Path()
+    for flag, default_parent in (("--output-directory", root / "output"), ("--temp-directory", root / "comfyrig-temp")):
+        if flag in parents:
+            extra += [flag, str(Path(parents[flag]) / tag)]
+        elif not args.given(flag) and (not args.checked or args.table.has(flag)):
+            extra += [flag, str(default_parent / tag)]
     if comfyui_dir is not None and args.checked and args.table.has("--database-url") and not args.given("--database-url"):
-        extra += ["--database-url", f"sqlite:///{comfyui_dir / 'user' / f'comfyui-{tag}.db'}"]
+        user = args.value("--user-directory")
+        folder = comfyui_dir / (Path(user) if user else root / "user")
+        extra += ["--database-url", f"sqlite:///{folder.absolute() / f'comfyui-{tag}.db'}"]
     return extra
 
 
@@ -196,6 +208,8 @@ def plan_launch(
     owner: str = "launch",
     checkout: CheckoutMultiGpu | None = None,
     gateway: GatewayPlan | None = None,
+    fleet_dirs: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> LaunchPlan:
     """Plan the processes. ``ports`` are the concrete ports, one per instance.
 
@@ -205,7 +219,9 @@ def plan_launch(
     ``flags`` is the checkout's flag table (None: unknown), against which the
     user's ComfyUI flags are read; ``checkout`` what the checkout says about multi-GPU
     (its version too), which the panel and the advice use. With a ``gateway`` the
-    instances listen on loopback only: the gateway is their one way in.
+    instances listen on loopback only: the gateway is their one way in. ``fleet_dirs``:
+    folders the user gave for every worker (``owned.take_over``), each worker's own goes
+    under them; ``notes`` are shown with the warnings.
     """
     groups: list[tuple[str, tuple[int, ...], str]]
     if workers and not selection.is_cpu:
@@ -219,7 +235,7 @@ def plan_launch(
     if placements is not None and len(placements) != len(groups):
         raise ValueError(f"need {len(groups)} placements, got {len(placements)}")
     per_instance: list[CpuPlacement | None] = list(placements) if placements is not None else [None] * len(groups)
-    warnings = list(selection.notes) + [f"CPU placement: {note}" for note in placement_notes]
+    warnings = [*selection.notes, *notes, *(f"CPU placement: {note}" for note in placement_notes)]
     args = comfy_args(settings, flags, own=own_flags(settings, selection, flags))
     version = checkout.version if checkout is not None else None
     _flag_warnings(settings, selection, args, len(groups), warnings, version)
@@ -242,7 +258,7 @@ def plan_launch(
             cuda_visible_devices=cvd,
             gpu_indices=indices,
             argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *args.tokens,
-                  *(_worker_dirs(indices, args, comfyui_dir) if workers and not selection.is_cpu else ())),
+                  *(_worker_dirs(indices, args, comfyui_dir, fleet_dirs or {}) if workers and not selection.is_cpu else ())),
             env=_with_threads(_child_env(settings, cvd), placed, settings.environ),
             cwd=comfyui_dir,
             placement=placed,

@@ -295,6 +295,7 @@ class Supervisor:
                     tail=tuple(w.tail),
                     placement=w.spec.placement.describe() if w.spec.placement else None,
                     ever_ready=w.ever_ready,
+                    listen=w.spec.listen,
                 )
                 for w in self.workers
             ),

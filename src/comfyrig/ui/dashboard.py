@@ -13,7 +13,7 @@ from rich.text import Text
 from ..comfy.logs import NodeImport
 from ..comfy.multigpu import MultiGpuFinding, judge
 from ..launch.events import FleetSnapshot, WorkerView
-from ..launch.plan import LaunchPlan
+from ..launch.plan import LaunchPlan, is_loopback
 from .panel import gpu_config_panel
 
 __all__ = ["dashboard", "multigpu_verdict", "status_line"]
@@ -72,6 +72,8 @@ def status_line(view: WorkerView, *, compact: bool = False) -> Text:
         text.append(view.info.last_line[-90:] or view.message, style="dim")
     elif view.phase == "ready":
         text.append(f" {view.url}", style="bold")
+        if not is_loopback(view.listen):
+            text.append(f"  listening on {view.listen}", style="bold yellow")
         if view.queue_remaining is not None:
             text.append(f"   queue: {view.queue_remaining}", style="cyan")
     else:
@@ -145,7 +147,7 @@ def _fleet_table(snapshot: FleetSnapshot) -> Table:
             view.name,
             view.cuda_visible_devices or "cpu",
             view.placement or "-",
-            view.url,
+            view.url if is_loopback(view.listen) else f"{view.url} (listening on {view.listen})",
             status_line(view, compact=True),
             "" if view.queue_remaining is None else str(view.queue_remaining),
             view.log_file or "",

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from ..comfy.logs import diagnose
 from ..launch.events import FleetSnapshot, Inspected, LogLine, Ready, SupervisorEvent, describe
-from ..launch.plan import LaunchPlan
+from ..launch.plan import LaunchPlan, is_loopback
 from ..secrets import mask_argv, mask_env
 from .dashboard import multigpu_verdict
 from .panel import gpu_config_panel
@@ -35,6 +35,8 @@ def render_plan(plan: LaunchPlan) -> Group:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in mask_env(inst.env).items())
         body = Text()
         body.append(f"{inst.url}   CUDA_VISIBLE_DEVICES={inst.cuda_visible_devices or '(empty)'}\n", style="bold")
+        if not is_loopback(inst.listen):
+            body.append(f"listening on {inst.listen}: reachable from other machines\n", style="bold yellow")
         body.append(f"cwd: {inst.cwd or '<ComfyUI directory>'}\n", style="dim")
         body.append(f"argv: {shlex.join(mask_argv(inst.argv))}\n")
         body.append(f"env: {env}", style="dim")
@@ -89,7 +91,9 @@ class PlainLaunchView:
                     dev = devices[0]
                     device = f" on {dev.get('name')} ({int(dev.get('vram_total', 0)) // 2**20} MiB)"
                 versions = stats.get("system") or {}
-                self.say(f"{name}: READY {url}{device}; ComfyUI {versions.get('comfyui_version', '?')}, "
+                listen = next((i.listen for i in self.plan.instances if i.name == name), "127.0.0.1")
+                exposed = "" if is_loopback(listen) else f" (listening on {listen}: reachable from other machines)"
+                self.say(f"{name}: READY {url}{exposed}{device}; ComfyUI {versions.get('comfyui_version', '?')}, "
                          f"PyTorch {versions.get('pytorch_version', '?')}")
             case Inspected(finding=finding):
                 verdict = multigpu_verdict(self.plan, finding)
