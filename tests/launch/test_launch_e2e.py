@@ -404,3 +404,34 @@ def test_owned_flags_given_twice_are_refused_before_anything_starts(rig: Rig) ->
         assert launched.wait() == 2
         said = " ".join(launched.text.split())
         assert needle in said and "Traceback" not in said and "started pid" not in said
+
+
+@pytest.mark.fake_only
+def test_worker_temp_survives_another_comfyui_from_the_same_checkout(rig: Rig, tmp_path: Path) -> None:
+    # Before: worker temp folders sat in the checkout's temp/, which every ComfyUI empties at start
+    # (a worker's preview went from 200 to 404); and --base-directory was ignored for them.
+    import subprocess
+
+    base = tmp_path / "base"
+    launched, _ = start(rig, "--workers", "--", "--base-directory", str(base))
+    launched.wait_for("READY", count=2)
+    ports = sorted(int(m) for m in re.findall(r"READY http://127\.0\.0\.1:(\d+)", launched.text))
+    for n, port in enumerate(ports):
+        argv = get(f"http://127.0.0.1:{port}/system_stats")["system"]["argv"]
+        assert argv[argv.index("--output-directory") + 1] == str(base / "output" / f"gpu{n}")
+        folder = base / "comfyrig-temp" / f"gpu{n}" / "temp"  # ComfyUI adds the last "temp"
+        wait_until(folder.is_dir, 10, f"{folder} to exist")
+        (folder / "preview.png").write_bytes(b"png")
+    other_port = free_port()
+    other = subprocess.Popen([python(), "main.py", "--cpu", "--port", str(other_port), "--base-directory", str(base)],
+                             cwd=FAKE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: not port_is_free(other_port), 20, "the other ComfyUI to be up (its temp emptied)")
+    finally:
+        os.killpg(other.pid, 9)
+        other.wait(timeout=10)
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/view?filename=preview.png&type=temp", timeout=5) as answer:
+            assert answer.status == 200
+    launched.interrupt()
+    assert launched.wait() == 0
