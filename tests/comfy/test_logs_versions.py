@@ -289,3 +289,14 @@ def test_split_level_and_plain() -> None:
     assert split_level("\x1b[1m\x1b[31m[ERROR]\x1b[0m boom") == ("ERROR", "boom")
     assert split_level("\x1b[32m[INFO]\x1b[0m ") == ("INFO", "")
     assert plain("  0%|          | 0/20\r 50%|#####     | 10/20\r") == " 50%|#####     | 10/20"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("case", ["startup", "broken-node"])
+def test_a_silent_exit_is_not_blamed_on_an_earlier_warning(version: str, case: str) -> None:
+    # Before: a custom node's SystemExit(3) (no traceback) was reported as "a Python package is
+    # missing: torchaudio", a harmless warning logged earlier in the start.
+    tail = lines(version, case)[-TAIL_LINES:]
+    reason = diagnose(tail, 3) or ""
+    assert reason.startswith("ComfyUI ended with code 3 without an error message: a SystemExit")
+    assert "missing" not in reason and diagnose(tail) is None

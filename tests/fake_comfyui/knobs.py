@@ -14,6 +14,7 @@ class KnobError(ValueError):
 @dataclass(frozen=True)
 class Knobs:
     start_delay_s: float = 0.0             # seconds slept before binding (while "importing" nodes)
+    exit_during_import: Optional[int] = None  # a custom node raises SystemExit(N) during the node scan
     crash_at_start: bool = False           # raise during device init, exit 1, never bind
     crash_on_job: Optional[int] = None     # os._exit(1) during the N-th job (1-based)
     hang_on_job: Optional[int] = None      # the N-th job blocks until /interrupt
@@ -61,6 +62,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> Knobs:
         raise KnobError(f"FAKE_COMFYUI_NODE_PACKS: unknown pack(s) {sorted(unknown)}; known: {sorted(KNOWN_NODE_PACKS)}")
     return Knobs(
         start_delay_s=_number(env, "FAKE_COMFYUI_START_DELAY", float, 0.0),
+        exit_during_import=_number(env, "FAKE_COMFYUI_EXIT_DURING_IMPORT", int, None),
         crash_at_start=_flag(env, "FAKE_COMFYUI_CRASH_AT_START"),
         crash_on_job=_number(env, "FAKE_COMFYUI_CRASH_ON_JOB", int, None),
         hang_on_job=_number(env, "FAKE_COMFYUI_HANG_ON_JOB", int, None),

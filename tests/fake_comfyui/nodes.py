@@ -490,6 +490,19 @@ def init_extra_nodes(knobs, device: model_management.Device) -> None:
         time.sleep(knobs.start_delay_s)
     if knobs.native_multigpu:  # ComfyUI loads comfy_extras before custom_nodes
         NODE_CLASS_MAPPINGS.update(native_multigpu_nodes())
+    if knobs.exit_during_import is not None:
+        # A harmless failed import first (ComfyUI logs its traceback as a warning and goes on),
+        # then a node that raises SystemExit: nodes.py catches Exception only, so Python ends
+        # with that code and prints nothing.
+        path = os.path.join(folder_paths.custom_nodes_directory, "ComfyUI-Audio")
+        logging.warning("Traceback (most recent call last):\n"
+                        f'  File "{os.path.abspath("nodes.py")}", line 2131, in load_custom_node\n'
+                        "    module_spec.loader.exec_module(module)\n"
+                        f'  File "{path}/__init__.py", line 1, in <module>\n'
+                        "    import torchaudio\n"
+                        "ModuleNotFoundError: No module named 'torchaudio'\n")
+        logging.warning(f"Cannot import {path} module for custom nodes: No module named 'torchaudio'")
+        raise SystemExit(knobs.exit_during_import)
     found = _scan_custom_nodes(folder_paths.custom_nodes_directory)
     multigpu_path = os.path.join(folder_paths.custom_nodes_directory, MULTIGPU_FOLDER)
     multigpu_dir = [ok for path, ok in found if os.path.basename(path).lower() == MULTIGPU_FOLDER.lower()]

@@ -435,3 +435,12 @@ def test_worker_temp_survives_another_comfyui_from_the_same_checkout(rig: Rig, t
             assert answer.status == 200
     launched.interrupt()
     assert launched.wait() == 0
+
+
+@pytest.mark.fake_only
+def test_a_silent_exit_is_reported_by_its_code_not_an_earlier_warning(rig: Rig) -> None:
+    launched, _ = start(rig, "--cpu", env={"FAKE_COMFYUI_EXIT_DURING_IMPORT": "3"})
+    assert launched.wait() == 3
+    said = " ".join(launched.text.split())
+    assert "likely reason: ComfyUI ended with code 3 without an error message: a SystemExit" in said
+    assert "likely reason: a Python package is missing" not in said

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
-__all__ = ["Level", "NodeImport", "Problem", "StartupInfo", "diagnose", "parse_line", "plain", "split_level"]
+__all__ = ["Level", "NodeImport", "Problem", "StartupInfo", "diagnose", "ending", "parse_line", "plain", "split_level"]
 
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 PROBLEM_LEVELS: frozenset[Level] = frozenset({"WARNING", "ERROR", "CRITICAL"})
@@ -221,8 +221,10 @@ def _nodes(info: StartupInfo, level: Level | None, text: str) -> StartupInfo | N
         if info.section == "prestartup":
             return info
         path = match.group(3).strip()
-        failed = bool(match.group(2))
-        node = NodeImport(float(match.group(1)), path, failed, info.import_errors.get(path) if failed else None)
+        # ComfyUI marks a failed import "(IMPORT FAILED)"; an import error it logged for the path counts too.
+        error = info.import_errors.get(path)
+        failed = bool(match.group(2)) or error is not None
+        node = NodeImport(float(match.group(1)), path, failed, error if failed else None)
         return replace(info, imports=(*info.imports, node))
     stripped = text.strip()
     for pattern, section in _TIMES:
@@ -271,13 +273,51 @@ _REASONS = (
 )
 
 
-def diagnose(lines: Sequence[str]) -> str | None:
-    """The most likely reason a ComfyUI start failed, from its last log lines (raw or plain)."""
-    for line in reversed(lines):
-        text = split_level(line)[1].strip()
+# The exception line that ends a traceback: "OSError: ...", "torch.OutOfMemoryError: ...", "SystemExit: 3".
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Failure)(?::|$)")
+_FRAME = re.compile(r'^\s+File "')
+# A line that says ComfyUI went on after a logged traceback (it was a warning, not the end).
+_WENT_ON = re.compile(r"^(?:Cannot import |Skip |Error while calling |Import times |Prestartup times |Starting server|To see the GUI)")
+_EXCEPTION_LINES = 4  # an exception's message may run over a few lines (CUDA errors add two hints)
+
+
+def ending(lines: Sequence[str]) -> list[str]:
+    """The lines that ended ComfyUI: the exception of a traceback that closes the log (its message
+    lines too), else the last line. A traceback earlier in the log, or one logged as a warning that
+    ComfyUI went on after (a custom node that failed to import), is not the end."""
+    texts = [split_level(line)[1] for line in lines]
+    while texts and not texts[-1].strip():
+        texts.pop()
+    if not texts:
+        return []
+    frames = [n for n, text in enumerate(texts) if _FRAME.match(text)]
+    if frames:
+        after = texts[frames[-1] + 1:]
+        while after and after[0][:1].isspace():  # the frame's source line and its ^^^^ markers
+            after = after[1:]
+        rest = [text.strip() for text in after if text.strip()]
+        if (rest and _EXCEPTION.match(rest[0]) and len(rest) <= _EXCEPTION_LINES
+                and not any(_WENT_ON.match(text) for text in rest)):
+            return rest
+    return [texts[-1].strip()]
+
+
+def diagnose(lines: Sequence[str], exit_code: int | None = None) -> str | None:
+    """The most likely reason a ComfyUI start failed, from its last log lines (raw or plain) and
+    its exit code: taken from what ended it (``ending``), never from an earlier harmless warning."""
+    last = ending(lines)
+    for text in last:
         for pattern, template in _REASONS:
             match = pattern.search(text)
             if match:
                 detail = next((g for g in match.groups() if g), text[:120])
                 return template.format(detail.strip())
+    if last and _EXCEPTION.match(last[0]):
+        return f"ComfyUI stopped on an error: {last[0][:200]}"
+    if exit_code is not None and exit_code > 0:
+        before = f"; its last line was: {last[0][:160]}" if last else ""
+        return (
+            f"ComfyUI ended with code {exit_code} without an error message: a SystemExit (raised by a custom node, "
+            f"say) ends Python without a traceback{before}"
+        )
     return None

@@ -119,7 +119,7 @@ def exit_report(snapshot: FleetSnapshot, plan: LaunchPlan | None = None) -> list
             parts.append(Text(f"Last {len(view.tail)} log lines of {view.name}:", style="bold"))
             # ComfyUI 0.24 colours its lines even into a pipe: render the codes, never print them raw.
             parts.extend(Text.assemble("  ", Text.from_ansi(line)) for line in view.tail)
-            reason = diagnose(view.tail)
+            reason = diagnose(view.tail, view.exit_code)
             if reason:
                 parts.append(Text(f"comfyrig: likely reason: {reason}", style="bold red"))
                 if reason.startswith("CUDA out of memory") and plan is not None:
