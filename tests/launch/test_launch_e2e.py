@@ -188,11 +188,15 @@ def test_comfyrig_sigkilled_leaves_no_grandchild(rig: Rig, tmp_path: Path, how: 
     pid = int(launched.text.split("started pid ")[1].split(",")[0])
     record = json.loads((tmp_path / "state" / "instances" / f"{port}.json").read_text())
     assert record["pid"] == pid and record["sentinel_pid"] not in (None, pid)
+    (listed,) = json.loads(rig.cli("status", "--json").stdout)["instances"]
+    assert listed["pid"] == pid and listed["sentinel_pid"] == record["sentinel_pid"]
     os.kill(launched.proc.pid, 9)
     launched.proc.wait(timeout=10)
     wait_until(lambda: pid_gone(grandchild), 10, f"the {how} grandchild to be gone")
     wait_until(lambda: pid_gone(pid) and pid_gone(record["sentinel_pid"]), 10, "ComfyUI and its sentinel to be gone")
     wait_until(lambda: port_is_free(port), 10, "the port to be free")
+    # Nothing runs, so 'status' lists nothing (the record of the killed launcher is dropped as stale).
+    assert json.loads(rig.cli("status", "--json").stdout)["instances"] == []
 
 
 @pytest.mark.fake_only
@@ -291,8 +295,10 @@ def test_dual_mode_with_native_nodes_checks_the_torch_devices(rig: Rig) -> None:
 
 @pytest.mark.fake_only
 def test_dual_mode_warns_when_torch_sees_other_gpus(rig: Rig) -> None:
-    # --cuda-device makes ComfyUI rewrite CUDA_VISIBLE_DEVICES: torch then sees one GPU of the two.
-    launched, _ = start(rig, "--dual", "--", "--cuda-device", "0", env={"FAKE_COMFYUI_NATIVE_MULTIGPU": "1", **SAME_NAME})
+    # A machine whose CUDA knows fewer GPUs than NVML lists: CUDA cuts "0,1" at the first index it
+    # lacks, so torch sees one GPU of the two. (--cuda-device, which did the same, is now refused.)
+    env = {"FAKE_COMFYUI_NATIVE_MULTIGPU": "1", "FAKE_COMFYUI_GPU_COUNT": "1", **SAME_NAME}
+    launched, _ = start(rig, "--dual", env=env)
     launched.wait_for("torch sees 1 GPU (cuda:0 NVIDIA GeForce RTX 3090), but comfyrig selected 2")
     launched.interrupt()
     assert launched.wait() == 0

@@ -39,6 +39,7 @@ def _describe(record: InstanceRecord) -> dict[str, Any]:
         "name": record.name,
         "port": record.port,
         "pid": record.pid,
+        "sentinel_pid": record.sentinel_pid,  # the process that cleans up after it (launch/sentinel.py)
         "gpus": record.cuda_visible_devices,
         "mode": record.mode,
         "url": record.url,

@@ -148,7 +148,8 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
     count = len(selection.gpus) if workers else 1
     placements, notes = _placements(selection.gpus, facts, request, workers)
     try:
-        owned = take_over(settings, facts.flags, fleet=workers)  # before the ports: a --port there is ours
+        # Before the ports are picked: a --port among ComfyUI's flags is comfyrig's.
+        owned = take_over(settings, facts.flags, fleet=workers and count > 1)
     except ConfigError:
         if not request.look_only:
             raise
