@@ -13,8 +13,8 @@ import json
 import os
 import re
 import socket
-import urllib.parse
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path

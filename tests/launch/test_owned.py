@@ -137,3 +137,15 @@ def test_folders_comfyrig_never_passes_are_kept(tmp_path: Path) -> None:
     extra = ("--input-directory", "/in", "--user-directory", "/u", "--base-directory", "/b")
     (inst,) = composed(tmp_path, extra=extra, single=0).instances
     assert inst.argv[-6:] == extra and not any("taken as" in w for w in composed(tmp_path, extra=extra, single=0).warnings)
+
+
+def test_with_the_gateway_a_listen_exposes_the_gateway_not_the_workers(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    s = settings(tmp_path, None, extra_args=("--listen", "--port", "9100"))
+    plan = compose(s, replace(facts(2), flags=TABLE), LaunchRequest(workers=True, gateway=True), ports=Ports())
+    assert plan.gateway is not None and plan.gateway.listen == "0.0.0.0,::" and plan.gateway.port == 9100
+    assert plan.gateway.auth  # beyond loopback: a token
+    for inst in plan.instances:
+        assert inst.listen == "127.0.0.1" and argv_flags(inst.argv, "--listen") == ["127.0.0.1"]
+        assert argv_flags(inst.argv, "--port") == [str(inst.port)] and inst.port > 9100

@@ -8,8 +8,8 @@ waited on (a silent 300 s wait), or every address while the dashboard said 127.0
 One rule per flag, the same whatever the source:
 
 * **taken over** (removed from ComfyUI's flags, applied by comfyrig, with a note):
-  ``--port`` and ``--listen`` (as comfyrig's own ``--port``/``--listen``; with
-  ``--workers`` the port is the first worker's), and for a fleet ``--output-directory``
+  ``--port`` and ``--listen``, exactly as comfyrig's own ``--port``/``--listen`` (with
+  ``--workers``, where the gateway or the first worker is), and for a fleet ``--output-directory``
   and ``--temp-directory`` (each worker gets its own folder under the one given);
 * **refused**: ``--cuda-device`` (ComfyUI rewrites ``CUDA_VISIBLE_DEVICES`` with it, so it
   would undo comfyrig's GPU selection: ``--single N``/``--gpus`` say the same), a fleet's
@@ -111,8 +111,7 @@ def take_over(settings: Settings, table: FlagTable | None, *, fleet: bool) -> Ta
         assert value is not None
         port = _check_port(value)
         changes["port"] = Sourced(port, "derived")
-        what = "the first worker's port" if fleet else "its port"
-        notes.append(f"--port {port} in ComfyUI's flags is taken as comfyrig's --port ({what}).")
+        notes.append(f"--port {port} in ComfyUI's flags is taken as comfyrig's --port.")
     if found := occurrences("--listen"):
         value = _one_value("--listen", found, settings, settings.listen)
         assert value is not None
