@@ -226,7 +226,7 @@ def test_ui_format_workflow_is_converted(run: InProcessCli, tmp_path: Path, fake
     assert result.returncode == 0, result.stderr
     files = sorted((out / "outputs").iterdir())
     assert [harness.decode_png(p.read_bytes())[:2] for p in files] == [(6, 4), (6, 4)]
-    no_server = run("batch", str(wf), "--out", str(out), "--dry-run", "--comfyui-dir", str(FAKE_DIR))
+    no_server = run("batch", str(wf), "--out", str(out), "--dry-run", "--comfyui-dir", str(FAKE_DIR), "--python", sys.executable)
     assert no_server.returncode == 2 and "UI format" in no_server.stderr
 
 
