@@ -101,7 +101,9 @@ def test_cuda_device(tmp_path: Path) -> None:
     assert status == "fail" and "hiding the other GPUs of dual mode (0,1)" in message
     status, message = args(CliOverrides(comfyui_dir=comfy, single=1, comfyui_args="--cuda-device 0"))
     assert status == "fail" and "use GPU 0, not the selected GPU 1" in message
-    assert args(CliOverrides(comfyui_dir=comfy, single=1, comfyui_args="--cuda-device 1"))[0] == "warn"
+    # Even one that repeats the selection fails: 'comfyrig launch' refuses every --cuda-device.
+    status, message = args(CliOverrides(comfyui_dir=comfy, single=1, comfyui_args="--cuda-device 1"))
+    assert status == "fail" and "repeats what the selection already does" in message
     assert args(CliOverrides(comfyui_dir=comfy, single=1, comfyui_args="--cuda-device 0,1"))[0] == "fail"
 
 
@@ -109,8 +111,10 @@ def test_port_and_listen_in_args_override_settings(tmp_path: Path) -> None:
     comfy = comfy_tree(tmp_path / "ComfyUI")
     result = check_args(make_ctx(tmp_path, CliOverrides(comfyui_dir=comfy, comfyui_args="--port=8190 --listen")))
     assert result.status == "warn"
-    assert "--port 8190 overrides COMFYUI_PORT (8188)" in result.message
-    assert "--listen 0.0.0.0,:: overrides COMFYUI_LISTEN (127.0.0.1)" in result.message
+    assert "--port 8190 among ComfyUI's flags: 'comfyrig launch' takes it as its own --port" in result.message
+    assert "--listen 0.0.0.0,:: among ComfyUI's flags: 'comfyrig launch' takes it as its own --listen" in result.message
+    both = check_args(make_ctx(tmp_path, CliOverrides(comfyui_dir=comfy, port="8420", comfyui_args="--port=8190")))
+    assert both.status == "fail" and "--port 8190 among ComfyUI's flags and COMFYUI_PORT (8420) disagree" in both.message
 
 
 def test_multigpu_needs_a_pack_in_dual_mode(tmp_path: Path) -> None:
@@ -206,7 +210,7 @@ def test_cuda_device_takes_a_list_since_0_24(tmp_path: Path) -> None:
         return result.status, result.message
 
     status, message = args(CliOverrides(comfyui_dir=new, dual=True, comfyui_args="--cuda-device 0,1"))
-    assert status == "warn" and "--cuda-device 0,1 repeats what the selection already does" in message
+    assert status == "fail" and "--cuda-device 0,1 repeats what the selection already does" in message
     status, message = args(CliOverrides(comfyui_dir=new, dual=True, comfyui_args="--cuda-device 1,0"))
     assert status == "fail" and "makes ComfyUI use GPUs 1,0, not the selected 0,1" in message
     status, message = args(CliOverrides(comfyui_dir=new, dual=True, comfyui_args="--cuda-device 0"))

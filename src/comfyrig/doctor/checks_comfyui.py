@@ -169,7 +169,8 @@ def check_args(ctx: DoctorContext) -> CheckResult:
     if parsed.user_given("--lowvram") and (note := lowvram_given(vram_facts(parsed, ctx.version))) is not None:
         findings.append(("warn", note, "Remove --lowvram, or add --disable-dynamic-vram if you want the older loading."))
     findings.extend(_problem_finding(p, parsed) for p in parsed.problems if _generic(p))
-    findings.extend(_cuda_device_findings(ctx, parsed))
+    # 'comfyrig launch' refuses any --cuda-device (launch.owned): every finding about it fails.
+    findings.extend(("fail", message, fix) for _, message, fix in _cuda_device_findings(ctx, parsed))
     findings.extend(_override_findings(ctx, parsed))
     if not findings:
         found = f"{' '.join(args)}: every flag exists in {version}." if args else "No extra ComfyUI flags."
@@ -206,7 +207,8 @@ def _cuda_device_findings(ctx: DoctorContext, parsed: ComfyArgs) -> list[tuple[S
     value = parsed.value("--cuda-device")
     if value is None:
         return []
-    fix = "Remove --cuda-device: comfyrig chooses the GPUs (--single N, --gpus LIST) through CUDA_VISIBLE_DEVICES."
+    fix = ("Remove --cuda-device ('comfyrig launch' refuses it): comfyrig chooses the GPUs (--single N, --gpus LIST) "
+           "through CUDA_VISIBLE_DEVICES.")
     # An int before ComfyUI 0.24, a comma-separated list since: this checkout's cli_args.py says which.
     spec = parsed.table.spec("--cuda-device") if parsed.checked else None
     is_list = spec is not None and spec.type != "int"
@@ -248,8 +250,14 @@ def _override_findings(ctx: DoctorContext, parsed: ComfyArgs) -> list[tuple[Stat
         if flag == "--port" and not value.isdigit():
             found.append(("fail", f"--port {value!r} is not a port number", f"Set the port with --port or {setting}."))
             continue
-        found.append(("warn", f"{flag} {value} overrides {setting} ({configured}), since ComfyUI keeps the last value",
-                      f"Set it with comfyrig's --{flag[2:]} or {setting} instead, so comfyrig checks and shows the real value."))
+        own = ctx.settings.port if flag == "--port" else ctx.settings.listen
+        if own.source != "default" and str(configured) != value:
+            # launch.owned refuses an owned flag given twice with different values.
+            found.append(("fail", f"{flag} {value} among ComfyUI's flags and {setting} ({configured}) disagree: "
+                          "'comfyrig launch' refuses it", f"Give {flag} once, with comfyrig's --{flag[2:]} or {setting}."))
+            continue
+        found.append(("warn", f"{flag} {value} among ComfyUI's flags: 'comfyrig launch' takes it as its own {flag}",
+                      f"Give it to comfyrig instead (--{flag[2:]} or {setting}), where it belongs."))
     if ctx.settings.enable_manager.value and ctx.flags is not None and "--enable-manager" not in ctx.flags:
         found.append(("warn", f"ENABLE_COMFYUI_MANAGER is on, but ComfyUI {ctx.version or ''} has no --enable-manager "
                       "(it came with 0.3.76), so comfyrig leaves it out".replace("  ", " "),
