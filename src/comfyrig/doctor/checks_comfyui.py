@@ -253,8 +253,8 @@ def _override_findings(ctx: DoctorContext, parsed: ComfyArgs) -> list[tuple[Stat
         own = ctx.settings.port if flag == "--port" else ctx.settings.listen
         if own.source != "default" and str(configured) != value:
             # launch.owned refuses an owned flag given twice with different values.
-            found.append(("fail", f"{flag} {value} among ComfyUI's flags and {setting} ({configured}) disagree: "
-                          "'comfyrig launch' refuses it", f"Give {flag} once, with comfyrig's --{flag[2:]} or {setting}."))
+            found.append(("fail", (f"{flag} {value} among ComfyUI's flags and {setting} ({configured}) disagree: "
+                          "'comfyrig launch' refuses it"), f"Give {flag} once, with comfyrig's --{flag[2:]} or {setting}."))
             continue
         found.append(("warn", f"{flag} {value} among ComfyUI's flags: 'comfyrig launch' takes it as its own {flag}",
                       f"Give it to comfyrig instead (--{flag[2:]} or {setting}), where it belongs."))
