@@ -200,6 +200,26 @@ def test_comfyrig_sigkilled_leaves_no_grandchild(rig: Rig, tmp_path: Path, how: 
 
 
 @pytest.mark.fake_only
+def test_the_limit_a_sigkilled_sentinel_leaves_only_a_daemon(rig: Rig, tmp_path: Path) -> None:
+    # The documented limit: ComfyUI dies by its parent-death signal and comfyrig kills its group,
+    # but a helper that left the group with setsid is re-parented to init and lives on.
+    env = {"FAKE_COMFYUI_SPAWN_CHILD": "1", "FAKE_COMFYUI_CHILD_PIDFILE": str(tmp_path / "daemon.pid"),
+           "FAKE_COMFYUI_CHILD_SETSID": "1"}
+    launched, port = start(rig, "--cpu", env=env)
+    launched.wait_for("READY")
+    daemon = read_pid(tmp_path / "daemon.pid")
+    record = json.loads((tmp_path / "state" / "instances" / f"{port}.json").read_text())
+    try:
+        os.kill(record["sentinel_pid"], 9)
+        assert launched.wait() != 0  # SIGKILL: not asked for, so a failure
+        wait_until(lambda: pid_gone(record["pid"]), 10, "ComfyUI to die with its sentinel")
+        assert not pid_gone(daemon)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, 9)
+
+
+@pytest.mark.fake_only
 def test_stop_reaches_a_daemonized_grandchild(rig: Rig, tmp_path: Path) -> None:
     # A helper that left ComfyUI's group and session: the group signal misses it, the sentinel does not.
     pidfile = tmp_path / "daemon.pid"

@@ -141,7 +141,8 @@ class Settings:
             "COMFYUI_DIR": Sourced(
                 str(self.comfyui_dir.value) if self.comfyui_dir.value else None, self.comfyui_dir.source
             ),
-            "COMFYUI_PYTHON": self.python,
+            # Not found is shown as unset: 'launch' refuses comfyrig's own interpreter rather than use it.
+            "COMFYUI_PYTHON": self.python if self.python.source != "default" else Sourced(None, "default"),
             "PYTORCH_ALLOC_CONF": self.pytorch_alloc_conf,
             "PYTORCH_CUDA_ALLOC_CONF": self.pytorch_cuda_alloc_conf,
             "ENV_FILE": Sourced(str(self.env_file) if self.env_file else None, "derived"),
