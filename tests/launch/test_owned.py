@@ -149,3 +149,15 @@ def test_with_the_gateway_a_listen_exposes_the_gateway_not_the_workers(tmp_path:
     for inst in plan.instances:
         assert inst.listen == "127.0.0.1" and argv_flags(inst.argv, "--listen") == ["127.0.0.1"]
         assert argv_flags(inst.argv, "--port") == [str(inst.port)] and inst.port > 9100
+
+
+@pytest.mark.parametrize(
+    ("extra", "workers"),
+    [(("--port",), False), (("--port=",), False), (("--listen=",), False), (("--output-directory",), True),
+     (("--temp-directory=",), True)],
+)
+def test_an_owned_flag_without_a_value_is_refused(tmp_path: Path, extra: tuple[str, ...], workers: bool) -> None:
+    with pytest.raises(ConfigError, match="has no value: ComfyUI would exit with code 2"):
+        composed(tmp_path, workers=workers, extra=extra, **({} if workers else {"single": 0}))
+    with pytest.raises(ConfigError, match=r"^--cuda-device in ComfyUI's flags after --: ComfyUI would rewrite"):
+        composed(tmp_path, extra=("--cuda-device",), single=0)

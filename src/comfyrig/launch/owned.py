@@ -51,9 +51,15 @@ def _where(settings: Settings, index: int) -> str:
     return "COMFYUI_ARGS" if index < len(settings.comfyui_args.value) else "ComfyUI's flags after --"
 
 
-def _one_value(flag: str, found: Sequence[Occurrence], settings: Settings, own: Sourced[object] | None) -> str | None:
+def _one_value(flag: str, found: Sequence[Occurrence], settings: Settings, own: Sourced[object] | None) -> str:
     """The single value of an owned flag, from comfyrig's setting (when given) and ComfyUI's flags.
-    Raises ConfigError when they name different values."""
+    Raises ConfigError when one has no value or they name different values."""
+    for o in found:
+        if not o.value:
+            raise ConfigError(
+                f"{o.written} in {_where(settings, o.index)} has no value: ComfyUI would exit with code 2.",
+                hint=f"Give it once, with comfyrig's own {flag}." if own is not None else "Give it a value.",
+            )
     values = {o.value for o in found}
     if own is not None and own.source != "default" and found:
         values.add(str(own.value))
@@ -64,9 +70,9 @@ def _one_value(flag: str, found: Sequence[Occurrence], settings: Settings, own: 
         raise ConfigError(
             f"{flag} is given twice with different values: {'; '.join(given)}. "
             f"ComfyUI would keep the last while comfyrig looked elsewhere.",
-            hint=f"Give it once, with comfyrig's own {flag}.",
+            hint=f"Give it once, with comfyrig's own {flag}." if own is not None else "Give it once.",
         )
-    return found[-1].value if found else None
+    return str(found[-1].value)
 
 
 def _source(source: str) -> str:
@@ -96,7 +102,8 @@ def take_over(settings: Settings, table: FlagTable | None, *, fleet: bool) -> Ta
 
     if found := occurrences("--cuda-device"):
         raise ConfigError(
-            f"--cuda-device {found[-1].value} in {_where(settings, found[-1].index)}: ComfyUI would rewrite "
+            f"{' '.join(filter(None, ('--cuda-device', found[-1].value)))} in {_where(settings, found[-1].index)}: "
+            "ComfyUI would rewrite "
             "CUDA_VISIBLE_DEVICES with it and undo comfyrig's GPU selection.",
             hint="Choose the GPU with comfyrig instead: 'comfyrig --single N' (or --gpus LIST), and drop --cuda-device.",
         )
@@ -108,13 +115,11 @@ def take_over(settings: Settings, table: FlagTable | None, *, fleet: bool) -> Ta
         )
     if found := occurrences("--port"):
         value = _one_value("--port", found, settings, settings.port)
-        assert value is not None
         port = _check_port(value)
         changes["port"] = Sourced(port, "derived")
         notes.append(f"--port {port} in ComfyUI's flags is taken as comfyrig's --port.")
     if found := occurrences("--listen"):
         value = _one_value("--listen", found, settings, settings.listen)
-        assert value is not None
         changes["listen"] = Sourced(value, "derived")
         notes.append(f"--listen {value} in ComfyUI's flags is taken as comfyrig's --listen.")
     dirs: dict[str, str] = {}
@@ -122,7 +127,6 @@ def take_over(settings: Settings, table: FlagTable | None, *, fleet: bool) -> Ta
         for flag in _FLEET_DIRS:
             if found := occurrences(flag):
                 parent = _one_value(flag, found, settings, None)
-                assert parent is not None
                 dirs[flag] = parent
                 notes.append(
                     f"{flag} {parent} would be shared by every worker (they would overwrite each other's images, "
