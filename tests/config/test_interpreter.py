@@ -22,6 +22,7 @@ def env_at(prefix: Path, *, torch: bool = False, layout: str = "posix") -> Path:
         site = prefix / "Lib" / "site-packages"
     python.parent.mkdir(parents=True, exist_ok=True)
     python.write_text("")
+    python.chmod(0o755)
     if torch:
         (site / "torch").mkdir(parents=True)
         (site / "torch" / "__init__.py").write_text("")
@@ -92,3 +93,15 @@ def test_nothing_found_says_where_it_looked(layout: tuple[Path, Path], tmp_path:
     text = not_found_text(checkout, environ, own)
     assert f"no .venv/ or venv/ in {checkout}" in text
     assert f"VIRTUAL_ENV ({bare}) has no torch" in text and f"comfyrig's own environment ({own}) has no torch" in text
+
+
+def test_what_is_no_interpreter(layout: tuple[Path, Path]) -> None:
+    checkout, own = layout
+    bin_dir = checkout / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").symlink_to(checkout / "gone")  # a venv whose base Python was removed
+    (checkout / "venv" / "bin" / "python").mkdir(parents=True)  # a folder of that name
+    assert find_python(checkout, {"VIRTUAL_ENV": str(checkout / "nowhere")}, own) is None
+    other = checkout.parent / "Other"
+    env_at(other / ".venv").chmod(0o644)  # not executable
+    assert find_python(other, {}, own) is None

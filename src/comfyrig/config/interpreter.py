@@ -47,7 +47,7 @@ def interpreter_of(prefix: Path) -> Path | None:
     """The Python of an environment folder (POSIX venv or conda, Windows venv, embedded)."""
     for name in ("bin/python", "bin/python3", "Scripts/python.exe", "python.exe"):
         path = prefix / name
-        if path.is_file():
+        if path.is_file() and os.access(path, os.X_OK):  # a dangling link or a non-executable is no interpreter
             return path
     return None
 
