@@ -237,11 +237,14 @@ def main(argv: Sequence[str]) -> None:
             command, start_new_session=True, close_fds=True, preexec_fn=_comfyui_setup()  # noqa: PLW1509
         )
     except OSError as exc:
-        os.write(status_fd, f"error {exc.errno or errno.ENOENT} {exc.strerror or exc}\n".encode())
+        with contextlib.suppress(OSError):
+            os.write(status_fd, f"error {exc.errno or errno.ENOENT} {exc.strerror or exc}\n".encode())
         os._exit(127)
     sentinel.child = popen.pid
-    os.write(status_fd, f"{popen.pid}\n".encode())
-    os.close(status_fd)
+    # comfyrig may be gone already (EPIPE): then the loop below sees it and kills everything.
+    with contextlib.suppress(OSError):
+        os.write(status_fd, f"{popen.pid}\n".encode())
+        os.close(status_fd)
     _end_like(sentinel.run())
 
 
