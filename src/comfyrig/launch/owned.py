@@ -14,8 +14,9 @@ One rule per flag, the same whatever the source:
 * **refused**: ``--cuda-device`` (ComfyUI rewrites ``CUDA_VISIBLE_DEVICES`` with it, so it
   would undo comfyrig's GPU selection: ``--single N``/``--gpus`` say the same), a fleet's
   ``--database-url`` (one SQLite file cannot serve several ComfyUIs: 0.24 locks it, and
-  comfyrig gives each worker its own), and any owned flag given twice with different
-  values (comfyrig's setting and a ComfyUI flag, or two ComfyUI flags);
+  comfyrig gives each worker its own), any owned flag given twice with different
+  values (comfyrig's setting and a ComfyUI flag, or two ComfyUI flags), and one with no
+  value (``--port`` last, ``--listen=``), which ComfyUI would reject;
 * kept as they are: ``--base-directory``, ``--user-directory``, ``--input-directory``
   (comfyrig never passes them; worker folders go under ``--base-directory``).
 """
