@@ -106,6 +106,7 @@ def test_python_lookup(tmp_path: Path, comfy_tree: Path) -> None:
     venv_python = comfy_tree / ".venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     venv_python.write_text("")
+    venv_python.chmod(0o755)  # a non-executable file is no interpreter
     s = resolve_settings(CliOverrides(comfyui_dir=comfy_tree), {}, tmp_path)
     assert s.python.value == str(venv_python) and s.python.source == "derived"
     with pytest.raises(ComfyUINotFoundError, match="does not exist"):
