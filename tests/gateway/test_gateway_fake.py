@@ -82,14 +82,15 @@ def events_until_done(socket: ClientConnection, prompt_ids: set[str], timeout: f
 
 
 @contextlib.contextmanager
-def rig(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None, token: str | None = None) -> Iterator[Rig]:
+def rig(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None, token: str | None = None,
+        envs: list[dict[str, str]] | None = None, reporter: Any = None) -> Iterator[Rig]:
     inputs = tmp_path / "input"
     inputs.mkdir(exist_ok=True)
     (tmp_path / "user").mkdir(exist_ok=True)
     with contextlib.ExitStack() as stack:
         fakes = [
             stack.enter_context(harness.running_fake(
-                env={"FAKE_COMFYUI_JOBS_API": "1", **(env or {})},
+                env={"FAKE_COMFYUI_JOBS_API": "1", **(env or {}), **(envs[n] if envs else {})},
                 args=["--cpu", "--output-directory", str(tmp_path / f"out{n}"), "--input-directory", str(inputs),
                       "--temp-directory", str(tmp_path / f"tmp{n}"), "--user-directory", str(tmp_path / "user")],
             ))
@@ -97,7 +98,7 @@ def rig(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None, 
         ]
         specs = [BackendSpec(f"worker-{n}", fake.url, "local") for n, fake in enumerate(fakes)]
         gateway = GatewayThread(specs, GatewayOptions(port=harness.free_port(), token=token, lost_grace_s=0.5,
-                                                      requeue_timeout_s=5))
+                                                      requeue_timeout_s=5), **({"reporter": reporter} if reporter else {}))
         gateway.start()
         stack.callback(gateway.stop)
         http = stack.enter_context(httpx.Client(trust_env=False, timeout=20,
@@ -336,3 +337,13 @@ def test_a_restarted_gateway_adopts_the_prompts_in_flight(tmp_path: Path) -> Non
     ends = [e["data"]["prompt_id"] for e in events if e["type"] == "executing" and e["data"].get("node") is None]
     assert ends == [running, waiting]
     assert {e["data"]["prompt_id"] for e in events if e["type"] == "execution_success"} == {running, waiting}
+
+
+def test_workers_with_different_nodes_are_named_at_start(tmp_path: Path) -> None:
+    from comfyrig.gateway.events import NodesDiffer
+
+    seen: list[object] = []
+    with rig(tmp_path, envs=[{}, {"FAKE_COMFYUI_NODE_PACKS": "multigpu"}], reporter=seen.append):
+        differ = harness.wait_until(lambda: [e for e in seen if isinstance(e, NodesDiffer)], 10, "the node comparison")
+    assert len(differ) == 1 and differ[0].name == "worker-1"
+    assert differ[0].missing == () and "UNETLoaderMultiGPU" in differ[0].extra and differ[0].extra_count == 14
