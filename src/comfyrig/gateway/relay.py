@@ -108,6 +108,13 @@ class Relay:
         if client_id is not None and client_id in self.clients:
             client = self.clients[client_id]
             await self.send(client, client.order.ended(prompt_id))
+            self._forget_idle(client)
+
+    def _forget_idle(self, client: Client) -> None:
+        """A client id with no socket and nothing pending is forgotten (scripts that use a new
+        id per prompt and never connect would otherwise pile up)."""
+        if client.socket is None and not client.order.pending():
+            self.clients.pop(client.sid, None)
 
     # -- from the workers ----------------------------------------------------------------------------
     async def text(self, backend: str, raw: str, message: dict[str, Any]) -> None:
@@ -142,6 +149,8 @@ class Relay:
             if terminal:
                 frames += client.order.ended(prompt_id)
             await self.send(client, frames)
+            if terminal:
+                self._forget_idle(client)
         if terminal:
             self.ledger.finished(prompt_id)
 

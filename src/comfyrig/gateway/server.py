@@ -630,6 +630,11 @@ class GatewayServer:
                         "prompt_id": prompt_id, "number": number, "node_errors": {}}, state=state, sid=old_sid)
                     self.ledger.add(entry)
                     self.relay.submitted(client_id, prompt_id)
+        # Prompts it still queues that were re-submitted elsewhere while it was away: not twice.
+        moved = [pid for pid, state in where.items() if state == "queued" and (e := self.ledger.live(pid)) is not None
+                 and e.backend != backend.name]
+        if moved:
+            await self._each("POST", "/queue", body={"delete": moved}, names=[backend.name])
         for entry in self.ledger.in_flight(backend.name):
             if entry.state == "forwarding" or entry.sid == backend.sid:
                 continue
