@@ -111,7 +111,7 @@ def test_no_gpu_at_all(clean_env: pytest.MonkeyPatch, capsys: Capture) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--interval", "0.1"], "shortest interval is 0.25 s"),
+        (["--interval", "0.1"], "at least 0.25"),
         (["--json", "--dmon"], "--json or --dmon, not both"),
         (["--plot", "x.csv", "--once"], "does not take --once"),
         (["--url", "ftp://x"], "not an http(s) URL"),

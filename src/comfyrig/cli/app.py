@@ -131,6 +131,10 @@ def run_app(args: list[str], raw: list[str]) -> int:
     RAW_ARGS[:] = raw
     try:
         app(args=args, prog_name="comfyrig")
+    except ComfyrigError as exc:
+        # Raised by an option's callback (a number out of range), before the command runs.
+        report_error(exc)
+        return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0

@@ -52,15 +52,15 @@ def launch_cmd(
     enable_manager: o.Manager = None,
     workers: Annotated[bool, typer.Option("--workers", help="One ComfyUI per selected GPU, ports base, base+1, ...")] = False,
     restart: Annotated[str, typer.Option("--restart", help="Restart policy: no, on-failure or always.")] = "no",
-    restart_delay: Annotated[float, typer.Option("--restart-delay", help="First restart delay in seconds; doubles per failure.")] = 1.0,
-    ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for ComfyUI's HTTP API.")] = 300.0,
-    stop_timeout: Annotated[float, typer.Option("--stop-timeout", help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
-    hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="Kill a ready ComfyUI that has not answered HTTP for this many seconds (then --restart decides); 0: never.")] = 60.0,
+    restart_delay: Annotated[float, typer.Option("--restart-delay", callback=o.bounded("--restart-delay", o.SECONDS), help="First restart delay in seconds; doubles per failure.")] = 1.0,
+    ready_timeout: Annotated[float, typer.Option("--ready-timeout", callback=o.bounded("--ready-timeout", o.POSITIVE_SECONDS), help="Seconds to wait for ComfyUI's HTTP API.")] = 300.0,
+    stop_timeout: Annotated[float, typer.Option("--stop-timeout", callback=o.bounded("--stop-timeout", o.SECONDS), help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
+    hang_timeout: Annotated[float, typer.Option("--hang-timeout", callback=o.bounded("--hang-timeout", o.SECONDS), help="Kill a ready ComfyUI that has not answered HTTP for this many seconds (then --restart decides); 0: never.")] = 60.0,
     plain: Annotated[bool, typer.Option("--plain", help="Raw log lines instead of the dashboard (automatic in pipes).")] = False,
     log_dir: Annotated[Path | None, typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
     placement: Annotated[str | None, typer.Option("--placement", help="CPU placement: auto (default with --workers) or none.", show_default=False)] = None,
-    cpus_per_worker: Annotated[int | None, typer.Option("--cpus-per-worker", help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
-    threads_per_worker: Annotated[int | None, typer.Option("--threads-per-worker", help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
+    cpus_per_worker: Annotated[int | None, typer.Option("--cpus-per-worker", callback=o.bounded("--cpus-per-worker", o.COUNT), help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
+    threads_per_worker: Annotated[int | None, typer.Option("--threads-per-worker", callback=o.bounded("--threads-per-worker", o.COUNT), help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, start nothing.")] = False,
     json_out: o.JsonOut = False,
 ) -> int:
@@ -72,13 +72,8 @@ def launch_cmd(
     extra_args_after_dashes(RAW_ARGS, extra)
     if restart not in RESTART_POLICIES:
         raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
-    if ready_timeout <= 0 or stop_timeout < 0 or hang_timeout < 0:
-        raise ConfigError("--ready-timeout must be positive, --stop-timeout and --hang-timeout not negative.")
     if placement not in (None, "auto", "none"):
         raise ConfigError(f"--placement {placement!r}: choose auto or none.")
-    for flag, value in (("--cpus-per-worker", cpus_per_worker), ("--threads-per-worker", threads_per_worker)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} must be at least 1, not {value}.")
     if placement == "none" and (cpus_per_worker or threads_per_worker):
         raise ConfigError("--cpus-per-worker and --threads-per-worker need --placement auto.")
     request = LaunchRequest(

@@ -81,10 +81,10 @@ def _plot(plot: Path, out: Path | None, console: Console) -> int:
 
 @command("monitor", help="Watch the GPUs, their processes and the ComfyUI instances, live (Ctrl-C stops).")
 def monitor_cmd(
-    interval: Annotated[float, typer.Option("--interval", "-i", metavar="SECONDS", help=f"Seconds between refreshes (at least {MIN_INTERVAL_S}).")] = 1.0,
+    interval: Annotated[float, typer.Option("--interval", "-i", metavar="SECONDS", callback=o.bounded("--interval", o.Bounds(minimum=MIN_INTERVAL_S, maximum=86_400, unit="seconds")), help=f"Seconds between refreshes (at least {MIN_INTERVAL_S}).")] = 1.0,
     url: Annotated[list[str] | None, typer.Option("--url", metavar="URL", help="A ComfyUI to watch (repeatable); default: every ComfyUI comfyrig started, else the configured port if it answers.", show_default=False)] = None,
     once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
-    count: Annotated[int | None, typer.Option("--count", "-c", min=1, metavar="N", help="Stop after this many refreshes.", show_default=False)] = None,
+    count: Annotated[int | None, typer.Option("--count", "-c", callback=o.bounded("--count", o.COUNT), metavar="N", help="Stop after this many refreshes.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON: one object with --once, else one line per refresh.")] = False,
     dmon: Annotated[bool, typer.Option("--dmon", help="nvidia-smi dmon's compact scrolling lines, one per GPU.")] = False,
     csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also append one row per GPU per refresh to FILE.", show_default=False)] = None,

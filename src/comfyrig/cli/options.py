@@ -3,19 +3,45 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
+from ..config.numbers import Bounds, check_number
 from ..config.settings import CliOverrides, Settings, resolve_settings
 
-__all__ = ["overrides", "settings_from"]
+__all__ = ["COUNT", "PORT", "POSITIVE_SECONDS", "SECONDS", "Bounds", "bounded", "overrides", "settings_from"]
+
+N = TypeVar("N", int, float, int | None, float | None)
+
+# The shared limits of the numeric options: finite, and a day is the longest wait that is not a typo.
+SECONDS = Bounds(minimum=0, maximum=86_400, unit="seconds")
+POSITIVE_SECONDS = Bounds(above=0, maximum=86_400, unit="seconds")
+COUNT = Bounds(minimum=1, maximum=1_000_000)
+PORT = Bounds(minimum=1, maximum=65535)
+
+
+def bounded(flag: str, bounds: Bounds) -> Callable[[N], N]:
+    """A Typer callback that checks a numeric option with the one rule (``config.numbers``).
+
+    It raises ConfigError, which ``run_app`` renders like any other: Typer has already
+    turned the text into a number, so ``nan``, ``inf`` and ranges are what is left to check.
+    """
+
+    def check(value: N) -> N:
+        if value is not None:
+            check_number(value, flag, bounds)
+        return value
+
+    return check
+
 
 Auto = Annotated[bool, typer.Option("--auto", help="Pick the mode from the GPUs present (default).", rich_help_panel="GPU mode")]
 Dual = Annotated[bool, typer.Option("--dual", help="The first two GPUs, both visible to one ComfyUI.", rich_help_panel="GPU mode")]
 Multi = Annotated[bool, typer.Option("--multi", help="Every GPU.", rich_help_panel="GPU mode")]
-Single = Annotated[int | None, typer.Option("--single", metavar="N", help="Only GPU N (nvidia-smi numbering).", rich_help_panel="GPU mode", show_default=False)]
+Single = Annotated[int | None, typer.Option("--single", metavar="N", callback=bounded("--single", Bounds(minimum=0, maximum=1023)), help="Only GPU N (nvidia-smi numbering).", rich_help_panel="GPU mode", show_default=False)]
 Gpus = Annotated[str | None, typer.Option("--gpus", metavar="LIST", help="Ordered list: indices, GPU- UUIDs or MIG- ids, e.g. 1,0.", rich_help_panel="GPU mode", show_default=False)]
 Cpu = Annotated[bool, typer.Option("--cpu", help="No GPU at all: every GPU hidden, ComfyUI's --cpu.", rich_help_panel="GPU mode")]
 Port = Annotated[str | None, typer.Option("--port", help="Port (default 8188), or 'auto' for the next free one.", show_default=False)]

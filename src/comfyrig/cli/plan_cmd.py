@@ -33,14 +33,14 @@ __all__: list[str] = []
 Models = Annotated[list[Path] | None, typer.Argument(
     help="Model files (.safetensors, .gguf) or folders of shards; read from their headers only.", show_default=False)]
 ReserveGb = Annotated[float | None, typer.Option(
-    "--reserve", metavar="GB", help="Working memory (GiB) kept free on the compute GPU; default from family and resolution.",
+    "--reserve", metavar="GB", callback=o.bounded("--reserve", o.Bounds(minimum=0, maximum=1_000_000, unit="GiB")), help="Working memory (GiB) kept free on the compute GPU; default from family and resolution.",
     show_default=False)]
 Resolution = Annotated[str | None, typer.Option(
     "--resolution", metavar="WxH", help="Image size for the default reserve (default: the family's native size).",
     show_default=False)]
-Batch = Annotated[int, typer.Option("--batch", min=1, help="Batch size for the default reserve.")]
+Batch = Annotated[int, typer.Option("--batch", callback=o.bounded("--batch", o.Bounds(minimum=1, maximum=4096)), help="Batch size for the default reserve.")]
 RamGb = Annotated[float | None, typer.Option(
-    "--ram", metavar="GB", help="System RAM (GiB) for offloaded weights (default: MemAvailable).", show_default=False)]
+    "--ram", metavar="GB", callback=o.bounded("--ram", o.Bounds(minimum=0, maximum=1_000_000, unit="GiB")), help="System RAM (GiB) for offloaded weights (default: MemAvailable).", show_default=False)]
 WorkflowFile = Annotated[Path | None, typer.Option(
     "--workflow", metavar="IN.json", help="An API-format workflow whose loaders to rewrite.", show_default=False)]
 Write = Annotated[Path | None, typer.Option(
@@ -75,9 +75,6 @@ def plan_cmd(
     if write is not None and workflow is None:
         raise ConfigError("--write needs --workflow IN.json: the workflow to rewrite.")
     size = _resolution(resolution)
-    for flag, value in (("--reserve", reserve), ("--ram", ram)):
-        if value is not None and value < 0:
-            raise ConfigError(f"{flag} {value}: give a number of GiB, 0 or more.")
     wf = _api_workflow(workflow) if workflow is not None else None
     paths = list(models or [])
     if not paths and wf is not None:

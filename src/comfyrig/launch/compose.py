@@ -25,6 +25,7 @@ from ..comfy.checkout import comfyui_version, flag_table
 from ..comfy.multigpu import CheckoutMultiGpu, read_checkout
 from ..config.modes import select_gpus
 from ..config.settings import Settings
+from ..errors import ConfigError
 from ..host.cpus import available_cpus, cgroup_cpu_quota, cpu_cores
 from ..host.gpus.inventory import Gpu, Inventory
 from ..host.gpus.probe import probe_inventory
@@ -105,11 +106,17 @@ def pick_ports(settings: Settings, request: LaunchRequest, count: int, picker: P
     if request.ports == "ephemeral":
         return [picker.ephemeral(host) for _ in range(count)]
     value = settings.port.value
-    if value == "auto":
-        return picker.free(DEFAULT_BASE_PORT, count, host)
-    if request.workers:
-        return picker.free(int(value), count, host)
-    return [int(value)]
+    if value != "auto" and not request.workers:
+        return [int(value)]
+    base = DEFAULT_BASE_PORT if value == "auto" else int(value)
+    try:
+        return picker.free(base, count, host)
+    except OSError:
+        # Ports end at 65535: a fleet from --port 65535 has nowhere to put its second worker.
+        raise ConfigError(
+            f"{count} workers need {count} free ports from {base} upwards, and there are not that many below 65536.",
+            hint="Choose a lower --port (COMFYUI_PORT), or 'auto'.",
+        ) from None
 
 
 def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, ports: PortPicker | None = None) -> LaunchPlan:

@@ -1,0 +1,50 @@
+"""Every class of bad input (issue 16, items 13-15) is one paragraph on stderr and a non-zero
+exit: never a traceback, a hang or a silent wrong result. Each row is an input a user typed."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..conftest import InProcessCli
+
+NUMBERS = [
+    (["--restart-delay", "nan", "--dry-run"], "--restart-delay nan is not a finite number"),
+    (["--restart-delay", "-1", "--dry-run"], "--restart-delay -1 is too small"),
+    (["--ready-timeout", "nan", "--dry-run"], "--ready-timeout nan"),
+    (["--ready-timeout", "0", "--dry-run"], "more than 0"),
+    (["--stop-timeout", "inf", "--dry-run"], "--stop-timeout inf"),
+    (["--hang-timeout", "-5", "--dry-run"], "--hang-timeout -5"),
+    (["--single", "-1", "--dry-run"], "--single -1"),
+    (["launch", "--workers", "--cpus-per-worker", "0", "--dry-run"], "--cpus-per-worker 0"),
+    (["launch", "--workers", "--cpus-per-worker", "100000", "--dry-run"], "--cpus-per-worker 100000"),
+    (["launch", "--workers", "--threads-per-worker", "-2", "--dry-run"], "--threads-per-worker -2"),
+    (["launch", "--workers", "--port", "65535", "--dry-run"], "free ports from 65535"),
+    (["stop", "--all", "--timeout", "-1"], "--timeout -1"),
+    (["stop", "--port", "0"], "--port 0"),
+    (["batch", "w.json", "--out", "o", "--job-timeout", "-5", "--dry-run"], "--job-timeout -5"),
+    (["batch", "w.json", "--out", "o", "--job-timeout", "inf", "--dry-run"], "--job-timeout inf"),
+    (["batch", "w.json", "--out", "o", "--ready-timeout", "nan", "--dry-run"], "--ready-timeout nan"),
+    (["batch", "w.json", "--out", "o", "--retries", "-1", "--dry-run"], "--retries -1"),
+    (["batch", "w.json", "--out", "o", "--repeat", "0", "--dry-run"], "--repeat 0"),
+    (["plan", "m.safetensors", "--reserve", "nan"], "--reserve nan"),
+    (["plan", "m.safetensors", "--reserve", "inf"], "--reserve inf"),
+    (["plan", "m.safetensors", "--ram", "inf"], "--ram inf"),
+    (["plan", "m.safetensors", "--batch", "0"], "--batch 0"),
+    (["monitor", "--interval", "nan", "--once"], "--interval nan"),
+    (["monitor", "--interval", "0", "--once"], "--interval 0"),
+    (["monitor", "--count", "0"], "--count 0"),
+]
+
+
+def _one_paragraph(stderr: str) -> None:
+    assert stderr.startswith("comfyrig: error:"), stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), NUMBERS, ids=[" ".join(a) for a, _ in NUMBERS])
+def test_numbers(run: InProcessCli, args: list[str], needle: str) -> None:
+    run.gpus(2)
+    result = run(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    _one_paragraph(result.stderr)
+    assert needle in result.stderr
