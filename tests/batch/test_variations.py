@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from pathlib import Path
@@ -48,8 +49,24 @@ def test_sweep_files(tmp_path: Path) -> None:
     assert parse_sweep_values("@p.csv:0", tmp_path, "w") == ["id", "1", "2"]
     with pytest.raises(WorkflowError, match="no column 'text'; its columns: id, prompt"):
         parse_sweep_values("@p.csv:text", tmp_path, "w")
-    with pytest.raises(WorkflowError, match="cannot read"):
+    with pytest.raises(WorkflowError, match="does not exist"):
         parse_sweep_values("@nope.txt", tmp_path, "w")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "utf-16"])
+def test_sweep_file_that_is_not_a_text_file(tmp_path: Path, kind: str) -> None:
+    """Read without blocking or filling memory: a FIFO, /dev/zero, a folder, UTF-16 text."""
+    path = tmp_path / "values"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes("a\nb\n".encode("utf-16"))
+    with pytest.raises(WorkflowError, match=r"^w: the file .*(FIFO|character device|folder|UTF-16)"):
+        parse_sweep_values("@values", tmp_path, "w")
 
 
 @pytest.mark.parametrize("spec", ["1..0..1", "1..5..0"])

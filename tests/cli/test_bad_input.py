@@ -3,6 +3,11 @@ exit: never a traceback, a hang or a silent wrong result. Each row is an input a
 
 from __future__ import annotations
 
+import json
+import os
+import struct
+from pathlib import Path
+
 import pytest
 
 from ..conftest import InProcessCli
@@ -48,3 +53,70 @@ def test_numbers(run: InProcessCli, args: list[str], needle: str) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     _one_paragraph(result.stderr)
     assert needle in result.stderr
+
+
+def _safetensors(path: Path, header: dict[str, object]) -> Path:
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    return path
+
+
+def _make(tmp: Path, kind: str, name: str) -> Path:
+    """A file of ``kind`` at tmp/name: the things that hung, traced back or misled before."""
+    path = tmp / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "utf-16":
+        path.write_bytes("COMFYUI_PORT=9000\n".encode("utf-16"))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_plan_model_that_is_not_a_file(run: InProcessCli, kind: str) -> None:
+    run.gpus(2)
+    _make(run.cwd, kind, "m.safetensors")
+    result = run("plan", "m.safetensors")
+    assert result.returncode == 2
+    _one_paragraph(result.stderr)
+    assert "m.safetensors" in result.stderr
+
+
+def test_plan_model_without_tensors(run: InProcessCli) -> None:
+    run.gpus(2)
+    _safetensors(run.cwd / "empty.safetensors", {"__metadata__": {"format": "pt"}})
+    result = run("plan", "empty.safetensors")
+    assert result.returncode == 2 and "holds no tensors" in result.stderr
+
+
+def test_plan_same_model_twice(run: InProcessCli) -> None:
+    run.gpus(2)
+    _safetensors(run.cwd / "m.safetensors", {"w": {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}})
+    with open(run.cwd / "m.safetensors", "ab") as f:
+        f.write(b"\0" * 8)
+    (run.cwd / "link.safetensors").symlink_to(run.cwd / "m.safetensors")
+    for args in (["m.safetensors", "m.safetensors"], ["m.safetensors", "link.safetensors"]):
+        result = run("plan", *args)
+        assert result.returncode == 2 and "is given twice" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "utf-16"])
+def test_env_file_that_is_not_a_text_file(run: InProcessCli, kind: str) -> None:
+    run.gpus(2)
+    _make(run.cwd, kind, "my.env")
+    result = run("config", "--env-file", "my.env")
+    assert result.returncode == 2, result.stdout
+    _one_paragraph(result.stderr)
+    assert "--env-file" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "utf-16"])
+def test_fake_gpus_file_that_is_not_a_text_file(run: InProcessCli, kind: str) -> None:
+    path = _make(run.cwd, kind, "gpus.json")
+    result = run("gpus", env={"COMFYRIG_FAKE_GPUS": str(path)})
+    assert result.returncode == 2
+    _one_paragraph(result.stderr)
+    assert "COMFYRIG_FAKE_GPUS" in result.stderr

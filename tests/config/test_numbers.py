@@ -34,6 +34,6 @@ def test_accepted(value: float, bounds: Bounds) -> None:
 
 
 def test_message_has_plain_numbers() -> None:
-    with pytest.raises(ConfigError, match="at most 1000000[.:]") as info:
+    with pytest.raises(ConfigError, match=r"at most 1000000[.:]") as info:
         check_number(2e6, "--ram", Bounds(minimum=0, maximum=1_000_000, unit="GiB"))
     assert "2000000 is too large" in info.value.message

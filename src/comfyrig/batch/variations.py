@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ..comfy.workflow import FieldRef, FieldType, Workflow, canonical_json, coerce, resolve_field, seed_fields
 from ..errors import WorkflowError
+from ..files import MIB, read_text
 
 __all__ = [
     "Job",
@@ -110,10 +111,7 @@ def _from_file(spec: str, base: Path, where: str) -> list[str]:
     if not path.is_file() and ":" in name:
         name, column = name.rsplit(":", 1)
         path = base / name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WorkflowError(f"{where}: cannot read {path}: {exc.strerror or exc}.") from None
+    text = read_text(path, f"{where}: the file", limit=256 * MIB, error=WorkflowError)
     if column is None:
         values = [line for line in text.splitlines() if line.strip()]
     else:

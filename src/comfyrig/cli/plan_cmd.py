@@ -81,6 +81,7 @@ def plan_cmd(
         paths = _workflow_models(wf, settings.comfyui_dir.value)
     if not paths:
         raise ConfigError("Give at least one MODEL file or folder (or --workflow with --comfyui-dir to find its files).")
+    _refuse_repeats(paths)
     infos = [analyze_model(p) for p in paths]
 
     request = settings.gpu_request.value
@@ -194,3 +195,18 @@ def _report(infos: list[ModelInfo], plan: FitPlan, changes: list[NodeChange], no
         ],
         "workflow": {"written": str(write) if write else None, "changes": [c.to_json() for c in changes], "notes": notes},
     }
+
+
+def _refuse_repeats(paths: list[Path]) -> None:
+    """The same model named twice (or by two names: a link, a relative path) would be counted twice."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # analyze_model names a missing file
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            same = "twice" if seen[key] == path else f"twice (also as {seen[key]})"
+            raise ConfigError(f"The model {path} is given {same}; each model counts once in the plan.")
+        seen[key] = path

@@ -234,8 +234,9 @@ def _load_env_file(
     explicit: Path | None, dir_hint: Sourced[object] | None, cwd: Path, environ: Mapping[str, str]
 ) -> EnvFile | None:
     candidates = env_file_candidates(explicit, dir_hint.value if dir_hint is not None else None, cwd)
-    if explicit is not None and not candidates[0].is_file():
-        raise ConfigError(f"--env-file {explicit}: no such file.")
+    if explicit is not None:
+        # Read whatever it is: a folder, a FIFO or a missing file is an error naming --env-file.
+        return read_env_file(candidates[0], environ, what="the --env-file")
     for path in candidates:
         if path.is_file():
             return read_env_file(path, environ)

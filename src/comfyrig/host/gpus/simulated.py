@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...files import MIB, read_text
 from .inventory import Gpu, GpuProcess, Inventory
 
 __all__ = ["load_simulated", "parse_simulated", "read_simulated_json"]
@@ -48,13 +49,13 @@ def read_simulated_json(spec: str) -> tuple[Any, str]:
         path = Path(text).expanduser()
         origin = f"{_VAR} file {path}"
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+            text = read_text(path, f"the file {_VAR} names", limit=MIB)
+        except ConfigError as exc:
             raise ConfigError(
-                f"{_VAR} names {path}, which cannot be read ({exc.strerror or exc}).",
+                exc.message,
                 hint="Set it to a JSON file path or to inline JSON such as "
                 '\'[{"name": "RTX 3090", "memory_total_mib": 24576}]\'.',
-            ) from exc
+            ) from None
     try:
         return json.loads(text), origin
     except json.JSONDecodeError as exc:
