@@ -22,7 +22,7 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import ConfigError
+from .errors import ComfyrigError, ConfigError
 
 __all__ = ["MIB", "check_writable_dir", "open_regular", "read_json", "read_text", "write_error"]
 
@@ -98,17 +98,27 @@ def read_json(path: Path, what: str, *, limit: int = 64 * MIB, error: type[Confi
         raise error(f"{_cap(what)} {path} is not valid JSON: {exc}.") from None
 
 
-def check_writable_dir(path: Path, what: str) -> Path:
+def check_writable_dir(path: Path, what: str, *, create: bool = True) -> Path:
     """Create the folder ``path`` (with missing parents) and prove it is writable by creating and
     removing a file in it; returns it. Raises ConfigError naming ``what`` ("--out") for an empty
-    name, ``/``, a file in the way, a parent that cannot be created, or no write permission."""
-    text = str(path)
-    if not text.strip():
+    name, ``/``, a file in the way, a parent that cannot be created, or no write permission.
+
+    ``create=False`` (a dry run) changes nothing: the folder, or the nearest existing folder
+    above it, must be a folder this process may write in."""
+    if not str(path).strip():
         raise ConfigError(f"{what} is empty; give a folder for the results.")
-    if path.resolve() == Path(path.resolve().anchor):
+    resolved = path.expanduser().resolve()
+    if resolved == Path(resolved.anchor):
         raise ConfigError(f"{what} {path} is the root folder; give a folder of its own for the results.")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path} is a file, not a folder.")
+    if not create:
+        existing = next(p for p in (resolved, *resolved.parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"{what} {path}: {existing} is a file, not a folder.")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what} {path} cannot be written: permission denied in {existing}.")
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -125,7 +135,7 @@ def check_writable_dir(path: Path, what: str) -> Path:
     return path
 
 
-def write_error(exc: OSError, path: Path, what: str) -> ConfigError:
+def write_error(exc: OSError, path: Path, what: str, error: type[ComfyrigError] = ConfigError) -> ComfyrigError:
     """One message for a failed write: the disk full, no permission, a read-only file system."""
     reason = {
         errno.ENOSPC: "the disk is full",
@@ -135,7 +145,7 @@ def write_error(exc: OSError, path: Path, what: str) -> ConfigError:
         errno.EROFS: "the file system is read-only",
         errno.ENOTDIR: "a part of that path is a file, not a folder",
     }.get(exc.errno or 0, exc.strerror or str(exc))
-    return ConfigError(f"{what} {path} cannot be written: {reason}.")
+    return error(f"{what} {path} cannot be written: {reason}.")
 
 
 def _cap(what: str) -> str:

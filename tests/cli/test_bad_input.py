@@ -120,3 +120,48 @@ def test_fake_gpus_file_that_is_not_a_text_file(run: InProcessCli, kind: str) ->
     assert result.returncode == 2
     _one_paragraph(result.stderr)
     assert "COMFYRIG_FAKE_GPUS" in result.stderr
+
+
+STRINGS = [
+    (["--gpus", "", "--dry-run"], {}, "--gpus is empty"),
+    (["launch", "--workers", "--gpus", "", "--dry-run"], {}, "--gpus is empty"),
+    (["--dry-run"], {"COMFYUI_DIR": ""}, "COMFYUI_DIR is empty"),
+    (["--dry-run"], {"COMFYUI_DIR": "   "}, "COMFYUI_DIR is empty"),
+    (["monitor", "--url", "notaurl", "--once"], {}, "'notaurl' is not the URL of a ComfyUI"),
+    (["monitor", "--url", "", "--once"], {}, "is not the URL of a ComfyUI"),
+    (["monitor", "--url", "http://", "--once"], {}, "is not the URL of a ComfyUI"),
+    (["monitor", "--url", "ftp://h:1", "--once"], {}, "is not the URL of a ComfyUI"),
+    (["batch", "w.json", "--out", "o", "--url", "notaurl", "--dry-run"], {}, "'notaurl' is not the URL of a ComfyUI"),
+    (["batch", "w.json", "--out", "", "--url", "http://127.0.0.1:9", "--dry-run"], {}, "--out is empty"),
+    (["batch", "w.json", "--out", "/", "--url", "http://127.0.0.1:9", "--dry-run"], {}, "--out / is the root folder"),
+    (["batch", "w.json", "--out", "afile", "--url", "http://127.0.0.1:9", "--dry-run"], {}, "--out afile is a file, not a folder"),
+    (["batch", "w.json", "--out", "afile/sub", "--url", "http://127.0.0.1:9", "--dry-run"], {}, "is a file, not a folder"),
+    (["batch", "w.json", "--out", "afile/sub", "--url", "http://127.0.0.1:9"], {}, "is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "needle"), STRINGS, ids=[" ".join(a) + repr(e) for a, e, _ in STRINGS])
+def test_strings_and_paths(run: InProcessCli, args: list[str], env: dict[str, str], needle: str) -> None:
+    run.gpus(2)
+    (run.cwd / "w.json").write_text('{"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}')
+    (run.cwd / "afile").write_text("not a folder")
+    result = run(*args, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    _one_paragraph(result.stderr)
+    assert needle in result.stderr
+
+
+def test_env_line_without_equals(run: InProcessCli) -> None:
+    run.gpus(2)
+    (run.cwd / ".env").write_text("COMFYUI_LISTEN=127.0.0.1\nCOMFYUI_PORT\n")
+    result = run("config")
+    assert result.returncode == 2
+    _one_paragraph(result.stderr)
+    assert "line 2: COMFYUI_PORT has no '='" in result.stderr
+
+
+def test_cuda_visible_devices_minus_one_is_named(run: InProcessCli) -> None:
+    run.gpus(2)
+    result = run("--dry-run", env={"CUDA_VISIBLE_DEVICES": "-1"})
+    assert result.returncode == 0
+    assert "CUDA_VISIBLE_DEVICES is -1 (no GPU)" in " ".join(result.stdout.split())

@@ -21,7 +21,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -126,17 +126,26 @@ class Journal:
         if self._in_tx:
             yield
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._in_tx = True
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
-        finally:
-            self._in_tx = False
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+            try:
+                yield
+            except BaseException:
+                with suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._in_tx = False
+        except sqlite3.Error as exc:
+            # A full disk, a read-only folder, a journal locked by another process: the change was
+            # rolled back, so what the journal recorded before is intact and a rerun resumes there.
+            raise JournalError(
+                f"The batch journal {self.path} cannot be written: {exc}.",
+                hint="Nothing it recorded is lost: fix that (free space, permissions), then run the same command again to resume.",
+            ) from None
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         with self.transaction():

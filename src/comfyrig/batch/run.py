@@ -23,6 +23,7 @@ from ..comfy.convert import convert_ui
 from ..comfy.workflow import Workflow, load_workflow, require_api_format, schema_problems
 from ..errors import ConfigError, WorkflowError
 from ..events import Reporter, discard
+from ..files import check_writable_dir
 from ..launch.signals import capture_signals
 from .backends import Backend
 from .dispatcher import BatchOptions, Dispatcher
@@ -96,6 +97,9 @@ def run_batch(
     While the dispatcher runs, ``signals`` routes Ctrl-C and SIGTERM to it (and restores the
     previous handlers after). Raises WorkflowError or ConfigError for a workflow or option
     that cannot run (before any job is sent), LaunchError when no worker answers."""
+    # --out "" (the current folder), "/", a file, an unwritable or missing parent: refused before
+    # anything starts; a dry run checks the same without creating the folder.
+    check_writable_dir(req.out_dir, "--out", create=not req.dry_run)
     wf = load_workflow(req.workflow)
     options = req.options or BatchOptions(out_dir=req.out_dir)
     salt = _existing_salt(req.out_dir)
@@ -114,7 +118,6 @@ def run_batch(
         reporter(_dry_run(wf, spec, backend, req))
         return 0
 
-    req.out_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(req.out_dir / JOURNAL_NAME)
     try:
         # One websocket client id per output folder: a resumed run hears its earlier prompts' events.

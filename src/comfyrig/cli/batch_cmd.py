@@ -10,6 +10,7 @@ import typer
 from ..batch.backends import Backend, FleetBackend, UrlBackend
 from ..batch.dispatcher import BatchOptions
 from ..batch.run import BatchRequest, run_batch
+from ..comfy.urls import comfy_url
 from ..errors import ConfigError
 from ..ui.batch_view import BatchView
 from ..ui.console import make_console
@@ -28,7 +29,7 @@ Many = list[str] | None
 )
 def batch_cmd(
     workflow: Annotated[Path, typer.Argument(help="The workflow JSON (ComfyUI's API format, or the UI format).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: outputs/, journal.sqlite, manifest.jsonl, report.json.", show_default=False)],
+    out_text: Annotated[str, typer.Option("--out", "-o", help="Output folder: outputs/, journal.sqlite, manifest.jsonl, report.json.", show_default=False)],
     set_: Annotated[Many, typer.Option("--set", metavar="NODE.FIELD=VALUE", help="Set an input for every job, e.g. 3.seed=42 or \"Positive.text=a cat\". NODE: id, unique title or unique class.", rich_help_panel="Variations", show_default=False)] = None,
     sweep: Annotated[Many, typer.Option("--sweep", metavar="NODE.FIELD=SPEC", help="Vary an input: 1..100 (ends included), 0..1..0.25, a|b|c, @file (a value per line), @file.csv:column. Several: every combination.", rich_help_panel="Variations", show_default=False)] = None,
     zip_: Annotated[bool, typer.Option("--zip", help="Pair the sweeps value by value instead of combining them.", rich_help_panel="Variations")] = False,
@@ -55,6 +56,10 @@ def batch_cmd(
     plain: Annotated[bool, typer.Option("--plain", help="One line per event instead of the live view (automatic in pipes).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary (or the --dry-run plan) as JSON on stdout.")] = False,
 ) -> int:
+    # Taken as text: Typer would turn --out "" into Path("."), the current folder, silently.
+    if not out_text.strip():
+        raise ConfigError("--out is empty; give a folder for the results (it is created when missing).")
+    out = Path(out_text)
     settings = o.settings_from(
         o.overrides(auto=auto, dual=dual, multi=multi, single=single, gpus=gpus, cpu=cpu, port=port,
                     comfyui_dir=comfyui_dir, python=python, env_file=env_file, comfyui_args=comfyui_args)
@@ -65,7 +70,7 @@ def batch_cmd(
         raise ConfigError(f"--seed {seed!r}: choose random or increment.")
     backend: Backend
     if url:
-        backend = UrlBackend(list(url))
+        backend = UrlBackend([comfy_url(u, "--url") for u in url])
     elif ray:
         from ..batch.ray_backend import RayBackend
 

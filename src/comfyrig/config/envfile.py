@@ -54,8 +54,14 @@ def read_env_file(path: Path, environ: Mapping[str, str], *, what: str = "the .e
                 hint="Each line must be NAME=value (optionally quoted, optionally after 'export'), "
                 "a comment starting with '#', or blank.",
             )
+        if binding.key is not None and binding.value is None:
+            # bash's 'source' ignores a bare NAME too; here it is almost always a lost '=value'.
+            raise ConfigError(
+                f"{path}, line {line}: {binding.key} has no '=' and no value.",
+                hint=f"Write {binding.key}=VALUE, or remove the line (or start it with '#').",
+            )
         if binding.key is None or binding.value is None:
-            continue  # comment, blank line, or a bare NAME with no value
+            continue  # comment or blank line
         value = binding.value
         if not _single_quoted(original):
             value = _expand(value, {**environ, **values})

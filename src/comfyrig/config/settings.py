@@ -99,6 +99,9 @@ class CliOverrides:
         if self.single is not None:
             return GpuRequest("single", (str(self.single),))
         if self.gpus is not None:
+            if not self.gpus.strip():
+                # An empty list is no GPU at all, which is --cpu; said so rather than guessed.
+                raise ConfigError("--gpus is empty.", hint="Give GPU numbers or ids such as --gpus 0,1, or --cpu for no GPU.")
             return GpuRequest("gpus", parse_gpu_list(self.gpus, "--gpus"))
         for kind in ("auto", "dual", "multi", "cpu"):
             if getattr(self, kind):
@@ -319,6 +322,12 @@ def _comfyui_dir(layers: _Layers, cli: CliOverrides, cwd: Path) -> Sourced[Path 
         if (cwd / "main.py").is_file():
             return Sourced(cwd, "derived")
         return Sourced(None, "default")
+    if not str(src.value).strip():
+        # An empty value would be the current folder: a silent guess that hides a typo in .env.
+        raise ComfyUINotFoundError(
+            f"{_where(src, 'COMFYUI_DIR', '--comfyui-dir')} is empty.",
+            hint="Give the folder that holds ComfyUI's main.py, or remove the setting to use the current folder.",
+        )
     path = Path(str(src.value)).expanduser()
     path = path if path.is_absolute() else cwd / path
     if not (path / "main.py").is_file():
