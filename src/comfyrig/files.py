@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from .errors import ComfyrigError, ConfigError
 
-__all__ = ["MIB", "check_writable_dir", "open_regular", "read_json", "read_text", "write_error"]
+__all__ = ["MIB", "check_output_file", "check_writable_dir", "open_regular", "read_json", "read_text", "write_error"]
 
 MIB = 1024 * 1024
 _KINDS = (
@@ -132,6 +132,28 @@ def check_writable_dir(path: Path, what: str, *, create: bool = True) -> Path:
         probe.unlink()
     except OSError as exc:
         raise write_error(exc, path, what) from None
+    return path
+
+
+def check_output_file(path: Path, what: str) -> Path:
+    """``path`` when a file may be written there: an existing regular file or a new name in an
+    existing, writable folder. Raises ConfigError naming ``what`` ("--write") for an empty name,
+    a folder, a FIFO or device (writing one blocks or goes nowhere), or a missing parent."""
+    if not str(path).strip() or str(path) == ".":
+        raise ConfigError(f"{what} is empty; give a file name.")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        parent = path.parent
+        if not parent.is_dir():
+            raise ConfigError(f"{what} {path}: the folder {parent} does not exist.") from None
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what} {path} cannot be written: permission denied in {parent}.") from None
+        return path
+    except OSError as exc:
+        raise write_error(exc, path, what) from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{what} {path} is {_kind(mode)}; give a file name.")
     return path
 
 

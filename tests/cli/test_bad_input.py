@@ -165,3 +165,24 @@ def test_cuda_visible_devices_minus_one_is_named(run: InProcessCli) -> None:
     result = run("--dry-run", env={"CUDA_VISIBLE_DEVICES": "-1"})
     assert result.returncode == 0
     assert "CUDA_VISIBLE_DEVICES is -1 (no GPU)" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_files_comfyrig_writes_are_checked_first(run: InProcessCli, kind: str) -> None:
+    """monitor --csv on a FIFO used to wait for a reader; plan --write into a folder failed last."""
+    run.gpus(2)
+    _make(run.cwd, kind, "target")
+    result = run("monitor", "--once", "--csv", "target")
+    assert result.returncode == 2
+    _one_paragraph(result.stderr)
+    assert "--csv target" in result.stderr
+    (run.cwd / "w.json").write_text('{"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}}}')
+    result = run("plan", "x.safetensors", "--workflow", "w.json", "--write", "target")
+    assert result.returncode == 2
+    assert "--write target" in result.stderr
+
+
+def test_written_file_under_a_missing_folder(run: InProcessCli) -> None:
+    run.gpus(2)
+    result = run("monitor", "--once", "--csv", "no/such/folder/gpus.csv")
+    assert result.returncode == 2 and "the folder no/such/folder does not exist" in result.stderr

@@ -23,6 +23,7 @@ from ..comfy.client import PROBE_TIMEOUT_S, ComfyClient
 from ..comfy.urls import local_url
 from ..config.settings import DEFAULT_PORT, Settings
 from ..errors import ComfyAPIError, ConfigError
+from ..files import check_output_file
 from ..monitor.collect import MIN_INTERVAL_S, Monitor, run_ticks
 from ..monitor.csvlog import CsvLog
 from ..monitor.history import History
@@ -73,7 +74,7 @@ def _check_flags(interval: float, json_out: bool, dmon: bool, plot: Path | None,
 def _plot(plot: Path, out: Path | None, console: Console) -> int:
     from ..monitor.plot import plot_csv
 
-    target = out or plot.with_suffix(".png")
+    target = check_output_file(out or plot.with_suffix(".png"), "--out")
     count = plot_csv(plot, target)
     console.print(f"Wrote {target} ({count} GPU{'s' if count != 1 else ''}).")
     return 0

@@ -16,6 +16,7 @@ from ..comfy.vram import vram_facts
 from ..comfy.workflow import Prompt, Workflow, load_workflow, require_api_format
 from ..config.modes import select_gpus
 from ..errors import ConfigError, ModelFileError, WorkflowError
+from ..files import check_output_file
 from ..fit.components import ModelInfo, analyze_model
 from ..fit.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
 from ..fit.native import plan_native, sampler_cfgs
@@ -74,6 +75,8 @@ def plan_cmd(
     )
     if write is not None and workflow is None:
         raise ConfigError("--write needs --workflow IN.json: the workflow to rewrite.")
+    if write is not None:
+        check_output_file(write, "--write")  # before the models are read, not after
     size = _resolution(resolution)
     wf = _api_workflow(workflow) if workflow is not None else None
     paths = list(models or [])
