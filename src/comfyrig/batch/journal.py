@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from ..errors import JournalError
 
-__all__ = ["JobRow", "JobState", "Journal", "OutputFile"]
+__all__ = ["JobRow", "JobState", "Journal", "OutputFile", "read_meta"]
 
 JobState = Literal["pending", "submitted", "done", "failed"]
 TERMINAL: frozenset[str] = frozenset({"done", "failed"})
@@ -95,6 +95,22 @@ class JobRow:
     seconds: float | None
     outputs: tuple[dict[str, Any], ...]
     reason: Mapping[str, Any] | None
+
+
+def read_meta(path: Path) -> dict[str, str]:
+    """The meta table of the journal at ``path``, opened read-only ({} when there is none), for
+    the checks a dry run and a real run make before anything is started or written."""
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"The batch journal {path} cannot be read: {exc}.",
+                           hint="Give a new --out folder, or move the damaged journal away.") from None
 
 
 class Journal:

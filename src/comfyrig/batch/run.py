@@ -11,6 +11,7 @@ reporter (``cli/batch_cmd.py`` renders them with ``ui/batch_view.BatchView``).
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..comfy.convert import convert_ui
-from ..comfy.workflow import Workflow, load_workflow, require_api_format, schema_problems
+from ..comfy.workflow import Workflow, canonical_json, load_workflow, require_api_format, schema_problems
 from ..errors import ConfigError, WorkflowError
 from ..events import Reporter, discard
 from ..files import check_writable_dir
@@ -28,9 +29,9 @@ from ..launch.signals import capture_signals
 from .backends import Backend
 from .dispatcher import BatchOptions, Dispatcher
 from .events import BatchEvent, BatchFinished, BatchStarted, DryRunPlan, PlannedJob
-from .journal import Journal
+from .journal import Journal, read_meta
 from .report import build_report, exit_code, write_report
-from .variations import VariationSpec, build_spec
+from .variations import VariationSpec, build_spec, parse_sweep_values
 from .worker import LocalSink
 
 __all__ = ["BatchRequest", "run_batch"]
@@ -62,16 +63,32 @@ def _spec(wf: Workflow, req: BatchRequest, salt: int, object_info: dict[str, Any
     )
 
 
-def _existing_salt(out_dir: Path) -> int | None:
-    path = out_dir / JOURNAL_NAME
-    if not path.exists():
-        return None
-    journal = Journal(path)
-    try:
-        value = journal.get_meta("seed_salt")
-        return int(value) if value is not None else None
-    finally:
-        journal.close()
+def job_set_identity(wf: Workflow, req: BatchRequest) -> str:
+    """sha256 of what decides the job list: the workflow file's content and every variation as
+    given (a sweep by its values, so an edited @file counts). A rerun into the same --out must
+    match it, or it would mix two batches in one journal and manifest."""
+    where = "--sweep"
+    sweeps = []
+    for text in req.sweeps:
+        target, _, spec = text.partition("=")
+        sweeps.append([target.strip(), parse_sweep_values(spec, Path.cwd(), f"{where} {target.strip()}")])
+    content = wf.digest if not wf.needs_conversion else hashlib.sha256(canonical_json(wf.ui).encode()).hexdigest()
+    identity = {"workflow": content, "sets": list(req.sets), "sweeps": sweeps, "zip": req.zipped,
+                "repeat": req.repeat, "seed": req.seed}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
+
+
+def _check_same_batch(meta: dict[str, str], wf: Workflow, identity: str, req: BatchRequest) -> None:
+    """Before any worker starts (and in a dry run): the --out folder holds this batch or none."""
+    previous = meta.get("job_set")
+    other_workflow = not wf.needs_conversion and meta.get("workflow") not in (None, wf.digest)
+    if other_workflow or (previous is not None and previous != identity):
+        what = "another workflow (or another version of this one)" if other_workflow else "other variations"
+        raise ConfigError(
+            f"{req.out_dir} holds a batch of {what}: {meta.get('workflow_source', 'an earlier run')} with "
+            "other --set/--sweep/--zip/--repeat/--seed values. A rerun into the same --out resumes that batch, so it must be the same command.",
+            hint="Use a new --out folder for the new batch; comfyrig never mixes two batches in one.",
+        )
 
 
 def _check_schema(wf: Workflow, object_info: dict[str, Any]) -> None:
@@ -102,7 +119,8 @@ def run_batch(
     check_writable_dir(req.out_dir, "--out", create=not req.dry_run)
     wf = load_workflow(req.workflow)
     options = req.options or BatchOptions(out_dir=req.out_dir)
-    salt = _existing_salt(req.out_dir)
+    meta = read_meta(req.out_dir / JOURNAL_NAME)
+    salt = int(meta["seed_salt"]) if "seed_salt" in meta else None
     if wf.needs_conversion:
         if req.dry_run and backend.kind != "url":
             require_api_format(wf, "converting it needs a running ComfyUI's /object_info, and --dry-run starts none",
@@ -110,6 +128,8 @@ def run_batch(
     else:
         # Everything checkable without a server, before one is started.
         _spec(wf, req, salt or 0, None)
+    identity = job_set_identity(wf, req)
+    _check_same_batch(meta, wf, identity, req)
     if req.dry_run:
         object_info = backend.object_info(req.ready_timeout_s) if wf.needs_conversion else None
         if object_info is not None:
@@ -137,6 +157,7 @@ def run_batch(
             spec = _spec(wf, req, salt_value, object_info)
             journal.set_meta("workflow", wf.digest)
             journal.set_meta("workflow_source", str(req.workflow))
+            journal.set_meta("job_set", identity)
             dispatcher = Dispatcher(wf, spec, journal, options, reporter=reporter)
             sink = LocalSink(req.out_dir)
             sink.clean_partials()

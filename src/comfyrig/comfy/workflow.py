@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,6 +422,10 @@ def coerce(value: Any, ftype: FieldType, where: str) -> Any:
         else:
             out = value
     if kind in ("INT", "FLOAT", "NUMBER"):
+        if isinstance(out, float) and not math.isfinite(out):
+            # float() takes nan and inf (and 1e400 becomes inf); no ComfyUI input means them, and
+            # JSON cannot carry them: the dry run printed NaN, the real run sent it.
+            raise bad(" (not a finite number)")
         if ftype.minimum is not None and out < ftype.minimum:
             raise bad()
         if ftype.maximum is not None and out > ftype.maximum:
