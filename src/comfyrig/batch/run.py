@@ -11,7 +11,9 @@ reporter (``cli/batch_cmd.py`` renders them with ``ui/batch_view.BatchView``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import random
 import uuid
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from ..comfy.convert import convert_ui
 from ..comfy.workflow import Workflow, canonical_json, load_workflow, require_api_format, schema_problems
 from ..errors import ConfigError, WorkflowError
 from ..events import Reporter, discard
-from ..files import check_writable_dir
+from ..files import check_writable_dir, write_error
 from ..launch.signals import capture_signals
 from .backends import Backend
 from .dispatcher import BatchOptions, Dispatcher
@@ -61,6 +63,35 @@ def _spec(wf: Workflow, req: BatchRequest, salt: int, object_info: dict[str, Any
         wf, sets=req.sets, sweeps=req.sweeps, zipped=req.zipped, repeat=req.repeat, seed=req.seed,
         seed_salt=salt, base_dir=Path.cwd(), object_info=object_info,
     )
+
+
+class OutLock:
+    """An exclusive lock on ``out_dir/.lock`` for the whole run (``flock``): a second batch on the
+    same --out is refused at start, instead of failing on a locked journal in the middle of its
+    run. The kernel drops the lock when the process ends, however it ends, so no stale lock is
+    left by a SIGKILL. Raises ConfigError naming the holder's pid when it is taken."""
+
+    def __init__(self, out_dir: Path) -> None:
+        path = out_dir / ".lock"
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise write_error(exc, path, "The lock file") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
+            os.close(self._fd)
+            raise ConfigError(
+                f"Another batch is running on {out_dir}{f' (pid {holder})' if holder else ''}; "
+                "two batches on one --out would interleave one journal.",
+                hint="Wait for it to finish (or stop it), or use another --out folder.",
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        os.close(self._fd)  # closing drops the flock
 
 
 def job_set_identity(wf: Workflow, req: BatchRequest) -> str:
@@ -138,6 +169,7 @@ def run_batch(
         reporter(_dry_run(wf, spec, backend, req))
         return 0
 
+    lock = OutLock(req.out_dir)  # before the journal is touched: a second batch stops here
     journal = Journal(req.out_dir / JOURNAL_NAME)
     try:
         # One websocket client id per output folder: a resumed run hears its earlier prompts' events.
@@ -174,6 +206,7 @@ def run_batch(
         write_report(req.out_dir, report)
     finally:
         journal.close()
+        lock.release()
     reporter(BatchFinished(report))
     return exit_code(report)
 
