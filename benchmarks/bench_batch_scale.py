@@ -86,12 +86,12 @@ def main() -> None:
     if args.mode == "child":
         child(args.jobs)
         return
-    done = subprocess.run([sys.executable, __file__, "child", "--jobs", str(args.jobs)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, "child", "--jobs", str(args.jobs)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.exit(done.stderr)
     r = json.loads(done.stdout.strip().splitlines()[-1])
     base = subprocess.run([sys.executable, "-c", "import comfyrig.batch.run, resource;"
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"], capture_output=True, text=True)
+                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"], capture_output=True, text=True, check=False)
     text = (f"{r['jobs']:,} jobs: first job submitted after {r['first_submit_s']:.1f} s (prepare {r['prepare_s']:.1f} s); "
             f"peak RSS {r['peak_rss_mib']:.0f} MiB (interpreter + comfyrig imported: {float(base.stdout):.0f} MiB); "
             f"journal {r['journal_mib']:.0f} MiB")
