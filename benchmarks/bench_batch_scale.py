@@ -90,8 +90,8 @@ def main() -> None:
     if done.returncode != 0:
         sys.exit(done.stderr)
     r = json.loads(done.stdout.strip().splitlines()[-1])
-    base = subprocess.run([sys.executable, "-c", "import comfyrig.batch.run, resource;"
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"], capture_output=True, text=True, check=False)
+    probe = "import comfyrig.batch.run, resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    base = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     text = (f"{r['jobs']:,} jobs: first job submitted after {r['first_submit_s']:.1f} s (prepare {r['prepare_s']:.1f} s); "
             f"peak RSS {r['peak_rss_mib']:.0f} MiB (interpreter + comfyrig imported: {float(base.stdout):.0f} MiB); "
             f"journal {r['journal_mib']:.0f} MiB")
