@@ -17,7 +17,7 @@ from ..launch.policy import RESTART_POLICIES
 from ..ui.console import make_console
 from ..ui.launch_view import render_plan
 from . import options as o
-from .app import RAW_ARGS, command, extra_args_after_dashes
+from .app import RAW_ARGS, ComfyFlagsCommand, command, extra_args_after_dashes
 from .report import print_json
 
 __all__: list[str] = []
@@ -34,6 +34,7 @@ NO_COMFYUI = (
     "launch",
     help="Start ComfyUI in the chosen GPU mode and supervise it. Arguments after -- go to ComfyUI.",
     context_settings={"allow_extra_args": False},
+    cls=ComfyFlagsCommand,
 )
 def launch_cmd(
     extra: Annotated[list[str] | None, typer.Argument(help="ComfyUI flags, after --.", show_default=False)] = None,
@@ -70,6 +71,17 @@ def launch_cmd(
                     comfyui_args=comfyui_args, enable_manager=enable_manager, extra_args=extra)
     )
     extra_args_after_dashes(RAW_ARGS, extra)
+    if cpu and workers:
+        raise ConfigError(
+            "--workers starts one ComfyUI per GPU, and --cpu uses none: there is nothing to split.",
+            hint="Drop --workers to run one ComfyUI on the CPU, or drop --cpu to run one per GPU.",
+        )
+    if json_out and not dry_run:
+        raise ConfigError(
+            "--json prints the launch plan and needs --dry-run: a running launch shows the dashboard, "
+            "or one line per event with --plain.",
+            hint="Use 'comfyrig launch --dry-run --json', or 'comfyrig status --json' for what is running.",
+        )
     if restart not in RESTART_POLICIES:
         raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
     if placement not in (None, "auto", "none"):

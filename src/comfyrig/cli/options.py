@@ -50,7 +50,7 @@ ComfyDir = Annotated[Path | None, typer.Option("--comfyui-dir", help="The ComfyU
 Python = Annotated[str | None, typer.Option("--python", help="ComfyUI's Python interpreter.", show_default=False)]
 EnvFile = Annotated[Path | None, typer.Option("--env-file", help="Read this .env instead of ComfyUI's or the current folder's.", show_default=False)]
 ComfyArgs = Annotated[str | None, typer.Option("--comfyui-args", help="Extra ComfyUI flags as one string (like COMFYUI_ARGS).", show_default=False)]
-Manager = Annotated[bool | None, typer.Option("--enable-manager/--no-enable-manager", help="Pass ComfyUI's --enable-manager.", show_default=False)]
+Manager = Annotated[bool | None, typer.Option("--enable-manager/--no-enable-manager", "--manager/--no-manager", help="Pass ComfyUI's --enable-manager (--manager: the old launcher scripts' name).", show_default=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 

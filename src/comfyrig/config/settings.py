@@ -8,7 +8,9 @@ comfyrig that reads the process environment (passed in as a mapping) or the
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -342,7 +344,17 @@ def _comfyui_dir(layers: _Layers, cli: CliOverrides, cwd: Path) -> Sourced[Path 
 def _python(layers: _Layers, cli: CliOverrides, comfyui_dir: Path | None, environ: Mapping[str, str]) -> Sourced[str]:
     src = layers.get("COMFYUI_PYTHON", cli.python)
     if src is not None:
-        path = Path(str(src.value)).expanduser()
+        text = str(src.value).strip()
+        if text and "/" not in text:
+            # A bare name ("python3") is looked up on PATH, as a shell would.
+            found = shutil.which(text, path=environ.get("PATH", os.defpath))
+            if found is None:
+                raise ComfyUINotFoundError(
+                    f"{_where(src, 'COMFYUI_PYTHON', '--python')} is {text!r}, which is not a command on PATH.",
+                    hint="Give the Python interpreter of ComfyUI's environment, e.g. ComfyUI/.venv/bin/python.",
+                )
+            return Sourced(found, src.source)
+        path = Path(text).expanduser()
         if not path.is_file():
             raise ComfyUINotFoundError(
                 f"{_where(src, 'COMFYUI_PYTHON', '--python')} is {path}, which does not exist.",
