@@ -262,6 +262,7 @@ def test_a_second_batch_on_the_same_out_is_refused_at_start(cli: Cli, tmp_path: 
         assert second.returncode == 2, second.stderr
         assert f"Another batch is running on {out} (pid {first.proc.pid})" in " ".join(second.stderr.split())
         first.interrupt()
+        first.wait_for("running jobs finish")
         first.interrupt()
         assert first.wait(timeout=30) == 130
     finally:
