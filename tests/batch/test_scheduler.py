@@ -72,13 +72,28 @@ def test_prompt_ids_change_per_attempt_and_stale_events_are_ignored() -> None:
 def test_worker_death_charges_the_running_job_only() -> None:
     s = make(4, ("a", "b"), retries=2)
     s.worker_up("a", 0)
-    s.tick(0)
+    s.worker_up("b", 0)
+    assert submits(s.tick(0)) == [("j0", "a"), ("j1", "b"), ("j2", "a"), ("j3", "b")]
+    pids = {job: s.jobs[job].prompt_id for job in ("j0", "j2")}
     actions = s.worker_down("a", "exit -9", 1)
-    assert [(a.job, a.charged) for a in actions if isinstance(a, Requeue)] == [("j0", True), ("j1", False)]
-    s.worker_up("b", 2)
-    s.worker_up("a", 2.5)
-    # j1 (released) goes first; j0 avoids a, where it crashed
-    assert dict(submits(s.tick(3)))["j0"] == "b"
+    assert [(a.job, a.charged) for a in actions if isinstance(a, Requeue)] == [("j0", True), ("j2", False)]
+    finish(s, "j1", 2)
+    # Back up: what was taken from its queue is deleted there, so it never runs twice.
+    assert s.worker_up("a", 2.5) == [Cancel("j0", "a", pids["j0"]), Cancel("j2", "a", pids["j2"])]
+    # j2 (released) goes first; j0 avoids a, where it crashed
+    assert submits(s.tick(3)) == [("j2", "a"), ("j0", "b")]
+    assert s.worker_up("a", 4) == []  # cancelled once
+
+
+def test_the_first_worker_up_takes_one_job_until_the_others_answer() -> None:
+    """Issue 16 item 19: it queued a second job that the next worker up could have run."""
+    s = make(4, ("a", "b", "c"))
+    s.worker_up("a", 0)
+    assert submits(s.tick(0)) == [("j0", "a")]
+    s.worker_up("b", 1)
+    assert submits(s.tick(1)) == [("j1", "b")]
+    s.worker_down("c", "gave up: it never started", 2, gone=True)
+    assert submits(s.tick(2)) == [("j2", "a"), ("j3", "b")]  # every live worker answered: queue one more each
 
 
 def test_a_worker_lost_while_its_outputs_are_fetched_runs_the_job_again() -> None:

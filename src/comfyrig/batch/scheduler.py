@@ -137,6 +137,9 @@ class _Worker:
     gone: bool = False
     inflight: list[str] = field(default_factory=list)  # job ids in ComfyUI's queue order
     free_since: float = 0.0
+    ever_up: bool = False
+    # (job, prompt id) taken from it while it was down: a hung ComfyUI that wakes still has them queued.
+    orphans: list[tuple[str, str]] = field(default_factory=list)
     stats: WorkerStats = field(default_factory=WorkerStats)
 
 
@@ -272,9 +275,15 @@ class Scheduler:
     def worker_up(self, name: str, now: float) -> list[Action]:
         worker = self.workers[name]
         worker.up = True
+        worker.ever_up = True
         worker.gone = False
         worker.free_since = now
-        return [Recover(j, name, self.jobs[j].prompt_id or "") for j in worker.inflight if self.jobs[j].state == "recovering"]
+        # Taken from its queue while it did not answer, and running elsewhere now: delete them from
+        # its queue before it runs them a second time. (One that already started runs to its end;
+        # its events name a stale prompt id and change nothing.)
+        actions: list[Action] = [Cancel(job, name, pid) for job, pid in worker.orphans]
+        worker.orphans.clear()
+        return actions + [Recover(j, name, self.jobs[j].prompt_id or "") for j in worker.inflight if self.jobs[j].state == "recovering"]
 
     def worker_down(self, name: str, reason: str, now: float, *, gone: bool = False) -> list[Action]:
         """The worker stopped answering (died, restarting, unreachable). Its running job (the
@@ -285,6 +294,8 @@ class Scheduler:
         actions: list[Action] = []
         for n, job in enumerate(list(worker.inflight)):
             slot = self.jobs[job]
+            if slot.prompt_id is not None and not worker.gone:
+                worker.orphans.append((job, slot.prompt_id))
             charged = slot.state == "submitted" and (n == 0 or slot.started_at is not None)
             what = f"{name} went away while running it: {reason}" if charged else f"{name} went away before it ran: {reason}"
             actions += self._system_failure(slot, what, charged=charged, kind="worker-lost")
@@ -447,9 +458,12 @@ class Scheduler:
             return []
         actions: list[Action] = []
         live = {w.name for w in self.workers.values() if not w.gone}
+        # While a worker has not come up yet, the others take one job each, queue none: a job
+        # queued behind another on the first worker to answer is a job the next one could run.
+        depth = self.depth if all(w.ever_up or w.gone for w in self.workers.values()) else 1
         skipped: set[str] = set()
         while self._pending or self._retry:
-            free = [w for w in self.workers.values() if w.up and len(w.inflight) < self.depth and w.name not in skipped]
+            free = [w for w in self.workers.values() if w.up and len(w.inflight) < depth and w.name not in skipped]
             if not free:
                 break
             # The emptiest worker, and among those the one that freed up first.
