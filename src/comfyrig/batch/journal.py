@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     reason TEXT,
     PRIMARY KEY (job_id, attempt)
 );
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, idx);
 """
 
 
@@ -228,6 +229,26 @@ class Journal:
         """Every job in index order; variation values only when asked (they cost memory)."""
         for raw in self._db.execute(f"SELECT {self._COLUMNS} FROM jobs ORDER BY idx"):
             yield self._row(raw, with_values)
+
+    def next_index(self) -> int:
+        """One past the highest job number journaled: where expansion goes on (jobs go in in order)."""
+        row = self._db.execute("SELECT MAX(idx) FROM jobs").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def pending_after(self, index: int, limit: int) -> list[tuple[str, int, int, int]]:
+        """Up to ``limit`` pending jobs numbered above ``index``, in order: (id, index, attempt, failures)."""
+        cur = self._db.execute(
+            "SELECT id, idx, attempt, failures FROM jobs WHERE state = 'pending' AND idx > ? ORDER BY idx LIMIT ?", (index, limit)
+        )
+        return [(str(a), int(b), int(c), int(d)) for a, b, c, d in cur]
+
+    def in_state(self, state: JobState) -> list[JobRow]:
+        """Every job in ``state`` (used for 'submitted': at most the workers' queues of an earlier run)."""
+        return [self._row(raw) for raw in self._db.execute(f"SELECT {self._COLUMNS} FROM jobs WHERE state = ? ORDER BY idx", (state,))]
+
+    def reopen_all_failed(self) -> int:
+        """failed -> pending with a fresh retry budget, for every failed job (--retry-failed)."""
+        return self._write("UPDATE jobs SET state = 'pending', failures = 0, reason = NULL WHERE state = 'failed'", ())
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"))

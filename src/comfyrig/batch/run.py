@@ -202,7 +202,7 @@ def run_batch(
                 result = dispatcher.run()
         finally:
             backend.stop()
-        report = build_report(journal, set(dispatcher.scheduler.jobs), result, workflow=str(req.workflow), out_dir=req.out_dir)
+        report = build_report(journal, None, result, workflow=str(req.workflow), out_dir=req.out_dir)
         write_report(req.out_dir, report)
     finally:
         journal.close()

@@ -198,11 +198,15 @@ class VariationSpec:
         digest = hashlib.sha256(f"{self.seed_salt}/{index}/{self.seed_refs[n].key}".encode()).digest()
         return int.from_bytes(digest[:8], "big") % (MAX_SEED + 1)
 
-    def jobs(self) -> Iterator[Job]:
-        index = 0
+    def jobs(self, start: int = 0) -> Iterator[Job]:
+        """The jobs from number ``start`` on (the ones before are skipped without being built)."""
+        index = (start // self.repeat) * self.repeat
         base = {ref.key: value for ref, value in self.sets}
-        for combo in self._combos():
+        for combo in itertools.islice(self._combos(), start // self.repeat, None):
             for r in range(self.repeat):
+                if index < start:
+                    index += 1
+                    continue
                 values = dict(base)
                 for sweep, value in zip(self.sweeps, combo, strict=True):
                     values[sweep.ref.key] = value
