@@ -227,3 +227,38 @@ def test_dry_run_json_is_valid_json(tmp_path: Path) -> None:
     [plan] = events
     assert isinstance(plan, DryRunPlan)
     json.dumps(dry_run_json(plan), allow_nan=False)
+
+
+def test_jobs_stream_through_a_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16 item 18: the scheduler holds a window of jobs, not the batch; a rerun resumes."""
+    import comfyrig.batch.dispatcher as dispatcher_module
+    from comfyrig.batch.scheduler import Scheduler
+
+    monkeypatch.setattr(dispatcher_module, "WINDOW", 20)
+    monkeypatch.setattr(dispatcher_module, "CHUNK", 7)
+    held: list[int] = []
+    add_job = Scheduler.add_job
+
+    def counting(self: Scheduler, *args: Any, **kwargs: Any) -> None:
+        add_job(self, *args, **kwargs)
+        held.append(len(self.jobs))
+
+    monkeypatch.setattr(Scheduler, "add_job", counting)
+    stop_after: list[int] = []
+    handlers: Handlers = []
+
+    def maybe_stop() -> None:
+        stop_after.append(1)
+        if len(stop_after) == 60:
+            handlers[0](signal.SIGINT)
+
+    events: list[BatchEvent] = []
+    assert run_batch(request(tmp_path, jobs=150), FakeBackend(on_submit=maybe_stop), events.append, signals=recording(handlers)) == 130
+    assert max(held) <= 20 + 7 + 3  # the window, one chunk read past it, and what the worker holds
+    first = next(e.report for e in events if isinstance(e, BatchFinished))
+    assert first["total"] == 150 and 50 <= first["done"] < 150
+    events.clear()
+    assert run_batch(request(tmp_path, jobs=150), FakeBackend(), events.append, signals=recording([])) == 0
+    report = next(e.report for e in events if isinstance(e, BatchFinished))
+    assert (report["total"], report["done"], report["done_before"]) == (150, 150, first["done"])
+    assert check_invariants(tmp_path / "out", total=150)["files"] == 150

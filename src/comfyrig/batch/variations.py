@@ -146,12 +146,16 @@ def _from_file(spec: str, base: Path, where: str) -> list[str]:
     return values
 
 
+def _is_range(spec: str) -> bool:
+    return not spec.startswith("@") and ".." in spec and "|" not in spec and re.match(r"\s*[-+]?\.?\d", spec) is not None
+
+
 def parse_sweep_values(spec: str, base: Path, where: str) -> list[Any]:
     """``1..100`` / ``0..1..0.25`` (ranges, ends included), ``a|b|c`` (``\\|`` for a bar), ``@file``
     (one value per non-empty line) or ``@file.csv:column`` (a header name or a 0-based number)."""
     if spec.startswith("@"):
         return _from_file(spec, base, where)
-    if ".." in spec and "|" not in spec and re.match(r"\s*[-+]?\.?\d", spec):
+    if _is_range(spec):
         return _range(spec, where)  # it starts like a number: a range, or an error saying how to write one
     return _split_list(spec)
 
@@ -261,8 +265,8 @@ def build_spec(
         claim(ref, f"--sweep {text}")
         where = f"--sweep {ref.key} ({wf.describe(ref.node_id)})"
         raw_values = parse_sweep_values(spec, base_dir, where)
-        values = tuple(_typed(v, ftype, where) for v in raw_values)
-        if not zipped:
+        values = _typed_range(raw_values, ftype, where) if _is_range(spec) else tuple(_typed(v, ftype, where) for v in raw_values)
+        if not zipped and not _is_range(spec):  # a range's values are distinct by construction
             _refuse_repeats(values, where)
         parsed_sweeps.append(Sweep(ref, values, text))
     if zipped and len(parsed_sweeps) > 1:
@@ -315,6 +319,17 @@ def _refuse_repeats(values: Sequence[Any], where: str) -> None:
                 hint="Remove the repeat; to run a variation several times use --repeat N (with --seed random for different images).",
             )
         first[key] = n
+
+
+def _typed_range(values: Sequence[Any], ftype: FieldType, where: str) -> tuple[Any, ...]:
+    """A range's values, typed by its ends: they are monotonic, so the ends decide the limits, and
+    a million values are not checked one by one (a batch of a million jobs starts at once)."""
+    ends = (_typed(values[0], ftype, where), _typed(values[-1], ftype, where))
+    if ftype.kind in ("INT", "NUMBER") and all(isinstance(v, int) and not isinstance(v, bool) for v in (*ends, *values[:2])):
+        return tuple(values)
+    if ftype.kind in ("FLOAT", "NUMBER") and all(isinstance(v, int | float) for v in ends):
+        return tuple(float(v) for v in values) if ftype.kind == "FLOAT" else tuple(values)
+    return tuple(_typed(v, ftype, where) for v in values)
 
 
 def _typed(value: Any, ftype: FieldType, where: str) -> Any:
