@@ -11,6 +11,7 @@ import typer
 
 from ..config.numbers import Bounds, check_number
 from ..config.settings import CliOverrides, Settings, resolve_settings
+from ..errors import ConfigError
 
 __all__ = ["COUNT", "PORT", "POSITIVE_SECONDS", "SECONDS", "Bounds", "bounded", "overrides", "settings_from"]
 
@@ -46,9 +47,10 @@ Gpus = Annotated[str | None, typer.Option("--gpus", metavar="LIST", help="Ordere
 Cpu = Annotated[bool, typer.Option("--cpu", help="No GPU at all: every GPU hidden, ComfyUI's --cpu.", rich_help_panel="GPU mode")]
 Port = Annotated[str | None, typer.Option("--port", help="Port (default 8188), or 'auto' for the next free one.", show_default=False)]
 Listen = Annotated[str | None, typer.Option("--listen", help="Address ComfyUI listens on (default 127.0.0.1).", show_default=False)]
-ComfyDir = Annotated[Path | None, typer.Option("--comfyui-dir", help="The ComfyUI checkout (holds main.py).", show_default=False)]
+# Paths are taken as text: Typer would turn "" into Path("."), the current folder, silently.
+ComfyDir = Annotated[str | None, typer.Option("--comfyui-dir", help="The ComfyUI checkout (holds main.py).", show_default=False)]
 Python = Annotated[str | None, typer.Option("--python", help="ComfyUI's Python interpreter.", show_default=False)]
-EnvFile = Annotated[Path | None, typer.Option("--env-file", help="Read this .env instead of ComfyUI's or the current folder's.", show_default=False)]
+EnvFile = Annotated[str | None, typer.Option("--env-file", help="Read this .env instead of ComfyUI's or the current folder's.", show_default=False)]
 ComfyArgs = Annotated[str | None, typer.Option("--comfyui-args", help="Extra ComfyUI flags as one string (like COMFYUI_ARGS).", show_default=False)]
 Manager = Annotated[bool | None, typer.Option("--enable-manager/--no-enable-manager", "--manager/--no-manager", help="Pass ComfyUI's --enable-manager (--manager: the old launcher scripts' name).", show_default=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -64,9 +66,9 @@ def overrides(
     cpu: bool = False,
     port: str | None = None,
     listen: str | None = None,
-    comfyui_dir: Path | None = None,
+    comfyui_dir: Path | str | None = None,
     python: str | None = None,
-    env_file: Path | None = None,
+    env_file: Path | str | None = None,
     comfyui_args: str | None = None,
     enable_manager: bool | None = None,
     extra_args: list[str] | None = None,
@@ -80,13 +82,19 @@ def overrides(
         cpu=cpu,
         port=port,
         listen=listen,
-        comfyui_dir=comfyui_dir,
+        comfyui_dir=_path("--comfyui-dir", comfyui_dir),
         python=python,
-        env_file=env_file,
+        env_file=_path("--env-file", env_file),
         comfyui_args=comfyui_args,
         enable_manager=enable_manager,
         extra_args=tuple(extra_args or ()),
     )
+
+
+def _path(flag: str, value: Path | str | None) -> Path | None:
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{flag} is empty.", hint="Give a path, or leave the option out.")
+    return Path(value) if value is not None else None
 
 
 def settings_from(cli: CliOverrides) -> Settings:
