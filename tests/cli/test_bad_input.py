@@ -141,6 +141,9 @@ STRINGS = [
     (["batch", "w.json", "--out", "afile", "--url", "http://127.0.0.1:9", "--dry-run"], {}, "--out afile is a file, not a folder"),
     (["batch", "w.json", "--out", "afile/sub", "--url", "http://127.0.0.1:9", "--dry-run"], {}, "is a file, not a folder"),
     (["batch", "w.json", "--out", "afile/sub", "--url", "http://127.0.0.1:9"], {}, "is a file, not a folder"),
+    (["--dry-run", "--log-dir", "afile/sub"], {}, "is a file, not a folder"),
+    (["--dry-run", "--log-dir", "afile"], {}, "--log-dir afile is a file"),
+    (["--dry-run", "--log-dir", ""], {}, "--log-dir is empty"),
 ]
 
 

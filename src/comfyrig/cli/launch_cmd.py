@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import ConfigError
+from ..files import check_writable_dir
 from ..host.ports import port_is_free, who_holds
 from ..launch.compose import LaunchRequest, compose, gather_facts
 from ..launch.plan import LaunchPlan
@@ -58,7 +59,7 @@ def launch_cmd(
     stop_timeout: Annotated[float, typer.Option("--stop-timeout", callback=o.bounded("--stop-timeout", o.SECONDS), help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
     hang_timeout: Annotated[float, typer.Option("--hang-timeout", callback=o.bounded("--hang-timeout", o.SECONDS), help="Kill a ready ComfyUI that has not answered HTTP for this many seconds (then --restart decides); 0: never.")] = 60.0,
     plain: Annotated[bool, typer.Option("--plain", help="Raw log lines instead of the dashboard (automatic in pipes).")] = False,
-    log_dir: Annotated[Path | None, typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
+    log_dir_text: Annotated[str | None, typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
     placement: Annotated[str | None, typer.Option("--placement", help="CPU placement: auto (default with --workers) or none.", show_default=False)] = None,
     cpus_per_worker: Annotated[int | None, typer.Option("--cpus-per-worker", callback=o.bounded("--cpus-per-worker", o.COUNT), help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
     threads_per_worker: Annotated[int | None, typer.Option("--threads-per-worker", callback=o.bounded("--threads-per-worker", o.COUNT), help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
@@ -84,6 +85,12 @@ def launch_cmd(
         )
     if restart not in RESTART_POLICIES:
         raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
+    log_dir = None
+    if log_dir_text is not None:
+        if not log_dir_text.strip():
+            raise ConfigError("--log-dir is empty.", hint="Give a folder, or leave it out for ComfyUI's user folder.")
+        # Checked before anything starts: a file in the way surfaced as "could not start python: Not a directory".
+        log_dir = check_writable_dir(Path(log_dir_text), "--log-dir", create=not dry_run)
     if placement not in (None, "auto", "none"):
         raise ConfigError(f"--placement {placement!r}: choose auto or none.")
     if placement == "none" and (cpus_per_worker or threads_per_worker):
