@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from .errors import ComfyrigError, ConfigError
 
-__all__ = ["MIB", "check_output_file", "check_writable_dir", "open_regular", "read_json", "read_text", "write_error"]
+__all__ = ["MIB", "check_output_file", "check_writable_dir", "open_regular", "parse_json", "read_json", "read_text", "write_error"]
 
 MIB = 1024 * 1024
 _KINDS = (
@@ -85,7 +85,11 @@ def read_text(path: Path, what: str, *, limit: int = 64 * MIB, error: type[Confi
 def read_json(path: Path, what: str, *, limit: int = 64 * MIB, error: type[ConfigError] = ConfigError) -> Any:
     """``read_text`` parsed as JSON; bad JSON is ``error`` with its line and column. NaN and
     Infinity (which Python's reader takes, but are not JSON) are refused too."""
-    text = read_text(path, what, limit=limit, error=error)
+    return parse_json(read_text(path, what, limit=limit, error=error), f"{_cap(what)} {path}", error)
+
+
+def parse_json(text: str, where: str, error: type[ConfigError] = ConfigError) -> Any:
+    """``text`` as strict JSON (no NaN or Infinity); ``error`` names ``where`` and the line and column."""
 
     def no_constant(name: str) -> Any:
         raise ValueError(f"{name} is not a JSON value")
@@ -93,9 +97,9 @@ def read_json(path: Path, what: str, *, limit: int = 64 * MIB, error: type[Confi
     try:
         return json.loads(text, parse_constant=no_constant)
     except json.JSONDecodeError as exc:
-        raise error(f"{_cap(what)} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+        raise error(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
     except ValueError as exc:
-        raise error(f"{_cap(what)} {path} is not valid JSON: {exc}.") from None
+        raise error(f"{where} is not valid JSON: {exc}.") from None
 
 
 def check_writable_dir(path: Path, what: str, *, create: bool = True) -> Path:

@@ -113,6 +113,11 @@ def test_env_file_that_is_not_a_text_file(run: InProcessCli, kind: str) -> None:
     assert "--env-file" in result.stderr
 
 
+def test_fake_gpus_inline_json_may_not_hold_nan(run: InProcessCli) -> None:
+    result = run("gpus", env={"COMFYRIG_FAKE_GPUS": '[{"name": "A", "memory_total_mib": NaN}]'})
+    assert result.returncode == 2 and "NaN is not a JSON value" in result.stderr
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "folder", "utf-16"])
 def test_fake_gpus_file_that_is_not_a_text_file(run: InProcessCli, kind: str) -> None:
     path = _make(run.cwd, kind, "gpus.json")

@@ -16,12 +16,11 @@ clocks, a per-tick "script"): see ``comfyrig.monitor.simulated``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-from ...files import MIB, read_text
+from ...files import MIB, parse_json, read_text
 from .inventory import Gpu, GpuProcess, Inventory
 
 __all__ = ["load_simulated", "parse_simulated", "read_simulated_json"]
@@ -56,12 +55,7 @@ def read_simulated_json(spec: str) -> tuple[Any, str]:
                 hint="Set it to a JSON file path or to inline JSON such as "
                 '\'[{"name": "RTX 3090", "memory_total_mib": 24576}]\'.',
             ) from None
-    try:
-        return json.loads(text), origin
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{origin} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-        ) from exc
+    return parse_json(text, origin), origin
 
 
 def parse_simulated(data: Any, *, origin: str = _VAR) -> Inventory:
