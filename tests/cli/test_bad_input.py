@@ -133,6 +133,8 @@ STRINGS = [
     (["--dry-run"], {"COMFYUI_DIR": ""}, "COMFYUI_DIR is empty"),
     (["--dry-run"], {"COMFYUI_DIR": "   "}, "COMFYUI_DIR is empty"),
     (["--dry-run", "--comfyui-dir", ""], {}, "--comfyui-dir is empty"),
+    (["--dry-run", "--python", ""], {}, "--python is empty"),
+    (["--dry-run"], {"COMFYUI_PYTHON": ""}, "COMFYUI_PYTHON is empty"),
     (["config", "--env-file", ""], {}, "--env-file is empty"),
     (["--dry-run", "--listen", ""], {}, "--listen is ''"),
     (["--dry-run", "--port", ""], {}, "a port must be a whole number"),

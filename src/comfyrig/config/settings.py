@@ -345,7 +345,12 @@ def _python(layers: _Layers, cli: CliOverrides, comfyui_dir: Path | None, enviro
     src = layers.get("COMFYUI_PYTHON", cli.python)
     if src is not None:
         text = str(src.value).strip()
-        if text and "/" not in text:
+        if not text:
+            raise ComfyUINotFoundError(
+                f"{_where(src, 'COMFYUI_PYTHON', '--python')} is empty.",
+                hint="Give ComfyUI's interpreter (a path, or a command on PATH such as python3), or leave it out to find ComfyUI/.venv.",
+            )
+        if "/" not in text:
             # A bare name ("python3") is looked up on PATH, as a shell would.
             found = shutil.which(text, path=environ.get("PATH", os.defpath))
             if found is None:
