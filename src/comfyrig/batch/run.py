@@ -187,6 +187,14 @@ def run_batch(
                 )
             salt_value = int(journal.meta_default("seed_salt", lambda: random.getrandbits(63)))
             spec = _spec(wf, req, salt_value, object_info)
+            held = sum(journal.counts().values())
+            if "job_set" not in meta and held not in (0, spec.count):
+                # A journal from before job sets were recorded, which listed every job at start:
+                # another count means other variations, and jobs now stream by number.
+                raise ConfigError(
+                    f"{req.out_dir} holds {held} jobs of an earlier batch, and these variations make {spec.count}.",
+                    hint="Use a new --out folder for the new batch; comfyrig never mixes two batches in one.",
+                )
             journal.set_meta("workflow", wf.digest)
             journal.set_meta("workflow_source", str(req.workflow))
             journal.set_meta("job_set", identity)
