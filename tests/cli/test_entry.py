@@ -38,7 +38,7 @@ def test_with_default_command(args: list[str], expected: list[str]) -> None:
 
 
 def test_an_unknown_command_names_the_commands() -> None:
-    with pytest.raises(ComfyrigError, match=r"Unknown command 'lanch'\. Commands: batch, config, doctor, gpus"):
+    with pytest.raises(ComfyrigError, match=r"Unknown command 'lanch'\. Commands: batch, config, doctor, gateway, gpus"):
         with_default_command(["lanch", "--dual"])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import inspect
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from typing import Dict, List, NamedTuple, Optional
 import nodes
 from comfy import model_management
 from comfy.model_management import InterruptProcessingException
+from protocol import BinaryEventTypes
 
 MAXIMUM_HISTORY_SIZE = 10000
 SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
@@ -86,6 +88,10 @@ def validate_inputs(prompt: dict, unique_id: str, validated: dict):
     schema = nodes.NODE_CLASS_MAPPINGS[prompt[unique_id]["class_type"]].INPUT_TYPES()
     errors: List[dict] = []
     valid = True
+    node_class = nodes.NODE_CLASS_MAPPINGS[prompt[unique_id]["class_type"]]
+    # Inputs a node checks itself (VALIDATE_INPUTS arguments) skip the min/max/list checks.
+    custom_check = getattr(node_class, "VALIDATE_INPUTS", None)
+    custom_inputs = [a for a in inspect.getfullargspec(custom_check).args if a != "cls"] if custom_check else []
 
     for name in list(schema.get("required", {})) + list(schema.get("optional", {})):
         input_type, category, options = get_input_info(schema, name)
@@ -128,6 +134,8 @@ def validate_inputs(prompt: dict, unique_id: str, validated: dict):
                                  f"{name}, {value}, {ex}", input_name=name, input_config=info,
                                  received_value=value, exception_message=str(ex)))
             continue
+        if name in custom_inputs:
+            continue
         if "min" in options and value < options["min"]:
             errors.append(_error("value_smaller_than_min", "Value {} smaller than min of {}".format(value, options["min"]),
                                  name, input_name=name, input_config=info, received_value=value))
@@ -141,6 +149,15 @@ def validate_inputs(prompt: dict, unique_id: str, validated: dict):
             listed = f"(list of length {len(input_type)})" if long_list else str(input_type)
             errors.append(_error("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listed}",
                                  input_name=name, input_config=None if long_list else info, received_value=value))
+
+    if custom_inputs:
+        given = {name: inputs[name] for name in custom_inputs if name in inputs and not isinstance(inputs[name], list)}
+        answer = custom_check(**given)
+        if answer is not True:
+            for name in given:
+                details = name if answer is False else f"{name} - {answer}"
+                errors.append(_error("custom_validation_failed", "Custom validation failed for node", details,
+                                     input_name=name))
 
     result = (False, errors, unique_id) if errors or not valid else (True, [], unique_id)
     validated[unique_id] = result
@@ -344,8 +361,11 @@ class PromptQueue:
         with self.mutex:
             for i, item in enumerate(self.queue):
                 if predicate(item):
-                    self.queue.pop(i)
-                    heapq.heapify(self.queue)
+                    if len(self.queue) == 1:
+                        self.wipe_queue()  # ComfyUI does: one status broadcast more
+                    else:
+                        self.queue.pop(i)
+                        heapq.heapify(self.queue)
                     self.server.queue_updated()
                     return True
         return False
@@ -543,10 +563,22 @@ class PromptExecutor:
         server.last_node_id = None
 
     def _progress_hook(self, prompt_id: str, node_id: str, states: dict):
-        def hook(value, total):
+        """main.py's hijack_progress hook and comfy_execution/progress.py's WebUIProgressHandler:
+        progress_state, then the preview as type 4 with metadata if the prompt's client announced
+        supports_preview_metadata, then progress, then the preview as type 1 if it did not."""
+        server = self.server
+
+        def hook(value, total, preview=None):
             model_management.throw_exception_if_processing_interrupted()
             states[node_id].update(state="running", value=value, max=total)
             self._send_progress_state(prompt_id, states)
-            self.server.send_sync("progress", {"value": value, "max": total, "prompt_id": prompt_id,
-                                               "node": node_id}, self.server.client_id)
+            with_metadata = server.supports_feature(server.client_id, "supports_preview_metadata")
+            if preview is not None and with_metadata:
+                metadata = {"node_id": node_id, "prompt_id": prompt_id, "display_node_id": node_id,
+                            "parent_node_id": None, "real_node_id": node_id}
+                server.send_sync(BinaryEventTypes.PREVIEW_IMAGE_WITH_METADATA, (preview, metadata), server.client_id)
+            server.send_sync("progress", {"value": value, "max": total, "prompt_id": prompt_id,
+                                          "node": node_id}, server.client_id)
+            if preview is not None and not with_metadata:
+                server.send_sync(BinaryEventTypes.UNENCODED_PREVIEW_IMAGE, preview, server.client_id)
         return hook

@@ -64,6 +64,12 @@ def annotated_filepath(name: str) -> Tuple[str, Optional[str]]:
     return name, None
 
 
+def get_annotated_filepath(name: str, default_dir: Optional[str] = None) -> str:
+    """'x.png [output]' -> the output dir's x.png; no suffix -> default_dir or the input dir."""
+    name, directory = annotated_filepath(name)
+    return os.path.join(directory or default_dir or input_directory, name)
+
+
 def get_save_image_path(filename_prefix: str, output_dir: str, image_width: int = 0, image_height: int = 0):
     """ComfyUI's naming: PREFIX_00001_.png, the counter one past the highest already in the folder.
 

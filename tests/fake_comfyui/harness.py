@@ -83,6 +83,31 @@ class FakeServer:
             with err:
                 return err.code, err.read()
 
+    def send(self, method: str, path: str, data: Optional[bytes] = None, headers: Optional[Mapping[str, str]] = None,
+             timeout: float = 10.0) -> Tuple[int, bytes]:
+        """(status, body) of a request with a raw body (userdata files). Does not raise for 4xx/5xx."""
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, err.read()
+
+    def post_multipart(self, path: str, fields: Mapping[str, str],
+                       files: Mapping[str, Tuple[str, bytes, str]] = ()) -> Tuple[int, bytes]:
+        """(status, body) of a multipart/form-data POST, as browsers send /upload/image:
+        fields are text parts, files map a part name to (filename, content, content type)."""
+        boundary = "----fakecomfyui" + os.urandom(8).hex()
+        parts = []
+        for name, value in fields.items():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+        for name, (filename, content, content_type) in dict(files).items():
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                         f"Content-Type: {content_type}\r\n\r\n".encode() + content + b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
+        return self.send("POST", path, b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
     def get_json(self, path: str):
         status, body = self.request("GET", path)
         if status != 200:
@@ -191,6 +216,25 @@ def running_fake(port: Optional[int] = None, env: Optional[Mapping[str, Optional
         yield fake
     finally:
         fake.stop(grace=stop_grace)
+
+
+@dataclass(frozen=True)
+class BinaryFrame:
+    """One binary websocket message of ComfyUI: a 4-byte big-endian event type, then its payload."""
+    event: int                     # 1 PREVIEW_IMAGE, 3 TEXT, 4 PREVIEW_IMAGE_WITH_METADATA
+    image_format: Optional[int]    # type 1: 1 JPEG, 2 PNG
+    metadata: Optional[dict]       # type 4: node_id, prompt_id, display_node_id, parent_node_id, real_node_id, image_type
+    image: bytes                   # the encoded picture (type 1 and 4), else the payload
+
+
+def parse_binary_frame(message: bytes) -> BinaryFrame:
+    (event,) = struct.unpack(">I", message[:4])
+    if event == 1:
+        return BinaryFrame(event, struct.unpack(">I", message[4:8])[0], None, message[8:])
+    if event == 4:
+        (length,) = struct.unpack(">I", message[4:8])
+        return BinaryFrame(event, None, json.loads(message[8:8 + length]), message[8 + length:])
+    return BinaryFrame(event, None, None, message[4:])
 
 
 def decode_png(data: bytes) -> Tuple[int, int, bytes, Dict[str, str]]:

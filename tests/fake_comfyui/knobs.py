@@ -29,6 +29,7 @@ class Knobs:
     torch_version: str = "2.11.0+cu130"
     jobs_api: bool = False                 # serve ComfyUI 0.24's /api/jobs and /api/jobs/{id}
     native_multigpu: bool = False          # ComfyUI 0.23+'s own multi-GPU nodes and its every-device /system_stats
+    previews: bool = False                 # FakeSleep sends a binary preview frame per step
 
 
 KNOWN_NODE_PACKS = frozenset({"multigpu"})
@@ -74,4 +75,5 @@ def from_env(env: Mapping[str, str] = os.environ) -> Knobs:
         torch_version=env.get("FAKE_COMFYUI_TORCH_VERSION") or Knobs.torch_version,
         jobs_api=_flag(env, "FAKE_COMFYUI_JOBS_API"),
         native_multigpu=_flag(env, "FAKE_COMFYUI_NATIVE_MULTIGPU"),
+        previews=_flag(env, "FAKE_COMFYUI_PREVIEWS"),
     )

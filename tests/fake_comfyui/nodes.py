@@ -10,8 +10,10 @@ models, so a loader's model list is empty and a prompt using one fails validatio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import mimetypes
 import os
 import time
 from typing import Callable, Dict, Optional
@@ -23,8 +25,11 @@ from comfy.cli_args import args
 
 MAX_RESOLUTION = 16384
 
-# Set by the executor around each node: progress_hook(value, max) sends "progress" for that node.
-progress_hook: Optional[Callable[[float, float], None]] = None
+# Set by the executor around each node: progress_hook(value, max, preview=None) sends "progress"
+# for that node, and a binary preview frame when given one (comfy.utils.ProgressBar's hook).
+# A preview is (image_type "PNG" or "JPEG", encoded bytes, max_size), as ComfyUI's
+# ("JPEG", PIL image, max_size) tuple, encoded already: the fake has no Pillow.
+progress_hook: Optional[Callable[..., None]] = None
 
 
 def interrupt_processing(value: bool = True) -> None:
@@ -125,6 +130,82 @@ class SaveImage:
         return {"ui": {"images": results}}
 
 
+def filter_image_files(files) -> list:
+    """folder_paths.filter_files_content_types(files, ["image"]): by the MIME type of the extension."""
+    return [f for f in files if (mimetypes.guess_type(f, strict=False)[0] or "").split("/")[0] == "image"]
+
+
+class LoadImage:
+    """nodes.py's LoadImage: its COMBO lists the image files in the input directory (where
+    /upload/image stores them). The fake reads 8-bit grey/RGB/RGBA PNGs; anything else fails the
+    node with a clear error. MASK is 255 - alpha (a 64x64 zero mask without alpha), as 8-bit bytes."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        input_dir = folder_paths.input_directory
+        try:
+            files = [f for f in os.listdir(input_dir) if os.path.isfile(os.path.join(input_dir, f))]
+        except FileNotFoundError:
+            files = []
+        return {"required": {"image": (sorted(filter_image_files(files)), {"image_upload": True})}}
+
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "load_image"
+
+    def load_image(self, image):
+        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
+            decoded = img.decode_png(f.read())
+        frame = decoded.frame
+        if decoded.alpha is not None:
+            mask = img.Mask(frame.width, frame.height, decoded.alpha.translate(img.INVERT_TABLE))
+        else:
+            mask = img.Mask(64, 64, bytes(64 * 64))
+        return ((frame,), (mask,))
+
+    @classmethod
+    def IS_CHANGED(cls, image):
+        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, image):
+        if not os.path.exists(folder_paths.get_annotated_filepath(image)):
+            return f"Invalid image file: {image}"
+        return True
+
+
+class SaveImageWebsocket:
+    """custom_nodes/websocket_image_save.py, shipped with ComfyUI: sends each image as a PNG in a
+    binary websocket frame to the prompt's client, through the progress hook, as preview frames go
+    (type 1 + image type 2 = PNG; type 4 with metadata to a client announcing
+    supports_preview_metadata). Saves nothing. Registered when custom_nodes holds that file."""
+
+    RELATIVE_PYTHON_MODULE = "custom_nodes.websocket_image_save"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    CATEGORY = "api/image"
+
+    def save_images(self, images):
+        for step, frame in enumerate(images):
+            if progress_hook is not None:
+                progress_hook(step, len(images), ("PNG", img.png_bytes(frame, {}, compress_level=1), None))
+        return {}
+
+    @classmethod
+    def IS_CHANGED(cls, images):
+        return time.time()
+
+
+WEBSOCKET_IMAGE_SAVE_FILE = "websocket_image_save.py"
+
+
 class FakeSleep:
     """Stands in for a sampler: takes `seconds`, reports `steps` progress events, passes `any` through."""
 
@@ -157,10 +238,25 @@ class FakeSleep:
         for step in range(1, steps + 1):
             model_management.wait_interruptible(seconds / steps)
             if progress_hook is not None:
-                progress_hook(step, steps)
+                progress_hook(step, steps, step_preview(step, steps) if previews_enabled() else None)
         if fail:
             raise RuntimeError("FakeSleep was asked to fail")
         return (any,)
+
+
+def previews_enabled() -> bool:
+    """Sampler previews: FAKE_COMFYUI_PREVIEWS=1, or --preview-method other than none (ComfyUI's
+    own switch; its default is none)."""
+    return PREVIEWS or args.preview_method.value != "none"
+
+
+PREVIEWS = False  # set from the knob at start (init_extra_nodes)
+
+
+def step_preview(step: int, steps: int) -> tuple:
+    """An 8x8 grey JPEG, lighter at each step (grey = 255 * step / steps), standing in for
+    latent_preview's ("JPEG", picture of the latent, --preview-size)."""
+    return ("JPEG", img.jpeg_solid_grey(8, 8, round(255 * step / steps)), args.preview_size)
 
 
 # --- Model loaders: schemas only --------------------------------------------------------------
@@ -209,6 +305,7 @@ LOADERS = {
 
 NODE_CLASS_MAPPINGS: Dict[str, type] = {
     "EmptyImage": EmptyImage,
+    "LoadImage": LoadImage,
     "ImageInvert": ImageInvert,
     "ImageBlur": ImageBlur,
     "SaveImage": SaveImage,
@@ -218,6 +315,7 @@ NODE_CLASS_MAPPINGS: Dict[str, type] = {
 
 NODE_DISPLAY_NAME_MAPPINGS: Dict[str, str] = {
     "SaveImage": "Save Image",
+    "LoadImage": "Load Image",
     "ImageInvert": "Invert Image",
     "FakeSleep": "Fake Sleep",
     "CheckpointLoaderSimple": "Load Checkpoint",
@@ -386,6 +484,8 @@ def init_extra_nodes(knobs, device: model_management.Device) -> None:
 
     FAKE_COMFYUI_START_DELAY is spent here: real ComfyUI binds only after every import finished.
     """
+    global PREVIEWS
+    PREVIEWS = knobs.previews
     if knobs.start_delay_s:
         time.sleep(knobs.start_delay_s)
     if knobs.native_multigpu:  # ComfyUI loads comfy_extras before custom_nodes
@@ -395,6 +495,8 @@ def init_extra_nodes(knobs, device: model_management.Device) -> None:
     multigpu_dir = [ok for path, ok in found if os.path.basename(path).lower() == MULTIGPU_FOLDER.lower()]
     if "multigpu" in knobs.node_packs and not multigpu_dir:
         found.append((multigpu_path, True))
+    if any(ok and os.path.basename(path) == WEBSOCKET_IMAGE_SAVE_FILE for path, ok in found):
+        NODE_CLASS_MAPPINGS["SaveImageWebsocket"] = SaveImageWebsocket
     if "multigpu" in knobs.node_packs or any(multigpu_dir):
         NODE_CLASS_MAPPINGS.update(multigpu_nodes(device.visible_gpus))
 

@@ -7,11 +7,13 @@ asyncio queue (send_sync() may be called from the worker thread), as in the real
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import logging
 import mimetypes
 import os
+import struct
 import sys
 import time
 import urllib.parse
@@ -24,8 +26,11 @@ import jobs
 import knobs as knobs_module
 import nodes
 from aiohttp import web
+from app.user_manager import UserManager
+from comfy import image as img
 from comfy import model_management
 from comfyui_version import __version__
+from protocol import BinaryEventTypes
 
 FRONTEND_VERSION = "1.33.13"          # comfyui-frontend-package pinned by ComfyUI 0.3.76's requirements.txt
 TEMPLATES_VERSION = "0.7.54"          # comfyui-workflow-templates, same file
@@ -113,6 +118,7 @@ class PromptServer:
         self.client_id = None
         self.last_node_id = None
         self.last_prompt_id = None
+        self.user_manager = UserManager(args)
         self.feature_flags = {**SERVER_FEATURE_FLAGS_BASE, "max_upload_size": args.max_upload_size * 1024 * 1024}
 
         middleware = cors_middleware(args.enable_cors_header) if args.enable_cors_header else origin_only_middleware()
@@ -149,6 +155,9 @@ class PromptServer:
         routes.post("/interrupt")(self.post_interrupt)
         routes.post("/free")(self.post_free)
         routes.post("/history")(self.post_history)
+        routes.post("/upload/image")(self.upload_image)
+        routes.post("/upload/mask")(self.upload_mask)
+        self.user_manager.add_routes(routes)
         if knobs_module.from_env().jobs_api:  # ComfyUI 0.24's jobs API (registered as /api/jobs there, too)
             routes.get("/api/jobs")(self.get_jobs)
             routes.get("/api/jobs/{job_id}")(self.get_job)
@@ -226,6 +235,95 @@ class PromptServer:
                                                        "Content-Type": content_type})
         return web.Response(status=404)
 
+    # --- uploads (server.py's image_upload, get_dir_by_type, compare_image_hash) -------------------
+
+    @staticmethod
+    def _upload_dir(dir_type):
+        """(directory, type); no type means input. An unknown type fails as ComfyUI's does: a 500
+        (its get_dir_by_type leaves the directory unbound)."""
+        dir_type = dir_type or "input"
+        directory = folder_paths.get_directory_by_type(dir_type)
+        if directory is None:
+            raise RuntimeError(f"cannot access local variable 'type_dir' (upload type {dir_type!r})")
+        return directory, dir_type
+
+    def _same_content(self, filepath: str, field) -> bool:
+        """An upload equal to the file already there is not stored again (ComfyUI's fix for #3465)."""
+        if not os.path.exists(filepath):
+            return False
+        hasher = getattr(hashlib, self.args.default_hashing_function)
+        with open(filepath, "rb") as f:
+            existing = hasher(f.read()).hexdigest()
+        new = hasher(field.file.read()).hexdigest()
+        field.file.seek(0)
+        return existing == new
+
+    def _image_upload(self, post, save=None):
+        image = post.get("image")
+        upload_dir, upload_type = self._upload_dir(post.get("type"))
+        if not (image and image.file):  # a text part has no .file: a 500, as in ComfyUI
+            return web.Response(status=400)
+        filename = image.filename
+        if not filename:
+            return web.Response(status=400)
+        subfolder = post.get("subfolder", "")
+        folder = os.path.join(upload_dir, os.path.normpath(subfolder))
+        filepath = os.path.abspath(os.path.join(folder, filename))
+        if os.path.commonpath((upload_dir, filepath)) != upload_dir:
+            return web.Response(status=400)
+        os.makedirs(folder, exist_ok=True)
+        duplicate = False
+        if post.get("overwrite") not in ("true", "1"):
+            stem, ext = os.path.splitext(filename)
+            i = 1
+            while os.path.exists(filepath):
+                if self._same_content(filepath, image):
+                    duplicate = True
+                    break
+                filename = f"{stem} ({i}){ext}"
+                filepath = os.path.join(folder, filename)
+                i += 1
+        if not duplicate:
+            if save is not None:
+                save(image, post, filepath)
+            else:
+                with open(filepath, "wb") as f:
+                    f.write(image.file.read())
+        return web.json_response({"name": filename, "subfolder": subfolder, "type": upload_type})
+
+    async def upload_image(self, request):
+        return self._image_upload(await request.post())
+
+    async def upload_mask(self, request):
+        """Copies the original image (original_ref) with the uploaded mask's alpha channel. As in
+        ComfyUI, a bad or missing original only skips the write: the answer is still 200."""
+        def save(image, post, filepath):
+            ref = json.loads(post.get("original_ref"))
+            filename, directory = folder_paths.annotated_filepath(ref["filename"])
+            if not filename or filename[0] == "/" or ".." in filename:
+                return
+            if directory is None:
+                directory = folder_paths.get_directory_by_type(ref.get("type", "output"))
+            if directory is None:
+                return
+            if ref.get("subfolder", "") != "":
+                full = os.path.join(directory, ref["subfolder"])
+                if os.path.commonpath((os.path.abspath(full), directory)) != directory:
+                    return
+                directory = full
+            original_path = os.path.join(directory, filename)
+            if os.path.isfile(original_path):
+                with open(original_path, "rb") as f:
+                    original = img.decode_png(f.read())
+                mask = img.decode_png(image.file.read())
+                alpha = mask.alpha if mask.alpha is not None else b"\xff" * (mask.frame.width * mask.frame.height)
+                if (mask.frame.width, mask.frame.height) != (original.frame.width, original.frame.height):
+                    raise ValueError("images do not match")  # what Pillow's putalpha raises: a 500
+                with open(filepath, "wb") as f:
+                    f.write(img.png_bytes_rgba(original.frame, alpha, original.text))
+
+        return self._image_upload(await request.post(), save)
+
     async def system_stats(self, request):
         device = model_management.get_torch_device()
         ram_total, ram_free = model_management.ram_total(), model_management.ram_free()
@@ -286,21 +384,38 @@ class PromptServer:
         return web.json_response(self.prompt_queue.get_history(prompt_id=request.match_info["prompt_id"]))
 
     async def get_jobs(self, request):
+        """0.24's GET /api/jobs: status (comma list), workflow_id, sort_by, sort_order, limit, offset."""
         query = request.rel_url.query
-        statuses = [s.strip().lower() for s in query.get("status", "").split(",") if s.strip()]
-        bad = [s for s in statuses if s not in jobs.STATUSES]
-        if bad:
-            return web.json_response({"error": f"Invalid status value(s): {', '.join(bad)}. "
-                                               f"Valid values: {', '.join(jobs.STATUSES)}"}, status=400)
-        try:
-            limit = int(query["limit"]) if "limit" in query else None
-            offset = max(int(query.get("offset", 0)), 0)
-        except ValueError:
-            return web.json_response({"error": "limit must be an integer"}, status=400)
-        if limit is not None and limit <= 0:
-            return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        statuses = None
+        if query.get("status"):
+            statuses = [s.strip().lower() for s in query["status"].split(",") if s.strip()]
+            bad = [s for s in statuses if s not in jobs.STATUSES]
+            if bad:
+                return web.json_response({"error": f"Invalid status value(s): {', '.join(bad)}. "
+                                                   f"Valid values: {', '.join(jobs.STATUSES)}"}, status=400)
+        sort_by = query.get("sort_by", "created_at").lower()
+        sort_order = query.get("sort_order", "desc").lower()
+        if sort_by not in jobs.SORT_FIELDS:
+            return web.json_response({"error": "sort_by must be 'created_at' or 'execution_duration'"}, status=400)
+        if sort_order not in ("asc", "desc"):
+            return web.json_response({"error": "sort_order must be 'asc' or 'desc'"}, status=400)
+        limit = None
+        if "limit" in query:
+            try:
+                limit = int(query["limit"])
+            except ValueError:
+                return web.json_response({"error": "limit must be an integer"}, status=400)
+            if limit <= 0:
+                return web.json_response({"error": "limit must be a positive integer"}, status=400)
+        offset = 0
+        if "offset" in query:
+            try:
+                offset = max(int(query["offset"]), 0)
+            except ValueError:
+                return web.json_response({"error": "offset must be an integer"}, status=400)
         running, pending = self.prompt_queue.get_current_queue()
-        page, total = jobs.all_jobs(running, pending, self.prompt_queue.get_history(), statuses, limit, offset)
+        page, total = jobs.all_jobs([i[:5] for i in running], [i[:5] for i in pending], self.prompt_queue.get_history(),
+                                    statuses, query.get("workflow_id"), sort_by, sort_order, limit, offset)
         return web.json_response({"jobs": page, "pagination": {"offset": offset, "limit": limit, "total": total,
                                                                "has_more": offset + len(page) < total}})
 
@@ -417,12 +532,47 @@ class PromptServer:
         return {"exec_info": {"queue_remaining": self.prompt_queue.get_tasks_remaining()}}
 
     async def send(self, event, data, sid=None) -> None:
-        message = {"type": event, "data": data}
+        if event == BinaryEventTypes.UNENCODED_PREVIEW_IMAGE:
+            await self.send_image(data, sid)
+        elif event == BinaryEventTypes.PREVIEW_IMAGE_WITH_METADATA:
+            await self.send_image_with_metadata(*data, sid=sid)
+        elif isinstance(data, (bytes, bytearray)):
+            await self.send_bytes(event, data, sid)
+        else:
+            message = {"type": event, "data": data}
+            if sid is None:
+                for ws in list(self.sockets.values()):
+                    await _send_catching(ws.send_json, message)
+            elif sid in self.sockets:
+                await _send_catching(self.sockets[sid].send_json, message)
+
+    async def send_image(self, image_data, sid=None) -> None:
+        """A type 1 frame: event 1, image type (1 JPEG, 2 PNG), the encoded image. image_data is
+        (format, encoded bytes, max_size); the fake's images are already small, max_size is not applied."""
+        image_type, encoded, _max_size = image_data
+        type_num = 2 if image_type == "PNG" else 1
+        await self.send_bytes(BinaryEventTypes.PREVIEW_IMAGE, struct.pack(">I", type_num) + encoded, sid)
+
+    async def send_image_with_metadata(self, image_data, metadata=None, sid=None) -> None:
+        """A type 4 frame: event 4, metadata length, JSON metadata (with image_type as a MIME type), image."""
+        image_type, encoded, _max_size = image_data
+        metadata = {**(metadata or {}), "image_type": "image/png" if image_type == "PNG" else "image/jpeg"}
+        metadata_json = json.dumps(metadata).encode("utf-8")
+        await self.send_bytes(BinaryEventTypes.PREVIEW_IMAGE_WITH_METADATA,
+                              struct.pack(">I", len(metadata_json)) + metadata_json + encoded, sid)
+
+    async def send_bytes(self, event: int, data, sid=None) -> None:
+        message = struct.pack(">I", event) + bytes(data)
         if sid is None:
             for ws in list(self.sockets.values()):
-                await _send_catching(ws.send_json, message)
+                await _send_catching(ws.send_bytes, message)
         elif sid in self.sockets:
-            await _send_catching(self.sockets[sid].send_json, message)
+            await _send_catching(self.sockets[sid].send_bytes, message)
+
+    def supports_feature(self, sid, feature: str) -> bool:
+        """comfy_api/feature_flags.supports_feature: what that client announced in its first message."""
+        metadata = self.sockets_metadata.get(sid) if sid is not None else None
+        return metadata is not None and metadata.get("feature_flags", {}).get(feature, False) is True
 
     def send_sync(self, event, data, sid=None) -> None:
         """Thread-safe: queue an event for the publish loop."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -44,3 +45,36 @@ def test_without_the_knob_the_fake_is_a_comfyui_before_0_24() -> None:
     with harness.running_fake() as fake:
         status, body = fake.request("GET", "/api/jobs/nope")
         assert status == 404 and not body.startswith(b"{")
+
+
+def test_jobs_list_filters_sorts_and_pages_as_comfyui_0_24() -> None:
+    with harness.running_fake(env={"FAKE_COMFYUI_JOBS_API": "1"}) as fake:
+        for n, workflow in enumerate(("wf-a", "wf-b", "wf-a")):
+            prompt = {**PROMPT, "1": {**PROMPT["1"], "inputs": {**PROMPT["1"]["inputs"], "color": 100 + n}}}
+            fake.post_json("/prompt", {"prompt": prompt, "prompt_id": f"j{n}",
+                                       "extra_data": {"extra_pnginfo": {"workflow": {"id": workflow}}}})
+            # one at a time, so create_time and the finishing order are distinct
+            harness.wait_until(lambda n=n: fake.get_json(f"/history/j{n}"), 10, f"job j{n}")
+        listed = fake.get_json("/api/jobs")
+        assert [j["id"] for j in listed["jobs"]] == ["j2", "j1", "j0"]  # created_at, newest first
+        assert listed["pagination"] == {"offset": 0, "limit": None, "total": 3, "has_more": False}
+        first = listed["jobs"][0]
+        assert {"id", "status", "priority", "create_time", "execution_start_time", "execution_end_time",
+                "outputs_count", "preview_output", "workflow_id"} == set(first)
+        assert first["preview_output"]["nodeId"] == "2" and first["preview_output"]["mediaType"] == "images"
+        assert [j["id"] for j in fake.get_json("/api/jobs?sort_order=asc")["jobs"]] == ["j0", "j1", "j2"]
+        assert [j["id"] for j in fake.get_json("/api/jobs?workflow_id=wf-a")["jobs"]] == ["j2", "j0"]
+        page = fake.get_json("/api/jobs?limit=1&offset=1")
+        assert [j["id"] for j in page["jobs"]] == ["j1"] and page["pagination"]["has_more"] is True
+        assert fake.get_json("/api/jobs?status=failed")["jobs"] == []
+        assert len(fake.get_json("/api/jobs?sort_by=execution_duration")["jobs"]) == 3
+        for query, error in (("sort_by=name", "sort_by must be 'created_at' or 'execution_duration'"),
+                             ("sort_order=up", "sort_order must be 'asc' or 'desc'"),
+                             ("limit=0", "limit must be a positive integer"),
+                             ("limit=x", "limit must be an integer"),
+                             ("offset=x", "offset must be an integer")):
+            status, body = fake.request("GET", f"/api/jobs?{query}")
+            assert (status, json.loads(body)) == (400, {"error": error}), query
+        one = fake.get_json("/api/jobs/j0")
+        assert one["workflow"]["extra_data"]["extra_pnginfo"]["workflow"]["id"] == "wf-a"
+        assert one["outputs"]["2"]["images"][0]["filename"].startswith("jobs")

@@ -232,6 +232,32 @@ def test_websocket_sequence_for_one_job(fake):
     assert any(kind == "progress_state" and data["nodes"].get("3", {}).get("state") == "running" for kind, data in events)
 
 
+def test_history_item_and_queue_item_shapes(fake):
+    """execution.py PromptQueue.task_done / PromptExecutor.add_message and server.py /queue of 0.3.76 (same in 0.24)."""
+    with connect(f"ws://127.0.0.1:{fake.port}/ws?clientId=shape-client") as ws:
+        fake.post_json("/prompt", {"prompt": small_prompt("shape/a"), "prompt_id": "shape-1", "client_id": "shape-client",
+                                   "extra_data": {"extra_pnginfo": {"workflow": {"id": "w"}}}})
+        ws_events(ws, job_done("shape-1"))
+        # Without a client_id no "executing" ends the job (main.py prompt_worker); other sockets only
+        # get the broadcasts (status, and progress_state as ComfyUI sends it to everyone then).
+        fake.post_json("/prompt", {"prompt": small_prompt("shape/b"), "prompt_id": "shape-2"})
+        history_entry(fake, "shape-2")
+        with pytest.raises(TimeoutError):
+            ws_events(ws, lambda kind, data: kind not in ("status", "progress_state"), timeout=0.3)
+    entry = history_entry(fake, "shape-1")
+    assert set(entry) == {"prompt", "outputs", "status", "meta"}
+    number, prompt_id, prompt, extra_data, outputs = entry["prompt"]
+    assert isinstance(number, int)
+    assert (prompt_id, outputs, prompt["2"]["class_type"]) == ("shape-1", ["2"], "SaveImage")
+    assert extra_data["client_id"] == "shape-client" and isinstance(extra_data["create_time"], int)
+    assert entry["meta"] == {"2": {"node_id": "2", "display_node": "2", "parent_node": None, "real_node_id": "2"}}
+    status = entry["status"]
+    assert (status["status_str"], status["completed"]) == ("success", True)
+    assert [kind for kind, _ in status["messages"]] == ["execution_start", "execution_cached", "execution_success"]
+    assert all(isinstance(data["timestamp"], int) and data["prompt_id"] == "shape-1" for _, data in status["messages"])
+    assert "client_id" not in history_entry(fake, "shape-2")["prompt"][3]
+
+
 def test_node_failure_sends_execution_error(fake):
     with connect(f"ws://127.0.0.1:{fake.port}/ws?clientId=err-client") as ws:
         fake.post_json("/prompt", {"prompt": image_prompt("err/img", color=0x010203, fail=True), "prompt_id": "err-1",

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +274,47 @@ def test_cpu_mode_ready_and_clean_stop(rig: Rig) -> None:
     assert launched.wait() == 0
     wait_until(lambda: pid_gone(pid), 10, "ComfyUI to be gone")
     assert port_is_free(port)
+
+
+IMAGE_PROMPT = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 123}},
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "gateway"}},
+}
+
+
+def post(url: str, body: object) -> dict:  # type: ignore[type-arg]
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_workers_behind_one_url(rig: Rig) -> None:
+    """``--workers`` serves one ComfyUI URL on --port, the workers on loopback ports after it;
+    a prompt sent there runs on a worker and its output is served back through the same URL."""
+    cli = rig.cli
+    base = free_port()
+    launched, _ = start(rig, "--workers", port=base)
+    launched.wait_for("READY", count=2)
+    launched.wait_for("is routable", count=2)
+    assert f"gateway: one ComfyUI URL http://127.0.0.1:{base}" in launched.text
+    gateway = f"http://127.0.0.1:{base}"
+    ports = sorted(int(m) for m in re.findall(r"READY http://127\.0\.0\.1:(\d+)", launched.text))
+    assert base not in ports and all(p > base for p in ports)
+    stats = get(f"{gateway}/system_stats")
+    assert len(stats["devices"]) == 2  # both workers' devices, through one URL
+    prompt_id = post(f"{gateway}/prompt", {"prompt": IMAGE_PROMPT})["prompt_id"]
+    entry = wait_until(lambda: get(f"{gateway}/history/{prompt_id}").get(prompt_id), rig.ready_timeout, "the prompt to finish")
+    image = entry["outputs"]["3"]["images"][0]
+    query = urllib.parse.urlencode(image)
+    with urllib.request.urlopen(f"{gateway}/view?{query}", timeout=10) as response:
+        assert response.read().startswith(b"\x89PNG")
+    status = json.loads(cli("status", "--json").stdout)
+    assert sorted(i["port"] for i in status["instances"]) == ports
+    assert all(i["gateway"] == gateway for i in status["instances"])
+    assert status["gateways"] == [{"url": gateway, "answering": True, "routable": 2, "workers": 2, "queue_remaining": 0,
+                                   "clients": 0, "prompts_routed": 1}]
+    stopped = cli("stop", "--port", str(base))  # the gateway's port: every worker behind it
+    assert stopped.returncode == 0 and stopped.stdout.count("stopped pid") == 2
+    assert launched.wait() == 0
+    assert port_is_free(base) and all(port_is_free(p) for p in ports)

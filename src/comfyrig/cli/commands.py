@@ -20,6 +20,7 @@ DEFAULT_COMMAND = "launch"
 # order the root help lists them: the everyday commands first.
 COMMANDS: dict[str, tuple[str, str]] = {
     "launch": ("launch_cmd", "Start ComfyUI in the chosen GPU mode and supervise it (the default command)."),
+    "gateway": ("gateway_cmd", "Serve one ComfyUI URL in front of ComfyUI servers that are already running."),
     "gpus": ("gpus_cmd", "List the GPUs and show which ones the chosen mode selects."),
     "config": ("config_cmd", "Show every effective setting and where it came from."),
     "plan": ("plan_cmd", "Plan how model files fit on the GPUs; optionally rewrite a workflow for MultiGPU."),

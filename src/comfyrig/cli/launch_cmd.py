@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.text import Text
 
 from ..errors import ConfigError
 from ..files import check_writable_dir
 from ..host.ports import port_is_free, who_holds
 from ..launch.compose import LaunchRequest, compose, gather_facts
-from ..launch.plan import LaunchPlan
+from ..launch.events import FleetSnapshot
+from ..launch.plan import LaunchPlan, is_loopback
 from ..launch.policy import RESTART_POLICIES
 from ..ui.console import make_console
 from ..ui.launch_view import render_plan
 from . import options as o
 from .app import RAW_ARGS, ComfyFlagsCommand, command, extra_args_after_dashes
 from .report import print_json
+
+if TYPE_CHECKING:
+    from ..gateway.events import GatewayEvent
+    from ..gateway.service import GatewayThread
 
 __all__: list[str] = []
 
@@ -52,7 +58,10 @@ def launch_cmd(
     env_file: o.EnvFile = None,
     comfyui_args: o.ComfyArgs = None,
     enable_manager: o.Manager = None,
-    workers: Annotated[bool, typer.Option("--workers", help="One ComfyUI per selected GPU, ports base, base+1, ...")] = False,
+    workers: Annotated[bool, typer.Option("--workers", help="One ComfyUI per selected GPU, behind one URL (the gateway) on --port; workers on the loopback ports after it.")] = False,
+    gateway: Annotated[bool, typer.Option("--gateway/--no-gateway", help="With --workers: serve one ComfyUI URL in front of them (default), or give each worker its own port on --listen.")] = True,
+    urls: Annotated[list[str] | None, typer.Option("--url", help="Also put this ComfyUI server (http://HOST:PORT), not started by comfyrig, behind the gateway. Repeatable.", show_default=False)] = None,
+    insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="Serve the gateway beyond loopback without a token (anyone who reaches it can run code here).")] = False,
     restart: Annotated[str, typer.Option("--restart", help="Restart policy: no, on-failure or always.")] = "no",
     restart_delay: Annotated[float, typer.Option("--restart-delay", callback=o.bounded("--restart-delay", o.SECONDS), help="First restart delay in seconds; doubles per failure.")] = 1.0,
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", callback=o.bounded("--ready-timeout", o.POSITIVE_SECONDS), help="Seconds to wait for ComfyUI's HTTP API.")] = 300.0,
@@ -95,11 +104,18 @@ def launch_cmd(
         raise ConfigError(f"--placement {placement!r}: choose auto or none.")
     if placement == "none" and (cpus_per_worker or threads_per_worker):
         raise ConfigError("--cpus-per-worker and --threads-per-worker need --placement auto.")
+    if urls and not (workers and gateway):
+        raise ConfigError("--url puts a server behind the gateway: it needs --workers (and not --no-gateway).")
     request = LaunchRequest(
         workers=workers, placement=placement,  # type: ignore[arg-type]  # checked above
         cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker, log_dir=log_dir,
+        gateway=workers and gateway, urls=tuple(urls or ()), insecure_no_auth=insecure_no_auth,
     )
     plan = compose(settings, gather_facts(settings), request)
+    if plan.gateway is not None:
+        from ..gateway.service import backend_specs
+
+        backend_specs([], plan.gateway.urls)  # a malformed --url is refused before anything starts
     console = make_console(settings.environ)
     if dry_run:
         if json_out:
@@ -131,22 +147,62 @@ def launch_cmd(
         hang_timeout_s=hang_timeout,
     )
     check_ports(plan)  # before anything is drawn: PortInUseError names the holder
-    if plain or not console.is_terminal:
-        view = PlainLaunchView(plan, console)
-        view.preamble()
-        fleet = Fleet(plan, settings.environ, options, reporter=view)
-        with capture_signals(fleet.signal):
-            code = fleet.run()
-    else:
-        fleet = Fleet(plan, settings.environ, options)
-        title = f"comfyrig {__version__} · ComfyUI · {plan.mode} mode · {len(plan.instances)} instance(s)"
-        with capture_signals(fleet.signal), Live(
-            dashboard(plan, fleet.snapshot(), title), console=console, refresh_per_second=4, transient=False
-        ) as live:
-            code = fleet.run(on_tick=lambda snapshot: live.update(dashboard(plan, snapshot, title)))
+    plain_view = PlainLaunchView(plan, console) if plain or not console.is_terminal else None
+    gateway_thread = _start_gateway(plan, settings.environ, console, plain_view is not None)
+    try:
+        if plain_view is not None:
+            plain_view.preamble()
+            fleet = Fleet(plan, settings.environ, options, reporter=plain_view)
+            with capture_signals(fleet.signal):
+                code = fleet.run()
+        else:
+            fleet = Fleet(plan, settings.environ, options)
+            title = f"comfyrig {__version__} · ComfyUI · {plan.mode} mode · {len(plan.instances)} instance(s)"
+
+            def frame(snapshot: FleetSnapshot) -> RenderableType:
+                return dashboard(plan, snapshot, title, gateway_thread.view() if gateway_thread else None)
+
+            with capture_signals(fleet.signal), Live(frame(fleet.snapshot()), console=console, refresh_per_second=4,
+                                                     transient=False) as live:
+                code = fleet.run(on_tick=lambda snapshot: live.update(frame(snapshot)))
+    finally:
+        if gateway_thread is not None:
+            gateway_thread.stop()
     for part in exit_report(fleet.snapshot(), fleet.plan):
         console.print(part, soft_wrap=True)
     return code
+
+
+def _start_gateway(plan: LaunchPlan, environ: Mapping[str, str], console: Console, plain: bool) -> GatewayThread | None:
+    """Bind the gateway before any worker starts (a taken port is an error, not a fleet without
+    its URL). Its events are printed as lines in plain mode; the dashboard shows its panel."""
+    if plan.gateway is None:
+        return None
+    from ..gateway.events import NodesDiffer
+    from ..gateway.server import GatewayOptions
+    from ..gateway.service import GatewayThread, backend_specs, gateway_token
+    from ..launch.registry import state_dir
+    from ..ui.gateway_view import describe_gateway
+
+    token = None
+    if plan.gateway.auth:
+        token, source = gateway_token(environ, state_dir(environ))
+        console.print(Text(f"The gateway listens on {plan.gateway.listen}: clients need its token, from {source} "
+                           "(send it as 'Authorization: Bearer TOKEN', or open the page once as /?token=TOKEN).",
+                           style="yellow"), soft_wrap=True)
+    elif not is_loopback(plan.gateway.listen):
+        console.print(Text(f"⚠ The gateway listens on {plan.gateway.listen} without a token (--insecure-no-auth): "
+                           "anyone who reaches that address can run code on this machine.", style="bold yellow"),
+                      soft_wrap=True)
+
+    def report(event: GatewayEvent) -> None:
+        if plain or isinstance(event, NodesDiffer):
+            console.print(Text(f"comfyrig: {describe_gateway(event)}"), soft_wrap=True)
+
+    specs = backend_specs([(i.name, i.url) for i in plan.instances], plan.gateway.urls)
+    thread = GatewayThread(specs, GatewayOptions(host=plan.gateway.listen, port=plan.gateway.port, token=token), report)
+    thread.start()
+    return thread
 
 
 def _busy_port_notes(console: Console, plan: LaunchPlan) -> None:

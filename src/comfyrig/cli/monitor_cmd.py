@@ -40,16 +40,20 @@ __all__: list[str] = []
 
 
 def _watched(settings: Settings, urls: list[str] | None) -> tuple[list[str], tuple[str, ...]]:
-    """The URLs to poll: those given; else every ComfyUI comfyrig started that still runs
-    (launch, a batch fleet, Ray actors here); else the configured port, if it answers."""
+    """The URLs to poll: those given; else every gateway and ComfyUI comfyrig started that still
+    runs (launch, a batch fleet, Ray actors here); else the configured port, if it answers."""
     if urls:
         return [normalise_url(u) for u in urls], ()
     if settings.port.source != "cli":
         from ..launch.registry import state_dir
 
-        recorded = [r.url for r in state_dir(settings.environ).records() if r.matches_process()]
+        records = [r for r in state_dir(settings.environ).records() if r.matches_process()]
+        # A gateway first: its queue is the fleet's (GET /prompt sums every worker's).
+        recorded = [*dict.fromkeys(r.gateway for r in records if r.gateway), *(r.url for r in records)]
         if recorded:
-            return recorded, ()
+            notes = tuple(f"{g} is the gateway: its queue counts every worker behind it." for g in dict.fromkeys(
+                r.gateway for r in records if r.gateway))
+            return recorded, notes
     port = settings.port.value if isinstance(settings.port.value, int) else DEFAULT_PORT
     url = local_url(str(settings.listen.value), port)
     with ComfyClient(url, timeout_s=PROBE_TIMEOUT_S) as client:

@@ -47,7 +47,23 @@ def _describe(record: InstanceRecord) -> dict[str, Any]:
         "log_file": record.log_file,
         "cpus": record.cpus,
         "threads": record.threads,
+        "gateway": record.gateway,
     }
+
+
+def _gateway(url: str) -> dict[str, Any]:
+    """What a gateway says of its workers (``/comfyrig/fleet``), or that it does not answer."""
+    import httpx
+
+    try:
+        view = httpx.get(url + "/comfyrig/fleet", timeout=2.0, trust_env=False).json()
+        backends = view["backends"]
+        return {"url": url, "answering": True, "routable": sum(1 for b in backends if b["live"]),
+                "workers": len(backends), "queue_remaining": view["queue_remaining"], "clients": view["clients"],
+                "prompts_routed": view["counters"]["prompts"]}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        # 401 from a gateway with a token (status does not send it), or not up yet
+        return {"url": url, "answering": False}
 
 
 @command("status", help="List the ComfyUI instances comfyrig started: port, pid, GPUs, ready, queue.")
@@ -62,8 +78,9 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
             state.remove(record.port, record.pid)  # a stale record of a dead instance
             continue
         rows.append(info)
+    gateways = [_gateway(url) for url in dict.fromkeys(r["gateway"] for r in rows if r["gateway"])]
     if json_out:
-        print_json({"instances": rows})
+        print_json({"instances": rows, "gateways": gateways})
         return 0
     console = make_console(settings.environ)
     if not rows:
@@ -78,13 +95,19 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
                       "yes" if r["ready"] else "no", "" if r["queue_remaining"] is None else str(r["queue_remaining"]),
                       r["log_file"] or "")
     console.print(table)
+    for g in gateways:
+        if g["answering"]:
+            console.print(f"Gateway {g['url']}: {g['routable']}/{g['workers']} workers routable, queue {g['queue_remaining']}, "
+                          f"{g['clients']} websocket client(s), {g['prompts_routed']} prompt(s) routed.")
+        else:
+            console.print(f"Gateway {g['url']}: not answering its fleet view (starting, or it asks for a token).")
     return 0
 
 
 @command("stop", help="Stop ComfyUI instances comfyrig started (whole process group, SIGINT then SIGKILL); "
          "their supervisor does not restart them, whatever its --restart policy.")
 def stop_cmd(
-    port: Annotated[int | None, typer.Option("--port", callback=o.bounded("--port", o.PORT), help="The instance on this port.", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option("--port", callback=o.bounded("--port", o.PORT), help="The instance on this port (a gateway's port: every worker behind it).", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every instance comfyrig started.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", callback=o.bounded("--timeout", o.SECONDS), help="Seconds between SIGINT and SIGKILL.")] = 10.0,
 ) -> int:
@@ -93,7 +116,9 @@ def stop_cmd(
     settings = o.settings_from(o.overrides())
     state = state_dir(settings.environ)
     console = make_console(settings.environ)
-    records = [r for r in state.records() if all_ or r.port == port]
+    # A gateway's port stops every worker behind it (the launch that serves it then ends).
+    records = [r for r in state.records() if all_ or r.port == port or
+               (r.gateway is not None and r.gateway.rsplit(":", 1)[-1] == str(port))]
     if not records:
         console.print(f"No comfyrig-started ComfyUI {'is running' if all_ else f'on port {port}'}.")
         return 0 if all_ else 1

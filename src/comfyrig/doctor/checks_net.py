@@ -7,7 +7,7 @@ from ..launch.plan import is_loopback
 from .context import DoctorContext
 from .result import CheckResult
 
-__all__ = ["check_cors", "check_listen", "check_port"]
+__all__ = ["check_cors", "check_gateway", "check_listen", "check_port"]
 
 _SKIP = "The settings could not be resolved (see config.settings)."
 
@@ -61,3 +61,35 @@ def check_cors(ctx: DoctorContext) -> CheckResult:
         "Remove it unless a web front end on another origin needs it; then give that origin (--enable-cors-header "
         "https://your.app), not '*'.",
     )
+
+
+def check_gateway(ctx: DoctorContext) -> CheckResult:
+    """The gateways comfyrig runs: every worker routable, and the same node types on each."""
+    title = "Gateway"
+    if not ctx.gateways:
+        return CheckResult("net.gateway", title, "skip", "No gateway comfyrig started is running ('comfyrig --workers' starts one).")
+    problems, passes = [], []
+    for gw in ctx.gateways:
+        if gw.view is None:
+            problems.append(f"{gw.url} does not answer /comfyrig/fleet ({gw.error}).")
+            continue
+        backends = gw.view.get("backends") or []
+        down = [b["name"] for b in backends if not b.get("live")]
+        if down:
+            problems.append(f"{gw.url}: {', '.join(down)} not routable (starting, restarting or lost).")
+        known = {name: nodes for name, nodes in gw.nodes.items() if nodes is not None}
+        if len(known) > 1:
+            reference_name, reference = next(iter(known.items()))
+            for name, nodes in known.items():
+                missing, extra = sorted(reference - nodes), sorted(nodes - reference)
+                if missing or extra:
+                    said = [f"lacks {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}" if missing else "",
+                            f"has {', '.join(extra[:10])}{' ...' if len(extra) > 10 else ''} that {reference_name} lacks" if extra else ""]
+                    problems.append(f"{gw.url}: {name} {'; '.join(p for p in said if p)}.")
+        if not down:
+            passes.append(f"{gw.url}: {len(backends)} worker(s) routable, queue {gw.view.get('queue_remaining')}")
+    if problems:
+        return CheckResult("net.gateway", title, "warn", " ".join(problems),
+                           "A prompt that uses a node some workers lack fails only where it is routed: install the same "
+                           "custom nodes on every worker. 'comfyrig status' shows each worker.")
+    return CheckResult("net.gateway", title, "pass", "; ".join(passes) + "; every worker has the same node types.")

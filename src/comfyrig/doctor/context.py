@@ -11,7 +11,7 @@ something is wrong.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from ..launch.compose import HostFacts, LaunchRequest, PortPicker, compose
 from ..launch.plan import own_flags
 from .envscan import EnvScan, scan_env_file
 
-__all__ = ["DoctorContext", "HttpState", "PortState", "Probes", "gather"]
+__all__ = ["DoctorContext", "GatewayState", "HttpState", "PortState", "Probes", "gather"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,16 @@ class HttpState:
 
 
 @dataclass(frozen=True)
+class GatewayState:
+    """A gateway comfyrig started (from the instance records) and what it and its workers say."""
+
+    url: str
+    view: Mapping[str, Any] | None = None  # GET /comfyrig/fleet
+    error: str | None = None
+    nodes: Mapping[str, frozenset[str] | None] = field(default_factory=dict)  # worker name -> its node types
+
+
+@dataclass(frozen=True)
 class DoctorContext:
     environ: Mapping[str, str]
     env_candidates: tuple[Path, ...] = ()  # where a .env is looked for, in order
@@ -76,6 +86,7 @@ class DoctorContext:
     env_file: Path | None = None  # the .env comfyrig reads (the first candidate that exists)
     env_scan: EnvScan | None = None  # its lines, when it could be read
     env_error: str | None = None  # why it could not
+    gateways: tuple[GatewayState, ...] = ()  # running gateways comfyrig started
 
     @property
     def comfyui_dir(self) -> Path | None:
@@ -158,7 +169,37 @@ def gather(
     found["port"] = _port_state(port, host, probes)
     several = selection is not None and len(selection.gpus) > 1
     found["http"] = _http_state(local_url(host, port or DEFAULT_PORT), probes, multigpu=several)
+    found["gateways"] = _gateways(environ, probes)
     return DoctorContext(**found)
+
+
+def _gateways(environ: Mapping[str, str], probes: Probes) -> tuple[GatewayState, ...]:
+    """Each running gateway's fleet view, and every worker's node types behind it (to name the
+    nodes some workers lack: a prompt using one fails only where it is routed there)."""
+    from ..launch.registry import state_dir
+
+    try:
+        urls = dict.fromkeys(r.gateway for r in state_dir(environ).records() if r.gateway and r.matches_process())
+    except ComfyrigError:
+        return ()
+    found = []
+    for url in urls:
+        assert url is not None
+        try:
+            with probes.http_client(url) as http:
+                view = http.get(url + "/comfyrig/fleet").raise_for_status().json()
+        except (httpx.HTTPError, ValueError) as exc:
+            found.append(GatewayState(url, error=str(exc) or type(exc).__name__))
+            continue
+        nodes: dict[str, frozenset[str] | None] = {}
+        for backend in view.get("backends") or []:
+            try:
+                with probes.http_client(backend["url"]) as http:
+                    nodes[backend["name"]] = frozenset(http.get(backend["url"] + "/object_info").raise_for_status().json())
+            except (httpx.HTTPError, ValueError, TypeError):
+                nodes[backend["name"]] = None
+        found.append(GatewayState(url, view=view, nodes=nodes))
+    return tuple(found)
 
 
 class _LookOnly(PortPicker):

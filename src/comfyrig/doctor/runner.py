@@ -16,7 +16,7 @@ from .checks_comfyui import (
 from .checks_env import check_env_file, check_env_keys, check_env_pytorch
 from .checks_gpu import check_device_order, check_driver, check_gpus, check_mode, check_vram
 from .checks_multigpu import check_cfg_split, check_multigpu_native, check_multigpu_running
-from .checks_net import check_cors, check_listen, check_port
+from .checks_net import check_cors, check_gateway, check_listen, check_port
 from .checks_torch import check_torch_build, check_torch_cuda_version, check_torch_devices, check_torch_import
 from .context import DoctorContext
 from .result import CheckResult
@@ -45,6 +45,7 @@ CHECKS: tuple[Check, ...] = (
     check_port,
     check_listen,
     check_cors,
+    check_gateway,
     check_multigpu_native,
     check_multigpu,
     check_cfg_split,

@@ -31,9 +31,9 @@ from ..host.gpus.inventory import Gpu, Inventory
 from ..host.gpus.probe import probe_inventory
 from ..host.ports import ephemeral_port, free_ports
 from .placement import CpuPlacement, PlacementMode, placement_for_gpu, plan_placement
-from .plan import LaunchPlan, plan_launch
+from .plan import GatewayPlan, LaunchPlan, is_loopback, plan_launch
 
-__all__ = ["HostFacts", "LaunchRequest", "Owner", "PortPicker", "compose", "gather_facts", "pick_ports"]
+__all__ = ["HostFacts", "LaunchRequest", "Owner", "PortPicker", "compose", "gather_facts", "pick_ports", "plan_gateway"]
 
 # Which command started an instance; kept in its registry record so 'status' can say.
 Owner = Literal["launch", "batch", "ray"]
@@ -71,6 +71,9 @@ class LaunchRequest:
     owner: Owner = "launch"
     share_node: bool = False
     notes: tuple[str, ...] = field(default=())
+    gateway: bool = False  # one URL in front of the workers (only with workers on GPUs)
+    urls: tuple[str, ...] = ()  # servers comfyrig did not start, also behind the gateway
+    insecure_no_auth: bool = False  # a gateway beyond loopback without a token (warned)
 
 
 class PortPicker:
@@ -119,6 +122,19 @@ def pick_ports(settings: Settings, request: LaunchRequest, count: int, picker: P
         ) from None
 
 
+def plan_gateway(settings: Settings, request: LaunchRequest, count: int, picker: PortPicker) -> tuple[GatewayPlan, list[int]]:
+    """The gateway on the configured port (or the first free one from 8188 for 'auto'), where
+    the user asked ComfyUI to listen; the workers on free loopback ports after it."""
+    listen = str(settings.listen.value)
+    host = listen.split(",")[0]
+    value = settings.port.value
+    port = picker.free(DEFAULT_BASE_PORT, 1, host)[0] if value == "auto" else int(value)
+    workers = picker.free(port + 1, count, "127.0.0.1") if request.ports == "settings" else \
+        [picker.ephemeral("127.0.0.1") for _ in range(count)]
+    auth = not is_loopback(listen) and not request.insecure_no_auth
+    return GatewayPlan(listen=listen, port=port, urls=request.urls, auth=auth), workers
+
+
 def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, ports: PortPicker | None = None) -> LaunchPlan:
     """The plan of every ComfyUI this request starts. Raises SelectionError for a GPU
     selection that does not fit ``facts.inventory``."""
@@ -126,10 +142,16 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
     workers = request.workers and not selection.is_cpu
     count = len(selection.gpus) if workers else 1
     placements, notes = _placements(selection.gpus, facts, request, workers)
+    picker = ports or PortPicker()
+    gateway: GatewayPlan | None = None
+    if request.gateway and workers:
+        gateway, chosen = plan_gateway(settings, request, count, picker)
+    else:
+        chosen = pick_ports(settings, request, count, picker)
     return plan_launch(
         settings,
         selection,
-        pick_ports(settings, request, count, ports or PortPicker()),
+        chosen,
         workers=request.workers,
         flags=facts.flags,
         placements=placements,
@@ -137,6 +159,7 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
         log_dir=request.log_dir,
         owner=request.owner,
         checkout=facts.checkout,
+        gateway=gateway,
     )
 
 

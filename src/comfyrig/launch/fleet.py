@@ -31,15 +31,18 @@ from .supervisor import Probes, Supervisor, SupervisorOptions
 __all__ = ["Fleet", "check_ports", "http_probes"]
 
 
-def check_ports(plan: LaunchPlan) -> None:
-    """Raises PortInUseError naming the holder when a planned port is taken."""
-    for inst in plan.instances:
-        host = inst.listen.split(",")[0]
-        if not port_is_free(inst.port, host):
-            holder = who_holds(inst.port)
+def check_ports(plan: LaunchPlan, *, gateway: bool = True) -> None:
+    """Raises PortInUseError naming the holder when a planned port is taken (the gateway's too,
+    unless ``gateway`` is off: once it runs, it holds its own port)."""
+    wanted = [(inst.port, inst.listen.split(",")[0]) for inst in plan.instances]
+    if plan.gateway is not None and gateway:
+        wanted.insert(0, (plan.gateway.port, plan.gateway.listen.split(",")[0]))
+    for port, host in wanted:
+        if not port_is_free(port, host):
+            holder = who_holds(port)
             who = f"pid {holder.pid} ({holder.command[:120]})" if holder else "another process (not visible to this user)"
             raise PortInUseError(
-                f"Port {inst.port} on {host} is already in use by {who}.",
+                f"Port {port} on {host} is already in use by {who}.",
                 hint="Stop that process ('comfyrig stop --port N' if comfyrig started it), "
                 "choose another port with --port N, or take the next free one with --port auto.",
             )
@@ -116,7 +119,7 @@ class Fleet:
     # -- foreground ------------------------------------------------------------------------------
     def run(self, on_tick: Callable[[FleetSnapshot], None] | None = None) -> int:
         """Check the ports, then supervise on this thread until every instance is over."""
-        check_ports(self.plan)
+        check_ports(self.plan, gateway=False)
 
         def tick(snapshot: FleetSnapshot) -> None:
             with self._lock:
@@ -134,7 +137,7 @@ class Fleet:
     # -- background ------------------------------------------------------------------------------
     def start(self) -> None:
         """Check the ports (PortInUseError names the holder), then supervise on a thread."""
-        check_ports(self.plan)
+        check_ports(self.plan, gateway=False)
         self._thread = threading.Thread(target=self._background, name="comfyrig-fleet", daemon=True)
         self._thread.start()
 

@@ -23,7 +23,25 @@ from ..config.settings import Settings
 from ..secrets import mask_argv, mask_env
 from .placement import CpuPlacement, format_cpus, thread_env
 
-__all__ = ["InstanceSpec", "LaunchPlan", "is_loopback", "own_flags", "plan_launch"]
+__all__ = ["GatewayPlan", "InstanceSpec", "LaunchPlan", "is_loopback", "own_flags", "plan_launch"]
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    """One ComfyUI-compatible URL in front of the workers (``comfyrig.gateway``): it listens
+    where the user asked ComfyUI to listen; the workers move to loopback ports behind it."""
+
+    listen: str
+    port: int
+    urls: tuple[str, ...] = ()  # servers comfyrig did not start, also behind it (--url)
+    auth: bool = False  # a token is asked for (it listens beyond loopback)
+
+    @property
+    def url(self) -> str:
+        return local_url(self.listen, self.port)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "listen": self.listen, "port": self.port, "urls": list(self.urls), "auth": self.auth}
 
 
 @dataclass(frozen=True)
@@ -87,11 +105,13 @@ class LaunchPlan:
     # the same for a run whose log says dynamic VRAM could not be used (no comfy-aimdo, old torch, WSL).
     oom_advice: str = ""
     oom_advice_without_dynamic: str = ""
+    gateway: GatewayPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
             "workers": self.workers,
+            "gateway": self.gateway.to_json() if self.gateway else None,
             "comfyui_dir": str(self.comfyui_dir) if self.comfyui_dir else None,
             "python": self.python,
             "instances": [i.to_json() for i in self.instances],
@@ -175,6 +195,7 @@ def plan_launch(
     log_dir: Path | None = None,
     owner: str = "launch",
     checkout: CheckoutMultiGpu | None = None,
+    gateway: GatewayPlan | None = None,
 ) -> LaunchPlan:
     """Plan the processes. ``ports`` are the concrete ports, one per instance.
 
@@ -183,7 +204,8 @@ def plan_launch(
     ``log_dir`` (default: the checkout's ``user/``) as ``comfyrig-PORT.log``.
     ``flags`` is the checkout's flag table (None: unknown), against which the
     user's ComfyUI flags are read; ``checkout`` what the checkout says about multi-GPU
-    (its version too), which the panel and the advice use.
+    (its version too), which the panel and the advice use. With a ``gateway`` the
+    instances listen on loopback only: the gateway is their one way in.
     """
     groups: list[tuple[str, tuple[int, ...], str]]
     if workers and not selection.is_cpu:
@@ -201,10 +223,12 @@ def plan_launch(
     args = comfy_args(settings, flags, own=own_flags(settings, selection, flags))
     version = checkout.version if checkout is not None else None
     _flag_warnings(settings, selection, args, len(groups), warnings, version)
-    listen = str(settings.listen.value)
+    listen = "127.0.0.1" if gateway is not None else str(settings.listen.value)
     comfyui_dir = settings.comfyui_dir.value
     logs = log_dir or _user_dir(args, comfyui_dir)
     bound = effective_listen(settings, args)  # a --listen in ComfyUI's flags wins: argparse keeps the last
+    if gateway is not None and not args.user_given("--listen"):
+        bound = listen
     if not is_loopback(bound):
         warnings.append(
             f"ComfyUI will listen on {bound}: it has no authentication, so anyone who can reach "
@@ -240,6 +264,7 @@ def plan_launch(
         checkout=checkout,
         oom_advice=advice(dynamic_vram=None),
         oom_advice_without_dynamic=advice(dynamic_vram=False),
+        gateway=gateway,
     )
 
 

@@ -56,6 +56,7 @@ class InstanceRecord:
     threads: int | None = None
     owner: str = "launch"  # the command that started it: launch, batch or ray
     start_ticks: int | None = None  # the pid's start time (clock ticks since boot)
+    gateway: str | None = None  # the one URL in front of it, when launched behind a gateway
 
     def matches_process(self) -> bool:
         """True when ``pid`` is alive and is still this process: the same command line, the
@@ -86,6 +87,10 @@ class StateDir:
 
     # -- the folder: ours, private, and no link -------------------------------------------------
     def _ensure(self, folder: Path) -> Path:
+        try:  # the ordinary folders above it (~/.local/state on a fresh account)
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateDirError(f"comfyrig's state folder {self.root} cannot be created: {exc.strerror or exc}.") from exc
         for path in (self.root, folder):
             try:
                 os.mkdir(path, 0o700)
@@ -113,6 +118,17 @@ class StateDir:
                 f"comfyrig's state folder {path} {problem}, so the instance records in it cannot be trusted.",
                 hint="Remove it, or point COMFYRIG_STATE_DIR at a folder of your own (comfyrig creates it, mode 0700).",
             )
+
+    # -- private files of comfyrig's own (the gateway's token) --------------------------------------
+    def read_private(self, name: str) -> str | None:
+        self._ensure(self.root)
+        return self._read(self.root / name)
+
+    def write_private(self, name: str, text: str) -> Path:
+        """Written 0600 through a fresh temporary; returns the path (never the text) to show."""
+        path = self.root / name
+        self._write(path, text)
+        return path
 
     # -- files: written through a fresh temporary, read without following links -------------------
     def _write(self, path: Path, text: str) -> None:
@@ -249,6 +265,7 @@ class Recorder:
                         cpus=format_cpus(spec.placement.cpus) if spec.placement else None,
                         threads=spec.placement.threads if spec.placement else None,
                         owner=self.plan.owner, start_ticks=start_time(pid),
+                        gateway=self.plan.gateway.url if self.plan.gateway else None,
                     )
                 )
             case Exited(name=name, pid=pid):

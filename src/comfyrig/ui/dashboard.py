@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -151,9 +153,14 @@ def _fleet_table(snapshot: FleetSnapshot) -> Table:
     return table
 
 
-def dashboard(plan: LaunchPlan, snapshot: FleetSnapshot, title: str) -> RenderableType:
+def dashboard(plan: LaunchPlan, snapshot: FleetSnapshot, title: str, gateway: dict[str, Any] | None = None) -> RenderableType:
+    """``gateway``: the gateway's fleet view (``GatewayServer.fleet_view``), when one runs."""
     header = Text(title, style="bold cyan", justify="center")
     parts: list[RenderableType] = [Panel(header, box=box.DOUBLE, border_style="cyan"), gpu_config_panel(plan.selection, workers=plan.workers, checkout=plan.checkout)]
+    if plan.gateway is not None:
+        from .gateway_view import gateway_panel
+
+        parts.append(gateway_panel(plan.gateway, gateway))
     if len(snapshot.workers) == 1:
         view = snapshot.workers[0]
         if view.info.system or view.stats:

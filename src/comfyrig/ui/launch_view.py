@@ -42,6 +42,10 @@ def render_plan(plan: LaunchPlan) -> Group:
             body.append(f"\nplacement: {inst.placement.describe()}", style="magenta")
         table.add_row(inst.name, body)
     parts: list[RenderableType] = [gpu_config_panel(plan.selection, workers=plan.workers, checkout=plan.checkout), table]
+    if plan.gateway is not None:
+        from .gateway_view import gateway_line
+
+        parts.insert(1, gateway_line(plan.gateway))
     for warning in plan.warnings:
         if warning not in plan.selection.notes:  # those the panel already shows
             parts.append(Text(f"⚠ {warning}", style="bold yellow"))
@@ -63,6 +67,8 @@ class PlainLaunchView:
     def preamble(self) -> None:
         for warning in self.plan.warnings:
             self.say(f"warning: {warning}")
+        if self.plan.gateway is not None:
+            self.say(f"gateway: {self.plan.gateway.url} (workers on loopback behind it)")
         for inst in self.plan.instances:
             placed = f", {inst.placement.describe()}" if inst.placement else ""
             self.say(f"{inst.name}: {self.plan.mode} mode, CUDA_VISIBLE_DEVICES={inst.cuda_visible_devices!r}{placed}, "

@@ -1,0 +1,59 @@
+"""The gateway as a person sees it: one sentence per event, one panel in the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.panel import Panel
+from rich.text import Text
+
+from ..gateway.events import BackendDown, BackendUp, GatewayEvent, GatewayStarted, NodesDiffer, PromptFailed, PromptMoved
+from ..launch.plan import GatewayPlan
+
+__all__ = ["describe_gateway", "gateway_line", "gateway_panel"]
+
+
+def describe_gateway(event: GatewayEvent) -> str:
+    match event:
+        case GatewayStarted(url=url, backends=backends, auth=auth):
+            guard = "; a token is required (see 'comfyrig gateway --help')" if auth else ""
+            return f"gateway: one ComfyUI URL {url} in front of {len(backends)} worker(s){guard}"
+        case BackendUp(name=name, url=url):
+            return f"gateway: {name} ({url}) is routable"
+        case BackendDown(name=name, in_flight=count):
+            moved = f"; its {count} prompt(s) go to another worker if it does not come back" if count else ""
+            return f"gateway: lost {name}{moved}"
+        case NodesDiffer(name=name, missing=missing, extra=extra, missing_count=m, extra_count=x):
+            parts = []
+            if m:
+                parts.append(f"lacks {m} node type(s) the first worker has: {', '.join(missing)}{' ...' if m > len(missing) else ''}")
+            if x:
+                parts.append(f"has {x} the first worker lacks: {', '.join(extra)}{' ...' if x > len(extra) else ''}")
+            return (f"gateway: warning: {name} {'; '.join(parts)}. A prompt using them fails when routed there: "
+                    "install the same custom nodes on every worker.")
+        case PromptMoved(prompt_id=pid, source=source, target=target):
+            return f"gateway: prompt {pid} re-submitted from {source} to {target}"
+        case PromptFailed(prompt_id=pid, reason=reason):
+            return f"gateway: prompt {pid} failed: {reason}"
+
+
+def gateway_line(plan: GatewayPlan) -> Text:
+    text = Text("One URL for every GPU: ", style="bold")
+    text.append(plan.url, style="bold green")
+    if plan.urls:
+        text.append(f"  (+ {len(plan.urls)} server(s) given with --url)")
+    if plan.auth:
+        text.append("  token required", style="yellow")
+    return text
+
+
+def gateway_panel(plan: GatewayPlan, view: dict[str, Any] | None) -> Panel:
+    text = gateway_line(plan)
+    if view is not None:
+        live = sum(1 for b in view["backends"] if b["live"])
+        text.append(f"\n{live}/{len(view['backends'])} workers routable · queue {view['queue_remaining']} · "
+                    f"{view['clients']} client(s) · {view['counters']['prompts']} prompt(s) routed", style="dim")
+        if view["counters"]["prompts_moved"]:
+            text.append(f" · {view['counters']['prompts_moved']} re-submitted after a worker was lost", style="yellow")
+    return Panel(text, title="Gateway", box=box.ROUNDED, border_style="green")

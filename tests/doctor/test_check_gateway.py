@@ -1,0 +1,38 @@
+"""doctor's gateway check: a pure function of the gathered gateway states."""
+
+from __future__ import annotations
+
+from comfyrig.doctor.checks_net import check_gateway
+from comfyrig.doctor.context import DoctorContext, GatewayState
+
+
+def view(*live: bool) -> dict[str, object]:
+    return {"queue_remaining": 3, "backends": [{"name": f"worker-{n}", "url": f"http://127.0.0.1:{9000 + n}", "live": up}
+                                               for n, up in enumerate(live)]}
+
+
+def test_no_gateway_is_a_skip() -> None:
+    assert check_gateway(DoctorContext(environ={})).status == "skip"
+
+
+def test_every_worker_routable_with_the_same_nodes_passes() -> None:
+    nodes = frozenset({"EmptyImage", "SaveImage"})
+    ctx = DoctorContext(environ={}, gateways=(GatewayState("http://127.0.0.1:8188", view=view(True, True),
+                                                           nodes={"worker-0": nodes, "worker-1": nodes}),))
+    result = check_gateway(ctx)
+    assert result.status == "pass" and "2 worker(s) routable" in result.message
+
+
+def test_a_worker_down_or_lacking_nodes_is_named() -> None:
+    ctx = DoctorContext(environ={}, gateways=(GatewayState(
+        "http://127.0.0.1:8188", view=view(True, False, True),
+        nodes={"worker-0": frozenset({"A", "B", "KSampler"}), "worker-1": None, "worker-2": frozenset({"A", "Extra"})}),))
+    result = check_gateway(ctx)
+    assert result.status == "warn"
+    assert "worker-1 not routable" in result.message
+    assert "worker-2 lacks B, KSampler; has Extra that worker-0 lacks" in result.message
+
+
+def test_a_gateway_that_does_not_answer_is_a_warning() -> None:
+    result = check_gateway(DoctorContext(environ={}, gateways=(GatewayState("http://127.0.0.1:8188", error="refused"),)))
+    assert result.status == "warn" and "does not answer" in result.message
