@@ -80,7 +80,15 @@ class PortPicker:
     """Free ports, by binding (the production seam); tests pass their own."""
 
     def free(self, base: int, count: int, host: str) -> list[int]:
-        return free_ports(base, count, host)
+        """Raises ConfigError when ports run out: they end at 65535, so a fleet (or the workers
+        behind a gateway) from --port 65535 has nowhere to go."""
+        try:
+            return free_ports(base, count, host)
+        except OSError:
+            raise ConfigError(
+                f"{count} free port(s) are needed from {base} upwards, and there are not that many up to 65535.",
+                hint="Choose a lower --port (COMFYUI_PORT), or 'auto'.",
+            ) from None
 
     def ephemeral(self, host: str) -> int:
         return ephemeral_port(host)
@@ -109,17 +117,11 @@ def pick_ports(settings: Settings, request: LaunchRequest, count: int, picker: P
     if request.ports == "ephemeral":
         return [picker.ephemeral(host) for _ in range(count)]
     value = settings.port.value
-    if value != "auto" and not request.workers:
-        return [int(value)]
-    base = DEFAULT_BASE_PORT if value == "auto" else int(value)
-    try:
-        return picker.free(base, count, host)
-    except OSError:
-        # Ports end at 65535: a fleet from --port 65535 has nowhere to put its second worker.
-        raise ConfigError(
-            f"{count} workers need {count} free ports from {base} upwards, and there are not that many below 65536.",
-            hint="Choose a lower --port (COMFYUI_PORT), or 'auto'.",
-        ) from None
+    if value == "auto":
+        return picker.free(DEFAULT_BASE_PORT, count, host)
+    if request.workers:
+        return picker.free(int(value), count, host)
+    return [int(value)]
 
 
 def plan_gateway(settings: Settings, request: LaunchRequest, count: int, picker: PortPicker) -> tuple[GatewayPlan, list[int]]:
