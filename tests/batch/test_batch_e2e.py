@@ -249,6 +249,18 @@ def test_second_ctrl_c_interrupts_running_jobs(cli: Cli, tmp_path: Path, fakes: 
     assert {json.loads(a["reason"])["kind"] for a in attempts(out)} <= {"interrupted", "cancelled"}
 
 
+def test_a_dry_run_checks_values_against_a_running_servers_schema(run: InProcessCli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
+    """Issue 16 item 17: 1.width=1.5 passed a dry run (the workflow's 8 may be a FLOAT saved whole)."""
+    server = fakes(0)
+    wf = write(tmp_path / "wf.json", IMAGE_WF)
+    bad = run("batch", str(wf), "--out", str(tmp_path / "o"), "--sweep", "1.width=1.5|2", "--url", server.url, "--dry-run", "--json")
+    assert bad.returncode == 2 and "'1.5' is not a whole number" in " ".join(bad.stderr.split()), bad.stderr
+    down = run("batch", str(wf), "--out", str(tmp_path / "o"), "--sweep", "1.width=1.5|2", "--url", "http://127.0.0.1:9",
+               "--dry-run", "--json")
+    assert down.returncode == 0, down.stderr
+    assert json.loads(down.stdout)["warnings"][0].startswith("values were checked against the workflow only")
+
+
 def test_a_second_batch_on_the_same_out_is_refused_at_start(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
     """Issue 16 item 19: the second batch used to fail on the journal in the middle of its run."""
     server = fakes(0, {"FAKE_COMFYUI_JOB_SECONDS": "30"})

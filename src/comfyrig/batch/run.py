@@ -24,7 +24,7 @@ from typing import Any
 
 from ..comfy.convert import convert_ui
 from ..comfy.workflow import Workflow, canonical_json, load_workflow, require_api_format, schema_problems
-from ..errors import ConfigError, WorkflowError
+from ..errors import ComfyrigError, ConfigError, WorkflowError
 from ..events import Reporter, discard
 from ..files import check_writable_dir, write_error
 from ..launch.signals import capture_signals
@@ -162,11 +162,20 @@ def run_batch(
     identity = job_set_identity(wf, req)
     _check_same_batch(meta, wf, identity, req)
     if req.dry_run:
+        notes: list[str] = []
         object_info = backend.object_info(req.ready_timeout_s) if wf.needs_conversion else None
+        if object_info is None and backend.kind == "url":
+            # Servers that run already: one quick look, so values are checked against the node
+            # schemas as the real run will (1.width=1.5 where the workflow holds a whole number).
+            try:
+                object_info = backend.object_info(0.0)
+            except ComfyrigError as exc:
+                notes.append(f"values were checked against the workflow only: {exc.message}")
         if object_info is not None:
             wf = convert_ui(wf, object_info)
+            _check_schema(wf, object_info)
         spec = _spec(wf, req, salt if salt is not None else random.getrandbits(63), object_info)
-        reporter(_dry_run(wf, spec, backend, req))
+        reporter(_dry_run(wf, spec, backend, req, notes))
         return 0
 
     lock = OutLock(req.out_dir)  # before the journal is touched: a second batch stops here
@@ -219,13 +228,13 @@ def run_batch(
     return exit_code(report)
 
 
-def _dry_run(wf: Workflow, spec: VariationSpec, backend: Backend, req: BatchRequest) -> DryRunPlan:
+def _dry_run(wf: Workflow, spec: VariationSpec, backend: Backend, req: BatchRequest, notes: list[str]) -> DryRunPlan:
     first: list[PlannedJob] = []
     for job in spec.jobs():
         if len(first) >= req.show_jobs:
             break
         first.append(PlannedJob(job.index, job.id, dict(job.values)))
-    warnings = []
+    warnings = list(notes)
     if req.repeat > 1 and spec.seed_mode == "keep" and not spec.sweeps:
         warnings.append("--repeat without --seed sends identical prompts; ComfyUI caches them, so the copies are the same image.")
     return DryRunPlan(
