@@ -308,17 +308,21 @@ def build_spec(
 def _refuse_repeats(values: Sequence[Any], where: str) -> None:
     """Two equal values would be one job (same values, same id), while the count said two: refuse,
     naming the value and its positions. Several runs of one variation are --repeat's job."""
-    first: dict[str, int] = {}
+    # Hashes, not the texts: a million prompts would otherwise be held twice. A hash seen before is
+    # confirmed by comparing the texts (a collision of two different values is not a repeat).
+    seen: set[int] = set()
     for n, value in enumerate(values):
         key = canonical_json(value)
-        if key in first:
-            shown = key if len(key) <= 60 else key[:57] + "..."
-            raise WorkflowError(
-                f"{where}: the value {shown} is given twice (values {first[key] + 1} and {n + 1}); "
-                "each value makes one job, so a repeated value would silently be one job, not two.",
-                hint="Remove the repeat; to run a variation several times use --repeat N (with --seed random for different images).",
-            )
-        first[key] = n
+        if hash(key) in seen:
+            earlier = next((m for m in range(n) if canonical_json(values[m]) == key), None)
+            if earlier is not None:
+                shown = key if len(key) <= 60 else key[:57] + "..."
+                raise WorkflowError(
+                    f"{where}: the value {shown} is given twice (values {earlier + 1} and {n + 1}); "
+                    "each value makes one job, so a repeated value would silently be one job, not two.",
+                    hint="Remove the repeat; to run a variation several times use --repeat N (with --seed random for different images).",
+                )
+        seen.add(hash(key))
 
 
 def _typed_range(values: Sequence[Any], ftype: FieldType, where: str) -> tuple[Any, ...]:
