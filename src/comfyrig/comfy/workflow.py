@@ -425,7 +425,7 @@ def coerce(value: Any, ftype: FieldType, where: str) -> Any:
         if isinstance(out, float) and not math.isfinite(out):
             # float() takes nan and inf (and 1e400 becomes inf); no ComfyUI input means them, and
             # JSON cannot carry them: the dry run printed NaN, the real run sent it.
-            raise bad(" (not a finite number)")
+            raise WorkflowError(f"{where}: {value!r} is not a finite number; give {ftype.describe()}.")
         if ftype.minimum is not None and out < ftype.minimum:
             raise bad()
         if ftype.maximum is not None and out > ftype.maximum:
