@@ -127,7 +127,8 @@ def comfy_tree(tmp_path: Path) -> Path:
     # Shaped as in 0.3.76 (--cpu takes no value, --listen an optional one...): comfyrig reads it as argparse would.
     from tests.comfy.cli_args_versions import cli_args_text
 
-    flags = ("--listen", "--port", "--cpu", "--lowvram", "--novram", "--enable-manager", "--cuda-device", "--enable-cors-header")
+    flags = ("--listen", "--port", "--cpu", "--lowvram", "--novram", "--enable-manager", "--cuda-device", "--enable-cors-header",
+             "--user-directory", "--base-directory")
     (root / "comfy" / "cli_args.py").write_text(cli_args_text("0.3.76", only=flags))
     return root
 

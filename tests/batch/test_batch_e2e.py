@@ -249,6 +249,39 @@ def test_second_ctrl_c_interrupts_running_jobs(cli: Cli, tmp_path: Path, fakes: 
     assert {json.loads(a["reason"])["kind"] for a in attempts(out)} <= {"interrupted", "cancelled"}
 
 
+def test_a_dry_run_checks_values_against_a_running_servers_schema(run: InProcessCli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
+    """Issue 16 item 17: 1.width=1.5 passed a dry run (the workflow's 8 may be a FLOAT saved whole)."""
+    server = fakes(0)
+    wf = write(tmp_path / "wf.json", IMAGE_WF)
+    bad = run("batch", str(wf), "--out", str(tmp_path / "o"), "--sweep", "1.width=1.5|2", "--url", server.url, "--dry-run", "--json")
+    assert bad.returncode == 2 and "'1.5' is not a whole number" in " ".join(bad.stderr.split()), bad.stderr
+    down = run("batch", str(wf), "--out", str(tmp_path / "o"), "--sweep", "1.width=1.5|2", "--url", "http://127.0.0.1:9",
+               "--dry-run", "--json")
+    assert down.returncode == 0, down.stderr
+    assert json.loads(down.stdout)["warnings"][0].startswith("values were checked against the workflow only")
+
+
+def test_a_second_batch_on_the_same_out_is_refused_at_start(cli: Cli, tmp_path: Path, fakes: callable) -> None:  # type: ignore[valid-type]
+    """Issue 16 item 19: the second batch used to fail on the journal in the middle of its run."""
+    server = fakes(0, {"FAKE_COMFYUI_JOB_SECONDS": "30"})
+    wf = write(tmp_path / "wf.json", SLEEP_WF)
+    out = tmp_path / "out"
+    args = ["batch", str(wf), "--out", str(out), "--sweep", "1.color=1..2", "--url", server.url, "--plain"]
+    first = Launched(args, cli.env, cli.cwd)
+    try:
+        wait_until(lambda: server.get_json("/queue")["queue_running"], 30, "a job to run")
+        second = cli(*args)
+        assert second.returncode == 2, second.stderr
+        assert f"Another batch is running on {out} (pid {first.proc.pid})" in " ".join(second.stderr.split())
+        first.interrupt()
+        first.wait_for("running jobs finish")
+        first.interrupt()
+        assert first.wait(timeout=30) == 130
+    finally:
+        first.kill()
+    assert check_invariants(out, total=2, finished=False)["pending"] == 2  # the refused run changed nothing
+
+
 def test_cached_prompts_still_deliver_their_files(run: InProcessCli, tmp_path: Path) -> None:
     # The same prompts again on the same server: ComfyUI answers from its cache without saving a
     # new file, and its history still lists the earlier outputs, which are downloaded.

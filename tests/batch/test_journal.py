@@ -92,3 +92,17 @@ def test_not_a_journal(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(JournalError, match="cannot be opened"):
         Journal(bad)
+
+
+def test_a_full_disk_is_a_journal_error_and_the_journal_stays_intact(tmp_path: Path) -> None:
+    """SQLite's max_page_count makes the same SQLITE_FULL a full disk does."""
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.add_jobs([("kept", 0, {"a": 1})])
+    journal._db.execute("PRAGMA max_page_count = " + str(journal._db.execute("PRAGMA page_count").fetchone()[0]))
+    with pytest.raises(JournalError, match="cannot be written: database or disk is full") as caught:
+        journal.add_jobs((f"job{i}", i, {"text": "x" * 1000}) for i in range(1, 500))
+    assert caught.value.hint is not None and "run the same command again" in caught.value.hint
+    journal.close()
+    again = Journal(tmp_path / "j.sqlite")
+    assert [row.id for row in again.rows()] == ["kept"]
+    again.close()

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from comfyrig.batch.events import (
     BatchEvent,
     BatchFinished,
@@ -35,8 +37,10 @@ from comfyrig.batch.protocol import (
     WorkerUp,
 )
 from comfyrig.batch.run import BatchRequest, run_batch
+from comfyrig.errors import ConfigError
 from comfyrig.events import Reporter
 from comfyrig.launch.events import Exited
+from comfyrig.ui.batch_view import dry_run_json
 
 from .e2e import IMAGE_WF, check_invariants, write
 
@@ -189,3 +193,72 @@ def test_dry_run_warns_of_identical_repeats(tmp_path: Path) -> None:
     [plan] = events
     assert isinstance(plan, DryRunPlan) and plan.jobs == 3 and plan.first[0] == PlannedJob(0, plan.first[0].job, {"#repeat": 0})
     assert plan.warnings and "--repeat without --seed" in plan.warnings[0]
+
+
+def test_a_rerun_with_other_variations_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """Issue 16 item 17: the manifest once held 12 jobs while report.json said 2."""
+    assert run_batch(request(tmp_path, jobs=3), FakeBackend(), lambda e: None, signals=recording([])) == 0
+    for kwargs in ({"jobs": 4}, {"jobs": 2}, {"jobs": 3, "repeat": 2}, {"jobs": 3, "zipped": True}):
+        for dry_run in (True, False):
+            backend = FakeBackend()
+            with pytest.raises(ConfigError, match="holds a batch of other variations"):
+                run_batch(request(tmp_path, dry_run=dry_run, **kwargs), backend, lambda e: None, signals=recording([]))
+            assert backend.client_id is None  # refused before the backend started
+    # The same command resumes, dry or not; other options (--retries, --job-timeout) are no part of it.
+    assert run_batch(request(tmp_path, jobs=3, dry_run=True), FakeBackend(), lambda e: None) == 0
+    assert run_batch(request(tmp_path, jobs=3), FakeBackend(), lambda e: None, signals=recording([])) == 0
+
+
+def test_a_rerun_with_another_workflow_is_refused_by_a_dry_run_too(tmp_path: Path) -> None:
+    assert run_batch(request(tmp_path, jobs=2), FakeBackend(), lambda e: None, signals=recording([])) == 0
+    other = json.loads(json.dumps(IMAGE_WF))
+    other["1"]["inputs"]["width"] = 7
+    req = BatchRequest(workflow=write(tmp_path / "wf.json", other), out_dir=tmp_path / "out", sweeps=("1.color=1..2",), dry_run=True)
+    with pytest.raises(ConfigError, match="holds a batch of another workflow"):
+        run_batch(req, FakeBackend(), lambda e: None)
+
+
+def test_dry_run_json_is_valid_json(tmp_path: Path) -> None:
+    """Values are finite, so the plan never prints NaN or Infinity."""
+    events: list[BatchEvent] = []
+    req = BatchRequest(workflow=write(tmp_path / "wf.json", IMAGE_WF), out_dir=tmp_path / "out",
+                       sweeps=("1.color=0..3",), dry_run=True)
+    assert run_batch(req, FakeBackend(), events.append) == 0
+    [plan] = events
+    assert isinstance(plan, DryRunPlan)
+    json.dumps(dry_run_json(plan), allow_nan=False)
+
+
+def test_jobs_stream_through_a_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16 item 18: the scheduler holds a window of jobs, not the batch; a rerun resumes."""
+    import comfyrig.batch.dispatcher as dispatcher_module
+    from comfyrig.batch.scheduler import Scheduler
+
+    monkeypatch.setattr(dispatcher_module, "WINDOW", 20)
+    monkeypatch.setattr(dispatcher_module, "CHUNK", 7)
+    held: list[int] = []
+    add_job = Scheduler.add_job
+
+    def counting(self: Scheduler, *args: Any, **kwargs: Any) -> None:
+        add_job(self, *args, **kwargs)
+        held.append(len(self.jobs))
+
+    monkeypatch.setattr(Scheduler, "add_job", counting)
+    stop_after: list[int] = []
+    handlers: Handlers = []
+
+    def maybe_stop() -> None:
+        stop_after.append(1)
+        if len(stop_after) == 60:
+            handlers[0](signal.SIGINT)
+
+    events: list[BatchEvent] = []
+    assert run_batch(request(tmp_path, jobs=150), FakeBackend(on_submit=maybe_stop), events.append, signals=recording(handlers)) == 130
+    assert max(held) <= 20 + 7 + 3  # the window, one chunk read past it, and what the worker holds
+    first = next(e.report for e in events if isinstance(e, BatchFinished))
+    assert first["total"] == 150 and 50 <= first["done"] < 150
+    events.clear()
+    assert run_batch(request(tmp_path, jobs=150), FakeBackend(), events.append, signals=recording([])) == 0
+    report = next(e.report for e in events if isinstance(e, BatchFinished))
+    assert (report["total"], report["done"], report["done_before"]) == (150, 150, first["done"])
+    assert check_invariants(tmp_path / "out", total=150)["files"] == 150

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from pathlib import Path
@@ -48,8 +49,24 @@ def test_sweep_files(tmp_path: Path) -> None:
     assert parse_sweep_values("@p.csv:0", tmp_path, "w") == ["id", "1", "2"]
     with pytest.raises(WorkflowError, match="no column 'text'; its columns: id, prompt"):
         parse_sweep_values("@p.csv:text", tmp_path, "w")
-    with pytest.raises(WorkflowError, match="cannot read"):
+    with pytest.raises(WorkflowError, match="does not exist"):
         parse_sweep_values("@nope.txt", tmp_path, "w")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "utf-16"])
+def test_sweep_file_that_is_not_a_text_file(tmp_path: Path, kind: str) -> None:
+    """Read without blocking or filling memory: a FIFO, /dev/zero, a folder, UTF-16 text."""
+    path = tmp_path / "values"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes("a\nb\n".encode("utf-16"))
+    with pytest.raises(WorkflowError, match=r"^w: the file .*(FIFO|character device|folder|UTF-16)"):
+        parse_sweep_values("@values", tmp_path, "w")
 
 
 @pytest.mark.parametrize("spec", ["1..0..1", "1..5..0"])
@@ -119,3 +136,49 @@ def test_large_expansion_is_lazy() -> None:
     assert spec.count == 1_000_000
     first = next(iter(spec.jobs()))
     assert first.values == {"1.color": 1, "2.steps": 1}
+
+
+@pytest.mark.parametrize(
+    ("sweeps", "zipped", "needle"),
+    [
+        (["1.color=1|1|1"], False, "the value 1 is given twice (values 1 and 2)"),
+        (["1.color=1|2|1"], False, "(values 1 and 3)"),
+        (["1.color=5|05"], False, "the value 5 is given twice"),  # equal once typed
+        (["1.color=1|1", "1.width=3|3"], True, "--zip: the value [1,3]"),
+    ],
+)
+def test_repeated_sweep_values_are_refused(sweeps: list[str], zipped: bool, needle: str) -> None:
+    """Issue 16 item 16: they silently collapsed into one job while the dry run counted each."""
+    with pytest.raises(WorkflowError) as caught:
+        build_spec(wf(), sweeps=sweeps, zipped=zipped)
+    assert needle in caught.value.message and caught.value.hint is not None and "--repeat" in caught.value.hint
+
+
+def test_a_value_repeated_in_one_zipped_sweep_is_a_distinct_pair() -> None:
+    spec = build_spec(wf(), sweeps=["1.color=1|1", "1.width=3|4"], zipped=True)
+    assert spec.count == 2 and len({job.id for job in spec.jobs()}) == 2
+
+
+def test_repeated_lines_of_a_file_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_text("a cat\nan owl\na cat\n")
+    with pytest.raises(WorkflowError, match=r"the value \"a cat\" is given twice \(values 1 and 3\)"):
+        build_spec(wf(), sweeps=["3.text=@p.txt"], base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("spec", ["1...3", "1..2..3..4", "1..x", "1e400..2", "0..1..1e-300"])
+def test_ranges_are_strict(spec: str) -> None:
+    with pytest.raises(WorkflowError):
+        parse_sweep_values(spec, Path("."), "w")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", "NaN"])
+def test_non_finite_numbers_are_refused(value: str) -> None:
+    with pytest.raises(WorkflowError, match="not a finite number"):
+        build_spec(wf(), sets=[f"2.cfg={value}"])
+
+
+def test_absurd_products_are_capped() -> None:
+    with pytest.raises(WorkflowError, match=r"make 100,000,000 jobs \(10000 x 10000\); one batch takes at most 10,000,000"):
+        build_spec(wf(), sweeps=["1.color=1..10000", "1.width=1..10000"])
+    with pytest.raises(WorkflowError, match="--repeat 1000"):
+        build_spec(wf(), sweeps=["1.color=1..100000"], repeat=1000)

@@ -8,7 +8,8 @@ import pickle
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -39,7 +40,7 @@ from comfyrig.batch.protocol import (
     WorkerEvent,
     WorkerUp,
 )
-from comfyrig.batch.worker import HttpWorker
+from comfyrig.batch.worker import HttpWorker, LocalSink
 from comfyrig.comfy.history import summarize_400
 
 URL = "http://127.0.0.1:8188"
@@ -133,7 +134,8 @@ class FakeComfy:
             self.interrupts.append(body)
             return httpx.Response(200)
         if (method, path) == ("GET", "/view"):
-            return httpx.Response(200, content=self.files[request.url.params["filename"]])
+            name = request.url.params["filename"]
+            return httpx.Response(200, content=self.files[name]) if name in self.files else httpx.Response(404)
         return httpx.Response(404)
 
     def connect(self, url: str, *, open_timeout: float, proxy: Literal[True] | None) -> FakeSocket:
@@ -171,16 +173,17 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 5.0) -
 
 
 class Run:
-    def __init__(self, comfy: FakeComfy, **kwargs: Any) -> None:
+    def __init__(self, comfy: FakeComfy, *, sink: Any = None, **kwargs: Any) -> None:
         self.comfy = comfy
         self.events: queue.Queue[WorkerEvent] = queue.Queue()
         self.stored: list[tuple[str, str, int, str, bytes]] = []
         self.worker = HttpWorker(
-            "w0", URL, "GPU 0", client_id="comfyrig-batch-test", emit=self.events.put, sink=self.sink,
+            "w0", URL, "GPU 0", client_id="comfyrig-batch-test", emit=self.events.put, sink=sink or self.sink,
             transport=httpx.MockTransport(comfy.handle), ws_connect=comfy.connect, retry_s=0.005, **kwargs,
         )
 
-    def sink(self, job: str, node: str, n: int, source: str, data: bytes) -> OutputFile:
+    def sink(self, job: str, node: str, n: int, source: str, chunks: bytes | Iterable[bytes]) -> OutputFile:
+        data = chunks if isinstance(chunks, bytes) else b"".join(chunks)  # the worker streams them
         self.stored.append((job, node, n, source, data))
         return OutputFile(path=f"outputs/{job}-{node}-{n}.png", sha256="0" * 64, bytes=len(data), node=node, source=source)
 
@@ -263,6 +266,22 @@ def test_submit_events_complete_and_collect_through_the_sink(comfy: FakeComfy, r
     assert isinstance(collected, OutputsCollected) and (collected.worker, collected.prompt_id) == ("w0", "p1")
     assert [f.path for f in collected.files] == ["outputs/job1-9-0.png", "outputs/job1-9-1.png"]
     assert r.stored == [("job1", "9", 0, "a.png", b"PNG-a"), ("job1", "9", 1, "b.png", b"PNG-b")]  # temp files stay
+
+
+def test_a_failed_download_leaves_no_file_of_the_job(comfy: FakeComfy, run: Callable[..., Run], tmp_path: Path) -> None:
+    """Issue 16 item 19: the first output was in outputs/, listed nowhere, after the second failed."""
+    r = run(sink=LocalSink(tmp_path))
+    assert isinstance(r.next(), WorkerUp)
+    r.submit("job1", "p1")
+    comfy.files = {"a.png": b"PNG-a" * 1000}  # b.png is gone from the server: 404
+    comfy.finish("p1", outputs={"9": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"},
+                                                 {"filename": "b.png", "subfolder": "", "type": "output"}]}})
+    comfy.send("executing", node=None, prompt_id="p1")
+    assert r.next() == PromptCompleted("w0", "p1")
+    r.worker.send(CollectOutputs("job1", "p1"))
+    failed = r.next()
+    assert isinstance(failed, SystemFailed) and "HTTP 404" in failed.reason
+    assert list((tmp_path / "outputs").iterdir()) == []
 
 
 def test_a_rejected_prompt_is_an_application_failure_with_its_node_error(comfy: FakeComfy, run: Callable[..., Run]) -> None:

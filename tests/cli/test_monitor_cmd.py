@@ -111,10 +111,10 @@ def test_no_gpu_at_all(clean_env: pytest.MonkeyPatch, capsys: Capture) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--interval", "0.1"], "shortest interval is 0.25 s"),
+        (["--interval", "0.1"], "at least 0.25"),
         (["--json", "--dmon"], "--json or --dmon, not both"),
         (["--plot", "x.csv", "--once"], "does not take --once"),
-        (["--url", "ftp://x"], "not an http(s) URL"),
+        (["--url", "ftp://x"], "is not the URL of a ComfyUI"),
     ],
 )
 def test_bad_flags_are_one_paragraph_errors(fake_gpus: dict[str, Any], capsys: Capture, args: list[str], message: str) -> None:

@@ -297,3 +297,20 @@ def test_job_on_a_comfyui_before_the_jobs_api_asks_history_and_queue_and_remembe
 def test_a_job_answer_that_is_not_comfyuis_is_an_error() -> None:
     with pytest.raises(ComfyAPIError, match="unknown job status"):
         client(answer({"id": "p", "status": "exploded"})).job("p")
+
+
+def test_view_stream_reads_in_bounded_chunks_and_maps_errors() -> None:
+    """Issue 16 item 19: three 400 MB outputs were held whole (1.68 GB resident)."""
+    body = bytes(range(256)) * (3 * 4096 + 7)  # a little over 3 MiB
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params["filename"] == "gone.png":
+            return httpx.Response(404, json={"error": "not found"})
+        return httpx.Response(200, stream=httpx.ByteStream(body))
+
+    c = client(handler)
+    with c.view_stream("big.mp4") as chunks:
+        sizes = [len(chunk) for chunk in chunks]
+    assert sum(sizes) == len(body) and max(sizes) <= 1024 * 1024 and len(sizes) >= 4
+    with pytest.raises(ComfyHTTPError, match="HTTP 404"), c.view_stream("gone.png") as chunks:
+        list(chunks)

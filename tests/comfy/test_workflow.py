@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -79,9 +80,17 @@ def test_the_ui_format_is_refused_where_no_server_converts_it(tmp_path: Path) ->
 # Every kind of bad input, and the one message the loader gives for it ({path} is the file).
 BAD_FILES: list[tuple[str, bytes | None, str]] = [
     ("missing", None, "The workflow {path} does not exist."),
-    ("folder", None, "The workflow {path} is a folder, not a JSON file."),
+    ("folder", None, "The workflow {path} is a folder, not a file"),
+    ("fifo", None, "The workflow {path} is a FIFO (named pipe), not a file"),
+    ("device", None, "The workflow {path} is a character device, not a file"),
     ("latin-1", '{"1": "caf\xe9"}'.encode("latin-1"),
-     "The workflow {path} is not UTF-8 text (byte 10 is 0xe9); ComfyUI saves workflows as UTF-8 JSON."),
+     "The workflow {path} is not UTF-8 text (byte 10 is 0xe9); save it as UTF-8."),
+    ("utf-16", '{"1": {}}'.encode("utf-16"), "The workflow {path} is UTF-16 text; save it as UTF-8."),
+    ("nan", b'{"1": {"class_type": "A", "inputs": {"x": NaN}}}', "The workflow {path} is not valid JSON: NaN is not a JSON value."),
+    ("ui inputs not array", b'{"nodes": [{"id": 1, "type": "KSampler", "inputs": 5}], "links": []}',
+     "The workflow {path}: the inputs of node 1 is a JSON number, not an array; the UI-format file is damaged."),
+    ("ui node not object", b'{"nodes": [3], "links": []}', "The workflow {path}: nodes[0] is a JSON number, not an object"),
+    ("ui bad link", b'{"nodes": [], "links": [[1, 2]]}', "The workflow {path}: links[0] is not [id, from node"),
     ("bad json", b'{"1": {"class_type": "A",\n  "inputs": {]}}',
      "The workflow {path} is not valid JSON: Expecting property name enclosed in double quotes at line 2, column 14."),
     ("empty file", b"", "The workflow {path} is not valid JSON: Expecting value at line 1, column 1."),
@@ -107,6 +116,10 @@ def write_bad(path: Path, name: str, content: bytes | None) -> Path:
     """The bad input ``name`` at ``path`` (a folder for "folder", nothing for "missing")."""
     if name == "folder":
         path.mkdir()
+    elif name == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    elif name == "device":
+        path.symlink_to("/dev/zero")  # reading it would fill memory
     elif content is not None:
         path.write_bytes(content)
     return path

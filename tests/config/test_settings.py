@@ -117,7 +117,7 @@ def test_env_file_flag(tmp_path: Path) -> None:
     other = tmp_path / "prod.env"
     other.write_text("COMFYUI_PORT=7000\n")
     assert resolve(tmp_path, CliOverrides(env_file=other)).port.value == 7000
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(ConfigError, match="does not exist"):
         resolve(tmp_path, CliOverrides(env_file=tmp_path / "missing.env"))
 
 

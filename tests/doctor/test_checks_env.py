@@ -42,6 +42,14 @@ def test_every_bad_line_is_named(tmp_path: Path) -> None:
     assert check_settings(ctx).status == "fail"
 
 
+def test_a_bare_name_is_a_bad_line_and_a_utf16_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("GOOD=1\nCOMFYUI_PORT\n")
+    assert [line for line, _ in scan_env_file(tmp_path / ".env").errors] == [2]
+    (tmp_path / ".env").write_bytes("GOOD=1\n".encode("utf-16"))
+    result = check_env_file(make_ctx(tmp_path))
+    assert result.status == "fail" and "is UTF-16 text; save it as UTF-8" in result.message
+
+
 def test_explicit_env_file_missing(tmp_path: Path) -> None:
     result = check_env_file(make_ctx(tmp_path, CliOverrides(env_file=Path("prod.env"))))
     assert result.status == "fail" and result.message == f"--env-file {tmp_path / 'prod.env'}: no such file."

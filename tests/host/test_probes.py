@@ -31,7 +31,7 @@ def test_simulated_inline_and_file(tmp_path: Path) -> None:
         ('[{"name": "X"}]', "memory_total_mib"),
         ('{"gpus": 3}', "JSON list"),
         ('[{"name": "X", "memory_total_mib": 10, "memory_used_mib": 11}]', "memory_used_mib <= total"),
-        ("/nonexistent/gpus.json", "cannot be read"),
+        ("/nonexistent/gpus.json", "does not exist"),
     ],
 )
 def test_simulated_errors(spec: str, message: str) -> None:

@@ -300,3 +300,16 @@ def test_a_comfyui_that_dies_before_ready_every_time_is_given_up(tmp_path: Path)
         rig.spawner.last.exit(1)
         rig.until(lambda: rig.phase() in ("starting", "failed") and (rig.spawner.last.code is None or rig.phase() == "failed"))
     assert rig.phase() == "failed" and len(rig.spawner.children) == 5
+
+
+def test_the_first_snapshot_counts_from_now_not_the_clocks_origin(tmp_path: Path) -> None:
+    """Issue 16 item 9: the dashboard's first frame showed 'STARTING 4005.1 s'."""
+    from comfyrig.launch.supervisor import Supervisor, SupervisorOptions
+
+    from .supervision import Answers, Clock, Spawner, specs
+
+    clock = Clock()
+    clock.now = 4005.1  # a monotonic clock is seconds since boot
+    supervisor = Supervisor(specs(tmp_path, 1), {"PATH": "/bin"}, SupervisorOptions(), probes=Answers().probes(False),
+                            spawner=Spawner(), clock=clock, beside=lambda fn: fn())
+    assert [w.elapsed_s for w in supervisor.snapshot().workers] == [0.0]

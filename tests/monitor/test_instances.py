@@ -46,7 +46,7 @@ def test_normalise_url(given: str, url: str) -> None:
     assert normalise_url(given) == url
 
 
-@pytest.mark.parametrize("given", ["ftp://x:21", "http://", "http://host:99999", "http://host:port"])
+@pytest.mark.parametrize("given", ["ftp://x:21", "http://", "http://host:99999", "http://host:port", "notaurl", "8188", "", "http://h:0"])
 def test_bad_urls(given: str) -> None:
-    with pytest.raises(ConfigError, match="not an http"):
+    with pytest.raises(ConfigError, match="is not the URL of a ComfyUI"):
         normalise_url(given)

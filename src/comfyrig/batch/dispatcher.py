@@ -17,14 +17,14 @@ here prints.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import signal as signals
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..comfy.workflow import Workflow, patch, tag_outputs
 from ..events import Reporter, discard
@@ -42,7 +42,7 @@ from .events import (
     WorkerRow,
     WorkerWentDown,
 )
-from .journal import JobRow, Journal, OutputFile
+from .journal import Journal, OutputFile
 from .manifest import Manifest
 from .protocol import (
     AppFailed,
@@ -82,6 +82,9 @@ from .scheduler import (
 from .variations import VariationSpec
 
 __all__ = ["BatchOptions", "BatchResult", "Dispatcher"]
+
+WINDOW = 2000  # pending jobs the scheduler holds at a time
+CHUNK = 2000  # jobs expanded into the journal (and read back) per round
 
 
 @dataclass(frozen=True)
@@ -165,43 +168,49 @@ class Dispatcher:
             self._meta[endpoint.name] = _Meta()
             self.scheduler.add_worker(endpoint.name)
         by_url = {e.url: e.name for e in endpoints}
-        ids: set[str] = set()
-
-        def listed() -> Iterator[tuple[str, int, Mapping[str, Any]]]:
-            for job in self.spec.jobs():
-                ids.add(job.id)
-                yield job.id, job.index, job.values
-
-        self.journal.add_jobs(listed())
-        retry_failed: list[str] = []
+        # Jobs flow in a window at a time (``_refill``): the expansion goes into the journal a chunk
+        # ahead of the pending jobs the scheduler holds, so a batch of a million starts at once and
+        # memory holds the live jobs only; an ended job is a count.
+        self._expansion = self.spec.jobs(start=self.journal.next_index())
+        self._expanded = self.journal.next_index() >= self.spec.count
+        self._fed_upto = -1
+        if self.options.retry_failed:
+            self.journal.reopen_all_failed()
+        counts = self.journal.counts()
+        self.scheduler.total = self.spec.count
+        self.scheduler.count_finished(counts.get("done", 0), counts.get("failed", 0))
         now = self._clock()
         with self.journal.transaction():
-            for row in self.journal.rows():
-                if row.id not in ids:
-                    continue  # a job of another variation set in the same folder
-                self._load(row, by_url, now, retry_failed)
-            if retry_failed:
-                self.journal.reopen_failed(retry_failed)
-                for job in retry_failed:
-                    reopened = self.journal.get(job)
-                    assert reopened is not None
-                    self.scheduler.add_job(job, attempt=reopened.attempt, failures=0)
+            for row in self.journal.in_state("submitted"):  # an earlier run's prompts: recover or release
+                worker = by_url.get(row.worker_url or "")
+                if worker is not None:
+                    self.scheduler.add_recovering(row.id, worker=worker, attempt=row.attempt, failures=row.failures, now=now)
+                else:
+                    reason = {"kind": "released", "message": f"an earlier run submitted it to {row.worker_url}, which is not a worker now"}
+                    self.journal.requeue(row.id, row.attempt, reason, charged=False)
+                    self.scheduler.add_job(row.id, attempt=row.attempt, failures=row.failures)
+        self._refill()
         self._done_before = self.scheduler.done
-        self.manifest.reconcile(self.journal)
+        if self.manifest.lines() != self.scheduler.done:
+            self.manifest.reconcile(self.journal)  # only a run killed between the two commits needs it
 
-    def _load(self, row: JobRow, by_url: Mapping[str, str], now: float, retry_failed: list[str]) -> None:
-        if row.state == "failed" and self.options.retry_failed:
-            retry_failed.append(row.id)
-        elif row.state == "submitted":
-            worker = by_url.get(row.worker_url or "")
-            if worker is not None:
-                self.scheduler.add_recovering(row.id, worker=worker, attempt=row.attempt, failures=row.failures, now=now)
-            else:
-                reason = {"kind": "released", "message": f"an earlier run submitted it to {row.worker_url}, which is not a worker now"}
-                self.journal.requeue(row.id, row.attempt, reason, charged=False)
-                self.scheduler.add_job(row.id, attempt=row.attempt, failures=row.failures)
-        else:
-            self.scheduler.add_job(row.id, attempt=row.attempt, failures=row.failures, state=row.state)
+    def _refill(self) -> None:
+        """Keep ``WINDOW`` pending jobs in the scheduler: from the journal (numbered past the last
+        one fed), expanding the variations into the journal a chunk at a time when it has no more."""
+        scheduler = self.scheduler
+        while scheduler.held_pending < WINDOW and scheduler.unfed > 0:
+            rows = self.journal.pending_after(self._fed_upto, CHUNK)
+            if not rows:
+                if self._expanded:
+                    return
+                chunk = list(itertools.islice(self._expansion, CHUNK))
+                self._expanded = len(chunk) < CHUNK
+                self.journal.add_jobs((job.id, job.index, job.values) for job in chunk)
+                continue
+            for job, index, attempt, failures in rows:
+                self._fed_upto = index
+                if job not in scheduler.jobs:  # a requeued job is held already
+                    scheduler.add_job(job, attempt=attempt, failures=failures)
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> BatchResult:
@@ -223,6 +232,8 @@ class Dispatcher:
         """One turn of the loop: wait up to ``timeout_s`` for events, handle them all, act.
         True when the batch is over (see ``gave_up``)."""
         batch = self._drain(timeout_s)
+        if self.scheduler.stopping is None:
+            self._refill()
         now = self._clock()
         actions: list[Action] = []
         done_rows: list[str] = []
@@ -332,7 +343,7 @@ class Dispatcher:
         self.journal.done(job, attempt, list(files), seconds)
         done_rows.append(job)
         self._done_times.append(now)
-        self._report(JobDone(job, worker, seconds, len(files), s.done, len(s.jobs)))
+        self._report(JobDone(job, worker, seconds, len(files), s.done, s.done + s.failed + len(s.jobs) + s.unfed))
 
     def _journal(self, actions: list[Action]) -> None:
         for action in actions:

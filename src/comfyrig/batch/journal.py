@@ -21,14 +21,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import JournalError
 
-__all__ = ["JobRow", "JobState", "Journal", "OutputFile"]
+__all__ = ["JobRow", "JobState", "Journal", "OutputFile", "read_meta"]
 
 JobState = Literal["pending", "submitted", "done", "failed"]
 TERMINAL: frozenset[str] = frozenset({"done", "failed"})
@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     reason TEXT,
     PRIMARY KEY (job_id, attempt)
 );
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, idx);
 """
 
 
@@ -97,6 +98,22 @@ class JobRow:
     reason: Mapping[str, Any] | None
 
 
+def read_meta(path: Path) -> dict[str, str]:
+    """The meta table of the journal at ``path``, opened read-only ({} when there is none), for
+    the checks a dry run and a real run make before anything is started or written."""
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"The batch journal {path} cannot be read: {exc}.",
+                           hint="Give a new --out folder, or move the damaged journal away.") from None
+
+
 class Journal:
     """Open (or create) ``path``. Methods write inside ``with journal.transaction():``
     (one commit for many changes) or, outside one, commit each change at once."""
@@ -126,17 +143,26 @@ class Journal:
         if self._in_tx:
             yield
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._in_tx = True
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
-        finally:
-            self._in_tx = False
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+            try:
+                yield
+            except BaseException:
+                with suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._in_tx = False
+        except sqlite3.Error as exc:
+            # A full disk, a read-only folder, a journal locked by another process: the change was
+            # rolled back, so what the journal recorded before is intact and a rerun resumes there.
+            raise JournalError(
+                f"The batch journal {self.path} cannot be written: {exc}.",
+                hint="Nothing it recorded is lost: fix that (free space, permissions), then run the same command again to resume.",
+            ) from None
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         with self.transaction():
@@ -203,6 +229,26 @@ class Journal:
         """Every job in index order; variation values only when asked (they cost memory)."""
         for raw in self._db.execute(f"SELECT {self._COLUMNS} FROM jobs ORDER BY idx"):
             yield self._row(raw, with_values)
+
+    def next_index(self) -> int:
+        """One past the highest job number journaled: where expansion goes on (jobs go in in order)."""
+        row = self._db.execute("SELECT MAX(idx) FROM jobs").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def pending_after(self, index: int, limit: int) -> list[tuple[str, int, int, int]]:
+        """Up to ``limit`` pending jobs numbered above ``index``, in order: (id, index, attempt, failures)."""
+        cur = self._db.execute(
+            "SELECT id, idx, attempt, failures FROM jobs WHERE state = 'pending' AND idx > ? ORDER BY idx LIMIT ?", (index, limit)
+        )
+        return [(str(a), int(b), int(c), int(d)) for a, b, c, d in cur]
+
+    def in_state(self, state: JobState) -> list[JobRow]:
+        """Every job in ``state`` (used for 'submitted': at most the workers' queues of an earlier run)."""
+        return [self._row(raw) for raw in self._db.execute(f"SELECT {self._COLUMNS} FROM jobs WHERE state = ? ORDER BY idx", (state,))]
+
+    def reopen_all_failed(self) -> int:
+        """failed -> pending with a fresh retry budget, for every failed job (--retry-failed)."""
+        return self._write("UPDATE jobs SET state = 'pending', failures = 0, reason = NULL WHERE state = 'failed'", ())
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"))

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import JournalError
+from ..files import write_error
 from .journal import JobRow, Journal
 
 __all__ = ["Manifest"]
@@ -34,6 +36,16 @@ class Manifest:
             "attempt": row.attempt,
             "seconds": None if row.seconds is None else round(row.seconds, 3),
         }
+
+    def lines(self) -> int:
+        """How many complete lines the manifest holds, counted in chunks (a million lines is 100 MB)."""
+        if not self.path.exists():
+            return 0
+        count = 0
+        with open(self.path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                count += block.count(b"\n")
+        return count
 
     def ids(self) -> set[str]:
         """Job ids already listed; truncates a torn last line."""
@@ -64,8 +76,12 @@ class Manifest:
         text = "".join(json.dumps(self.line(row), ensure_ascii=False) + "\n" for row in rows)
         if not text:
             return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(text)
-            # No fsync per line: like the journal's WAL, a killed process loses nothing
-            # written; an OS crash may lose the tail, which reconcile() restores.
-            handle.flush()
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(text)
+                # No fsync per line: like the journal's WAL, a killed process loses nothing
+                # written; an OS crash may lose the tail, which reconcile() restores.
+                handle.flush()
+        except OSError as exc:
+            # The journal has these jobs; a rerun's reconcile() writes the lines that are missing.
+            raise write_error(exc, self.path, "The manifest", JournalError) from None

@@ -17,9 +17,9 @@ job's current one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .journal import OutputFile
 
@@ -28,6 +28,7 @@ __all__ = [
     "AppFailed",
     "CancelPrompt",
     "CollectOutputs",
+    "DiscardingSink",
     "DispatcherItem",
     "Emit",
     "Endpoint",
@@ -262,6 +263,16 @@ class Endpoint(Protocol):
     def join(self, timeout: float) -> None: ...
 
 
-# (job, node id, n-th output of that node, the file name on the server, its bytes) -> where it went
-OutputSink = Callable[[str, str, int, str, bytes], OutputFile]
+# (job, node id, n-th output of that node, the file name on the server, its bytes: all at once, or
+# as chunks read while they are written, so an output of any size never sits in memory) -> where it went
+OutputSink = Callable[[str, str, int, str, bytes | Iterable[bytes]], OutputFile]
+
+
+@runtime_checkable
+class DiscardingSink(Protocol):
+    """A sink that can take back files it wrote: those of a job whose other downloads failed,
+    so that a failed job leaves no file in outputs/ that no manifest line lists."""
+
+    def discard(self, files: Sequence[OutputFile]) -> None: ...
+
 Emit = Callable[[WorkerEvent], None]

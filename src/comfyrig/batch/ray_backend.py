@@ -22,6 +22,7 @@ import queue
 import shlex
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,11 @@ class ComfyActor:
                                  is_ready=lambda: self.fleet.is_ready(me), on_restart=lambda: self.fleet.restart(me))
         self.worker.start()
 
-    def _keep(self, job: str, node: str, n: int, source: str, data: bytes) -> OutputFile:
+    def _keep(self, job: str, node: str, n: int, source: str, chunks: bytes | Iterable[bytes]) -> OutputFile:
         import hashlib
 
+        # The bytes travel to the driver through Ray's object store, so here they are held whole.
+        data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
         key = f"{job}|{node}|{n}"
         with self._lock:
             self._blobs[key] = data

@@ -8,6 +8,8 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import JournalError
+from ..files import write_error
 from .dispatcher import BatchResult
 from .events import reason_text
 from .journal import Journal
@@ -17,13 +19,13 @@ __all__ = ["build_report", "exit_code", "write_report"]
 MAX_FAILURES_LISTED = 200
 
 
-def build_report(journal: Journal, job_ids: Collection[str], result: BatchResult, *, workflow: str, out_dir: Path) -> dict[str, Any]:
+def build_report(journal: Journal, job_ids: Collection[str] | None, result: BatchResult, *, workflow: str, out_dir: Path) -> dict[str, Any]:
     snap = result.snapshot
     failures: list[dict[str, Any]] = []
     files = 0
     for row in journal.rows(with_values=False):
-        if row.id not in job_ids:
-            continue
+        if job_ids is not None and row.id not in job_ids:
+            continue  # None: every job in the journal, which holds this batch alone (run.py checks)
         if row.state == "done":
             files += len(row.outputs)
         elif row.state == "failed" and len(failures) < MAX_FAILURES_LISTED:
@@ -71,8 +73,13 @@ def build_report(journal: Journal, job_ids: Collection[str], result: BatchResult
 def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
     path = out_dir / "report.json"
     tmp = out_dir / f".report.json.{os.getpid()}.part"
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        # The journal holds every result; report.json is only its summary, rebuilt by a rerun.
+        raise write_error(exc, path, "The report", JournalError) from None
     return path
 
 

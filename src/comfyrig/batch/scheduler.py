@@ -137,6 +137,9 @@ class _Worker:
     gone: bool = False
     inflight: list[str] = field(default_factory=list)  # job ids in ComfyUI's queue order
     free_since: float = 0.0
+    ever_up: bool = False
+    # (job, prompt id) taken from it while it was down: a hung ComfyUI that wakes still has them queued.
+    orphans: list[tuple[str, str]] = field(default_factory=list)
     stats: WorkerStats = field(default_factory=WorkerStats)
 
 
@@ -193,6 +196,9 @@ class Scheduler:
         self._done = 0
         self._failed = 0
         self.stopping: str | None = None  # None, "graceful" or "hard"
+        # The whole batch's size when jobs are handed in a window at a time (``jobs`` then holds only
+        # the live ones: fed, running, collecting); None: every job was added with add_job.
+        self.total: int | None = None
 
     # -- set-up ----------------------------------------------------------------------------
     def add_worker(self, name: str) -> None:
@@ -200,16 +206,18 @@ class Scheduler:
 
     def add_job(self, job: str, *, attempt: int = 0, failures: int = 0, state: str = "pending") -> None:
         """A job from the journal: pending, or already done/failed (counted, never scheduled)."""
-        slot = _Job(job, attempt, failures)
-        self.jobs[job] = slot
         if state == "done":
-            slot.state = "done"
             self._done += 1
         elif state == "failed":
-            slot.state = "failed"
             self._failed += 1
         else:
+            self.jobs[job] = _Job(job, attempt, failures)
             self._pending.append(job)
+
+    def count_finished(self, done: int, failed: int) -> None:
+        """Jobs the journal says ended in an earlier run: counted, never held."""
+        self._done += done
+        self._failed += failed
 
     def add_recovering(self, job: str, *, worker: str, attempt: int, failures: int, now: float) -> None:
         """A job the journal says was submitted to ``worker`` (a known one) by an earlier run."""
@@ -229,12 +237,24 @@ class Scheduler:
         return self._failed
 
     @property
-    def pending(self) -> int:
+    def held_pending(self) -> int:
+        """Pending jobs held here, ready to hand out."""
         return len(self._pending) + len(self._retry)
 
     @property
+    def unfed(self) -> int:
+        """Jobs of the batch not handed in yet (with ``total``)."""
+        if self.total is None:
+            return 0
+        return max(0, self.total - self._done - self._failed - len(self.jobs))
+
+    @property
+    def pending(self) -> int:
+        return self.held_pending + self.unfed
+
+    @property
     def active(self) -> int:
-        return len(self.jobs) - self._done - self._failed - self.pending
+        return len(self.jobs) - self.held_pending
 
     @property
     def finished(self) -> bool:
@@ -247,9 +267,9 @@ class Scheduler:
     def job_of(self, worker: str, prompt_id: str) -> _Job | None:
         """The job whose *current* attempt is ``prompt_id`` on ``worker``; None for stale events."""
         job = self._by_prompt.get(prompt_id)
-        if job is None:
+        slot = self.jobs.get(job) if job is not None else None
+        if slot is None:
             return None
-        slot = self.jobs[job]
         if slot.prompt_id != prompt_id or slot.worker != worker or slot.state in ("pending", "done", "failed"):
             return None
         return slot
@@ -264,7 +284,8 @@ class Scheduler:
             )
             rows.append((w.name, w.up, w.gone, jobs, WorkerStats(**vars(w.stats))))
         return SchedulerView(
-            total=len(self.jobs), done=self._done, failed=self._failed, pending=self.pending,
+            total=self.total if self.total is not None else len(self.jobs) + self._done + self._failed,
+            done=self._done, failed=self._failed, pending=self.pending,
             active=self.active, stopping=self.stopping, workers=tuple(rows),
         )
 
@@ -272,9 +293,15 @@ class Scheduler:
     def worker_up(self, name: str, now: float) -> list[Action]:
         worker = self.workers[name]
         worker.up = True
+        worker.ever_up = True
         worker.gone = False
         worker.free_since = now
-        return [Recover(j, name, self.jobs[j].prompt_id or "") for j in worker.inflight if self.jobs[j].state == "recovering"]
+        # Taken from its queue while it did not answer, and running elsewhere now: delete them from
+        # its queue before it runs them a second time. (One that already started runs to its end;
+        # its events name a stale prompt id and change nothing.)
+        actions: list[Action] = [Cancel(job, name, pid) for job, pid in worker.orphans]
+        worker.orphans.clear()
+        return actions + [Recover(j, name, self.jobs[j].prompt_id or "") for j in worker.inflight if self.jobs[j].state == "recovering"]
 
     def worker_down(self, name: str, reason: str, now: float, *, gone: bool = False) -> list[Action]:
         """The worker stopped answering (died, restarting, unreachable). Its running job (the
@@ -285,6 +312,8 @@ class Scheduler:
         actions: list[Action] = []
         for n, job in enumerate(list(worker.inflight)):
             slot = self.jobs[job]
+            if slot.prompt_id is not None and not worker.gone:
+                worker.orphans.append((job, slot.prompt_id))
             charged = slot.state == "submitted" and (n == 0 or slot.started_at is not None)
             what = f"{name} went away while running it: {reason}" if charged else f"{name} went away before it ran: {reason}"
             actions += self._system_failure(slot, what, charged=charged, kind="worker-lost")
@@ -345,6 +374,7 @@ class Scheduler:
         slot.state = "done"
         self._done += 1
         self._collecting.pop(slot.id, None)
+        del self.jobs[slot.id]  # an ended job is a count, not a slot: memory stays bounded
         seconds = max(slot.activity_at - (slot.started_at or slot.submitted_at), 0.0)
         stats = self.workers[worker].stats
         stats.done += 1
@@ -447,9 +477,12 @@ class Scheduler:
             return []
         actions: list[Action] = []
         live = {w.name for w in self.workers.values() if not w.gone}
+        # While a worker has not come up yet, the others take one job each, queue none: a job
+        # queued behind another on the first worker to answer is a job the next one could run.
+        depth = self.depth if all(w.ever_up or w.gone for w in self.workers.values()) else 1
         skipped: set[str] = set()
         while self._pending or self._retry:
-            free = [w for w in self.workers.values() if w.up and len(w.inflight) < self.depth and w.name not in skipped]
+            free = [w for w in self.workers.values() if w.up and len(w.inflight) < depth and w.name not in skipped]
             if not free:
                 break
             # The emptiest worker, and among those the one that freed up first.
@@ -497,6 +530,7 @@ class Scheduler:
     def _end(self, slot: _Job, state: Literal["done", "failed"]) -> None:
         slot.state = state
         self._collecting.pop(slot.id, None)
+        self.jobs.pop(slot.id, None)
         if state == "failed":
             self._failed += 1
         if slot.prompt_id is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import math
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any, Literal
 
 from ..comfy.workflow import FieldRef, FieldType, Workflow, canonical_json, coerce, resolve_field, seed_fields
 from ..errors import WorkflowError
+from ..files import MIB, read_text
 
 __all__ = [
     "Job",
@@ -34,7 +37,10 @@ SeedMode = Literal["keep", "random", "increment"]
 SEED_MODES: tuple[SeedMode, ...] = ("keep", "random", "increment")
 REPEAT_KEY = "#repeat"
 _PROMPT_NS = uuid.UUID("6c0a3c5e-9b55-4c4b-9a55-3f1f0c6b7a11")  # comfyrig's namespace for prompt ids
-MAX_SEED = 2**53 - 1  # exact in JSON readers that use doubles (the ComfyUI frontend)
+MAX_SEED = 2**53 - 1
+# The most jobs one batch may have: a journal row each, about 200 bytes on disk. More is a
+# typo in a range or a product of sweeps, refused before anything is written.
+MAX_JOBS = 10_000_000  # exact in JSON readers that use doubles (the ComfyUI frontend)
 
 
 @dataclass(frozen=True)
@@ -86,19 +92,27 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
+_NUM = r"\s*[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\s*"
+_RANGE = re.compile(rf"^({_NUM})\.\.({_NUM})(?:\.\.({_NUM}))?$")
+
+
 def _range(spec: str, where: str) -> list[int | float]:
-    parts = spec.split("..")
-    try:
-        nums = [_number(p.strip()) for p in parts]
-    except ValueError:
-        raise WorkflowError(f"{where}: {spec!r} is not a range; write START..END or START..END..STEP (both ends included).") from None
+    # Strict: "1...3" split on ".." was 1..0.3, which ran 1 and 0. Only finite decimal numbers.
+    match = _RANGE.match(spec)
+    if match is None:
+        raise WorkflowError(f"{where}: {spec!r} is not a range; write START..END or START..END..STEP (both ends included).")
+    nums = [_number(p.strip()) for p in match.groups() if p is not None]
     start, end = nums[0], nums[1]
     step = nums[2] if len(nums) == 3 else (1 if end >= start else -1)
     if step == 0 or (end - start) * step < 0:
         raise WorkflowError(f"{where}: the range {spec!r} is empty (check the step's sign).")
-    count = round((end - start) / step + 1e-9) + 1
-    if count > 10_000_000:
-        raise WorkflowError(f"{where}: the range {spec!r} has {count} values; that is too many.")
+    if not all(math.isfinite(n) for n in nums):
+        raise WorkflowError(f"{where}: the range {spec!r} has a number too large to be finite.")
+    steps = (end - start) / step
+    if not math.isfinite(steps) or steps + 1 > MAX_JOBS:
+        raise WorkflowError(f"{where}: the range {spec!r} has more than {MAX_JOBS:,} values; that is too many.",
+                            hint="Use a larger step, or split the batch.")
+    count = round(steps + 1e-9) + 1
     if all(isinstance(n, int) for n in nums):
         return [int(start + i * step) for i in range(count)]
     return [round(start + i * step, 10) for i in range(count)]
@@ -110,10 +124,7 @@ def _from_file(spec: str, base: Path, where: str) -> list[str]:
     if not path.is_file() and ":" in name:
         name, column = name.rsplit(":", 1)
         path = base / name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WorkflowError(f"{where}: cannot read {path}: {exc.strerror or exc}.") from None
+    text = read_text(path, f"{where}: the file", limit=256 * MIB, error=WorkflowError)
     if column is None:
         values = [line for line in text.splitlines() if line.strip()]
     else:
@@ -135,15 +146,17 @@ def _from_file(spec: str, base: Path, where: str) -> list[str]:
     return values
 
 
+def _is_range(spec: str) -> bool:
+    return not spec.startswith("@") and ".." in spec and "|" not in spec and re.match(r"\s*[-+]?\.?\d", spec) is not None
+
+
 def parse_sweep_values(spec: str, base: Path, where: str) -> list[Any]:
     """``1..100`` / ``0..1..0.25`` (ranges, ends included), ``a|b|c`` (``\\|`` for a bar), ``@file``
     (one value per non-empty line) or ``@file.csv:column`` (a header name or a 0-based number)."""
     if spec.startswith("@"):
         return _from_file(spec, base, where)
-    if ".." in spec and "|" not in spec:
-        head = spec.split("..")[0].strip()
-        if head.lstrip("-+").replace(".", "", 1).isdigit():
-            return _range(spec, where)
+    if _is_range(spec):
+        return _range(spec, where)  # it starts like a number: a range, or an error saying how to write one
     return _split_list(spec)
 
 
@@ -189,11 +202,15 @@ class VariationSpec:
         digest = hashlib.sha256(f"{self.seed_salt}/{index}/{self.seed_refs[n].key}".encode()).digest()
         return int.from_bytes(digest[:8], "big") % (MAX_SEED + 1)
 
-    def jobs(self) -> Iterator[Job]:
-        index = 0
+    def jobs(self, start: int = 0) -> Iterator[Job]:
+        """The jobs from number ``start`` on (the ones before are skipped without being built)."""
+        index = (start // self.repeat) * self.repeat
         base = {ref.key: value for ref, value in self.sets}
-        for combo in self._combos():
+        for combo in itertools.islice(self._combos(), start // self.repeat, None):
             for r in range(self.repeat):
+                if index < start:
+                    index += 1
+                    continue
                 values = dict(base)
                 for sweep, value in zip(self.sweeps, combo, strict=True):
                     values[sweep.ref.key] = value
@@ -248,7 +265,9 @@ def build_spec(
         claim(ref, f"--sweep {text}")
         where = f"--sweep {ref.key} ({wf.describe(ref.node_id)})"
         raw_values = parse_sweep_values(spec, base_dir, where)
-        values = tuple(_typed(v, ftype, where) for v in raw_values)
+        values = _typed_range(raw_values, ftype, where) if _is_range(spec) else tuple(_typed(v, ftype, where) for v in raw_values)
+        if not zipped and not _is_range(spec):  # a range's values are distinct by construction
+            _refuse_repeats(values, where)
         parsed_sweeps.append(Sweep(ref, values, text))
     if zipped and len(parsed_sweeps) > 1:
         lengths = {s.text: len(s.values) for s in parsed_sweeps}
@@ -258,6 +277,14 @@ def build_spec(
                 + ", ".join(f"{text}: {n}" for text, n in lengths.items())
                 + "."
             )
+        _refuse_repeats(tuple(zip(*(s.values for s in parsed_sweeps), strict=True)), "--zip")
+    count = repeat * (len(parsed_sweeps[0].values) if zipped and parsed_sweeps else math.prod(len(s.values) for s in parsed_sweeps))
+    if count > MAX_JOBS:
+        sizes = " x ".join([*(str(len(s.values)) for s in parsed_sweeps), *([f"--repeat {repeat}"] if repeat > 1 else [])])
+        raise WorkflowError(
+            f"These variations make {count:,} jobs ({sizes}); one batch takes at most {MAX_JOBS:,}.",
+            hint="Did you mean --zip (pair the sweeps value by value)? Otherwise split the batch into several --out folders.",
+        )
     seed_refs: list[FieldRef] = []
     if seed != "keep":
         seed_refs = seed_fields(wf)
@@ -276,6 +303,37 @@ def build_spec(
         seed_bases=tuple(int(wf.prompt[r.node_id]["inputs"][r.field]) for r in seed_refs),
         seed_salt=seed_salt,
     )
+
+
+def _refuse_repeats(values: Sequence[Any], where: str) -> None:
+    """Two equal values would be one job (same values, same id), while the count said two: refuse,
+    naming the value and its positions. Several runs of one variation are --repeat's job."""
+    # Hashes, not the texts: a million prompts would otherwise be held twice. A hash seen before is
+    # confirmed by comparing the texts (a collision of two different values is not a repeat).
+    seen: set[int] = set()
+    for n, value in enumerate(values):
+        key = canonical_json(value)
+        if hash(key) in seen:
+            earlier = next((m for m in range(n) if canonical_json(values[m]) == key), None)
+            if earlier is not None:
+                shown = key if len(key) <= 60 else key[:57] + "..."
+                raise WorkflowError(
+                    f"{where}: the value {shown} is given twice (values {earlier + 1} and {n + 1}); "
+                    "each value makes one job, so a repeated value would silently be one job, not two.",
+                    hint="Remove the repeat; to run a variation several times use --repeat N (with --seed random for different images).",
+                )
+        seen.add(hash(key))
+
+
+def _typed_range(values: Sequence[Any], ftype: FieldType, where: str) -> tuple[Any, ...]:
+    """A range's values, typed by its ends: they are monotonic, so the ends decide the limits, and
+    a million values are not checked one by one (a batch of a million jobs starts at once)."""
+    ends = (_typed(values[0], ftype, where), _typed(values[-1], ftype, where))
+    if ftype.kind in ("INT", "NUMBER") and all(isinstance(v, int) and not isinstance(v, bool) for v in (*ends, *values[:2])):
+        return tuple(values)
+    if ftype.kind in ("FLOAT", "NUMBER") and all(isinstance(v, int | float) for v in ends):
+        return tuple(float(v) for v in values) if ftype.kind == "FLOAT" else tuple(values)
+    return tuple(_typed(v, ftype, where) for v in values)
 
 
 def _typed(value: Any, ftype: FieldType, where: str) -> Any:

@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from .protocol import (
     AppFailed,
     CancelPrompt,
     CollectOutputs,
+    DiscardingSink,
     Emit,
     InterruptPrompt,
     OutputsCollected,
@@ -68,19 +69,30 @@ class LocalSink:
         self.folder = out_dir / "outputs"
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, job: str, node: str, n: int, source: str, data: bytes) -> OutputFile:
+    def __call__(self, job: str, node: str, n: int, source: str, data: bytes | Iterable[bytes]) -> OutputFile:
         ext = os.path.splitext(source)[1] or ".bin"
         safe_node = "".join(c if c.isalnum() or c in "-_" else "_" for c in node)
         name = f"{job}-{safe_node}-{n}{ext}"
         target = self.folder / name
         tmp = self.folder / f".{name}.{os.getpid()}.{threading.get_ident()}.part"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(tmp, "wb") as handle:
+                for chunk in (data,) if isinstance(data, bytes) else data:
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a broken download or a full disk leaves no .part behind
+            raise
         return OutputFile(
-            path=str(target.relative_to(self.out_dir)), sha256=hashlib.sha256(data).hexdigest(),
-            bytes=len(data), node=node, source=source,
+            path=str(target.relative_to(self.out_dir)), sha256=digest.hexdigest(), bytes=size, node=node, source=source,
         )
+
+    def discard(self, files: Sequence[OutputFile]) -> None:
+        for file in files:
+            (self.out_dir / file.path).unlink(missing_ok=True)
 
     def clean_partials(self) -> int:
         """Remove ``.part`` files a killed run left behind; returns how many."""
@@ -285,19 +297,23 @@ class HttpWorker:
     def _collect(self, client: ComfyClient, job: str, prompt_id: str) -> None:
         with self._shared.lock:
             entry = self._shared.results.pop(prompt_id, None)
+        files: list[OutputFile] = []
         try:
             if entry is None:
                 entry = client.job(prompt_id).entry
                 if entry is None:
                     raise ComfyAPIError(f"{self.name} lost the history of prompt {prompt_id}")
-            files = []
             counts: dict[str, int] = {}
             for node, ref in output_refs(entry):
                 n = counts.get(node, 0)
                 counts[node] = n + 1
-                data = client.view(str(ref["filename"]), str(ref.get("subfolder") or ""), str(ref.get("type") or "output"))
-                files.append(self._sink(job, node, n, str(ref["filename"]), data))
+                # Streamed from the socket to the file: memory stays bounded whatever the output's size.
+                with client.view_stream(str(ref["filename"]), str(ref.get("subfolder") or ""),
+                                        str(ref.get("type") or "output")) as chunks:
+                    files.append(self._sink(job, node, n, str(ref["filename"]), chunks))
         except (ComfyAPIError, OSError) as exc:
+            if isinstance(self._sink, DiscardingSink):
+                self._sink.discard(files)  # the job is not done: none of its files may stay unlisted
             message = exc.message if isinstance(exc, ComfyAPIError) else f"writing an output failed: {exc}"
             why = f"downloading the outputs from {self.name} failed: {message}"
             self._emit(SystemFailed(self.name, prompt_id, why, charged=True))

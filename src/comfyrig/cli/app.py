@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 import typer.main
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     # Typer 0.26+ vendors Click as typer._click; only the annotations name it.
@@ -29,7 +29,7 @@ from ..errors import ComfyrigError
 from .commands import COMMANDS, DESCRIPTION
 from .report import report_error
 
-__all__ = ["RAW_ARGS", "LazyGroup", "add_group", "app", "command", "extra_args_after_dashes", "run_app"]
+__all__ = ["RAW_ARGS", "ComfyFlagsCommand", "LazyGroup", "add_group", "app", "command", "extra_args_after_dashes", "run_app"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +56,23 @@ class LazyGroup(TyperGroup):
         from .entry import root_help
 
         formatter.write(root_help(os.environ, sys.stdout))
+
+
+class ComfyFlagsCommand(TyperCommand):
+    """A command that passes flags after -- to ComfyUI (``launch``): an unknown option before --
+    is most often a ComfyUI flag typed as the old launcher scripts took it (``comfyrig --lowvram``),
+    so Click's "No such option" says where it goes."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            name = getattr(exc, "option_name", None)
+            if type(exc).__name__ != "NoSuchOption" or not isinstance(name, str):
+                raise
+            # Click's NoSuchOption (from typer's vendored Click, so matched by name): keep it, say more.
+            exc.message = f"No such option: {name}. If it is a ComfyUI flag, it goes after --: comfyrig -- {name}"  # type: ignore[attr-defined]
+            raise
 
 
 app = typer.Typer(
@@ -131,6 +148,10 @@ def run_app(args: list[str], raw: list[str]) -> int:
     RAW_ARGS[:] = raw
     try:
         app(args=args, prog_name="comfyrig")
+    except ComfyrigError as exc:
+        # Raised by an option's callback (a number out of range), before the command runs.
+        report_error(exc)
+        return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0

@@ -10,6 +10,7 @@ import typer
 from ..batch.backends import Backend, FleetBackend, UrlBackend
 from ..batch.dispatcher import BatchOptions
 from ..batch.run import BatchRequest, run_batch
+from ..comfy.urls import comfy_url
 from ..errors import ConfigError
 from ..ui.batch_view import BatchView
 from ..ui.console import make_console
@@ -28,19 +29,19 @@ Many = list[str] | None
 )
 def batch_cmd(
     workflow: Annotated[Path, typer.Argument(help="The workflow JSON (ComfyUI's API format, or the UI format).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: outputs/, journal.sqlite, manifest.jsonl, report.json.", show_default=False)],
+    out_text: Annotated[str, typer.Option("--out", "-o", help="Output folder: outputs/, journal.sqlite, manifest.jsonl, report.json.", show_default=False)],
     set_: Annotated[Many, typer.Option("--set", metavar="NODE.FIELD=VALUE", help="Set an input for every job, e.g. 3.seed=42 or \"Positive.text=a cat\". NODE: id, unique title or unique class.", rich_help_panel="Variations", show_default=False)] = None,
     sweep: Annotated[Many, typer.Option("--sweep", metavar="NODE.FIELD=SPEC", help="Vary an input: 1..100 (ends included), 0..1..0.25, a|b|c, @file (a value per line), @file.csv:column. Several: every combination.", rich_help_panel="Variations", show_default=False)] = None,
     zip_: Annotated[bool, typer.Option("--zip", help="Pair the sweeps value by value instead of combining them.", rich_help_panel="Variations")] = False,
-    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Run each variation N times.", rich_help_panel="Variations")] = 1,
+    repeat: Annotated[int, typer.Option("--repeat", callback=o.bounded("--repeat", o.Bounds(minimum=1, maximum=1_000_000)), help="Run each variation N times.", rich_help_panel="Variations")] = 1,
     seed: Annotated[str | None, typer.Option("--seed", metavar="random|increment", help="Sampler seeds (inputs named seed/noise_seed): random per job (drawn once per --out folder, kept on resume), or the workflow's seed + job number.", rich_help_panel="Variations", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the job count and the first jobs; start nothing.")] = False,
     url: Annotated[Many, typer.Option("--url", metavar="URL", help="Use this running ComfyUI instead of starting a fleet (repeatable).", rich_help_panel="Workers", show_default=False)] = None,
     ray: Annotated[str | None, typer.Option("--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster: one actor per GPU, each with its own ComfyUI (pip install 'comfyrig[ray]').", rich_help_panel="Workers", show_default=False)] = None,
-    job_timeout: Annotated[float, typer.Option("--job-timeout", help="Seconds without progress before a running job is interrupted and re-run elsewhere (0: never).", rich_help_panel="Faults")] = 600.0,
-    retries: Annotated[int, typer.Option("--retries", min=0, help="Re-runs of a job after system failures (a worker died or hung); application errors are never retried.", rich_help_panel="Faults")] = 2,
+    job_timeout: Annotated[float, typer.Option("--job-timeout", callback=o.bounded("--job-timeout", o.SECONDS), help="Seconds without progress before a running job is interrupted and re-run elsewhere (0: never).", rich_help_panel="Faults")] = 600.0,
+    retries: Annotated[int, typer.Option("--retries", callback=o.bounded("--retries", o.Bounds(minimum=0, maximum=100)), help="Re-runs of a job after system failures (a worker died or hung); application errors are never retried.", rich_help_panel="Faults")] = 2,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On resume, run the jobs that failed before again.", rich_help_panel="Faults")] = False,
-    ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the first worker to answer.", rich_help_panel="Workers")] = 300.0,
+    ready_timeout: Annotated[float, typer.Option("--ready-timeout", callback=o.bounded("--ready-timeout", o.POSITIVE_SECONDS), help="Seconds to wait for the first worker to answer.", rich_help_panel="Workers")] = 300.0,
     auto: o.Auto = False,
     dual: o.Dual = False,
     multi: o.Multi = False,
@@ -55,6 +56,10 @@ def batch_cmd(
     plain: Annotated[bool, typer.Option("--plain", help="One line per event instead of the live view (automatic in pipes).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary (or the --dry-run plan) as JSON on stdout.")] = False,
 ) -> int:
+    # Taken as text: Typer would turn --out "" into Path("."), the current folder, silently.
+    if not out_text.strip():
+        raise ConfigError("--out is empty; give a folder for the results (it is created when missing).")
+    out = Path(out_text)
     settings = o.settings_from(
         o.overrides(auto=auto, dual=dual, multi=multi, single=single, gpus=gpus, cpu=cpu, port=port,
                     comfyui_dir=comfyui_dir, python=python, env_file=env_file, comfyui_args=comfyui_args)
@@ -65,7 +70,7 @@ def batch_cmd(
         raise ConfigError(f"--seed {seed!r}: choose random or increment.")
     backend: Backend
     if url:
-        backend = UrlBackend(list(url))
+        backend = UrlBackend([comfy_url(u, "--url") for u in url])
     elif ray:
         from ..batch.ray_backend import RayBackend
 

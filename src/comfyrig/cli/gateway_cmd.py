@@ -25,7 +25,7 @@ __all__: list[str] = []
 @command("gateway", help="Serve one ComfyUI URL in front of ComfyUI servers that are already running (Ctrl-C stops it).")
 def gateway_cmd(
     urls: Annotated[list[str] | None, typer.Option("--url", help="A ComfyUI server behind the gateway, http://HOST:PORT. Repeat for each.", show_default=False)] = None,
-    port: Annotated[int, typer.Option("--port", help="The gateway's port.")] = 8188,
+    port: Annotated[int, typer.Option("--port", callback=o.bounded("--port", o.PORT), help="The gateway's port.")] = 8188,
     listen: Annotated[str, typer.Option("--listen", help="Where the gateway listens. Beyond loopback a token is required (COMFYRIG_AUTH_TOKEN, or a file comfyrig makes in its state folder).")] = "127.0.0.1",
     shared_input: Annotated[bool, typer.Option("--shared-input", help="The servers read one input folder (same machine or a shared disk): write each upload once.")] = False,
     insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="Beyond loopback without a token (anyone who reaches it can run code on the servers).")] = False,
@@ -39,8 +39,6 @@ def gateway_cmd(
     if not urls:
         raise ConfigError("comfyrig gateway needs at least one --url http://HOST:PORT of a running ComfyUI.",
                           hint="To start ComfyUI on every GPU behind one URL, run 'comfyrig --workers' instead.")
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"--port {port}: choose a port from 1 to 65535.")
     settings = o.settings_from(o.overrides(env_file=env_file))
     console = make_console(settings.environ)
     specs = backend_specs([], urls)

@@ -11,6 +11,7 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from ..errors import ConfigError
+from ..files import check_writable_dir
 from ..host.ports import port_is_free, who_holds
 from ..launch.compose import LaunchRequest, compose, gather_facts
 from ..launch.events import FleetSnapshot
@@ -19,7 +20,7 @@ from ..launch.policy import RESTART_POLICIES
 from ..ui.console import make_console
 from ..ui.launch_view import render_plan
 from . import options as o
-from .app import RAW_ARGS, command, extra_args_after_dashes
+from .app import RAW_ARGS, ComfyFlagsCommand, command, extra_args_after_dashes
 from .report import print_json
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ NO_COMFYUI = (
     "launch",
     help="Start ComfyUI in the chosen GPU mode and supervise it. Arguments after -- go to ComfyUI.",
     context_settings={"allow_extra_args": False},
+    cls=ComfyFlagsCommand,
 )
 def launch_cmd(
     extra: Annotated[list[str] | None, typer.Argument(help="ComfyUI flags, after --.", show_default=False)] = None,
@@ -61,15 +63,15 @@ def launch_cmd(
     urls: Annotated[list[str] | None, typer.Option("--url", help="Also put this ComfyUI server (http://HOST:PORT), not started by comfyrig, behind the gateway. Repeatable.", show_default=False)] = None,
     insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="Serve the gateway beyond loopback without a token (anyone who reaches it can run code here).")] = False,
     restart: Annotated[str, typer.Option("--restart", help="Restart policy: no, on-failure or always.")] = "no",
-    restart_delay: Annotated[float, typer.Option("--restart-delay", help="First restart delay in seconds; doubles per failure.")] = 1.0,
-    ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for ComfyUI's HTTP API.")] = 300.0,
-    stop_timeout: Annotated[float, typer.Option("--stop-timeout", help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
-    hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="Kill a ready ComfyUI that has not answered HTTP for this many seconds (then --restart decides); 0: never.")] = 60.0,
+    restart_delay: Annotated[float, typer.Option("--restart-delay", callback=o.bounded("--restart-delay", o.SECONDS), help="First restart delay in seconds; doubles per failure.")] = 1.0,
+    ready_timeout: Annotated[float, typer.Option("--ready-timeout", callback=o.bounded("--ready-timeout", o.POSITIVE_SECONDS), help="Seconds to wait for ComfyUI's HTTP API.")] = 300.0,
+    stop_timeout: Annotated[float, typer.Option("--stop-timeout", callback=o.bounded("--stop-timeout", o.SECONDS), help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
+    hang_timeout: Annotated[float, typer.Option("--hang-timeout", callback=o.bounded("--hang-timeout", o.SECONDS), help="Kill a ready ComfyUI that has not answered HTTP for this many seconds (then --restart decides); 0: never.")] = 60.0,
     plain: Annotated[bool, typer.Option("--plain", help="Raw log lines instead of the dashboard (automatic in pipes).")] = False,
-    log_dir: Annotated[Path | None, typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
+    log_dir_text: Annotated[str | None, typer.Option("--log-dir", help="Where the full logs go (default: ComfyUI's user/).", show_default=False)] = None,
     placement: Annotated[str | None, typer.Option("--placement", help="CPU placement: auto (default with --workers) or none.", show_default=False)] = None,
-    cpus_per_worker: Annotated[int | None, typer.Option("--cpus-per-worker", help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
-    threads_per_worker: Annotated[int | None, typer.Option("--threads-per-worker", help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
+    cpus_per_worker: Annotated[int | None, typer.Option("--cpus-per-worker", callback=o.bounded("--cpus-per-worker", o.COUNT), help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
+    threads_per_worker: Annotated[int | None, typer.Option("--threads-per-worker", callback=o.bounded("--threads-per-worker", o.COUNT), help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, start nothing.")] = False,
     json_out: o.JsonOut = False,
 ) -> int:
@@ -79,15 +81,27 @@ def launch_cmd(
                     comfyui_args=comfyui_args, enable_manager=enable_manager, extra_args=extra)
     )
     extra_args_after_dashes(RAW_ARGS, extra)
+    if cpu and workers:
+        raise ConfigError(
+            "--workers starts one ComfyUI per GPU, and --cpu uses none: there is nothing to split.",
+            hint="Drop --workers to run one ComfyUI on the CPU, or drop --cpu to run one per GPU.",
+        )
+    if json_out and not dry_run:
+        raise ConfigError(
+            "--json prints the launch plan and needs --dry-run: a running launch shows the dashboard, "
+            "or one line per event with --plain.",
+            hint="Use 'comfyrig launch --dry-run --json', or 'comfyrig status --json' for what is running.",
+        )
     if restart not in RESTART_POLICIES:
         raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
-    if ready_timeout <= 0 or stop_timeout < 0 or hang_timeout < 0:
-        raise ConfigError("--ready-timeout must be positive, --stop-timeout and --hang-timeout not negative.")
+    log_dir = None
+    if log_dir_text is not None:
+        if not log_dir_text.strip():
+            raise ConfigError("--log-dir is empty.", hint="Give a folder, or leave it out for ComfyUI's user folder.")
+        # Checked before anything starts: a file in the way surfaced as "could not start python: Not a directory".
+        log_dir = check_writable_dir(Path(log_dir_text), "--log-dir", create=not dry_run)
     if placement not in (None, "auto", "none"):
         raise ConfigError(f"--placement {placement!r}: choose auto or none.")
-    for flag, value in (("--cpus-per-worker", cpus_per_worker), ("--threads-per-worker", threads_per_worker)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} must be at least 1, not {value}.")
     if placement == "none" and (cpus_per_worker or threads_per_worker):
         raise ConfigError("--cpus-per-worker and --threads-per-worker need --placement auto.")
     if urls and not (workers and gateway):

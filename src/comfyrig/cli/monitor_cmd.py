@@ -23,6 +23,7 @@ from ..comfy.client import PROBE_TIMEOUT_S, ComfyClient
 from ..comfy.urls import local_url
 from ..config.settings import DEFAULT_PORT, Settings
 from ..errors import ComfyAPIError, ConfigError
+from ..files import check_output_file
 from ..monitor.collect import MIN_INTERVAL_S, Monitor, run_ticks
 from ..monitor.csvlog import CsvLog
 from ..monitor.history import History
@@ -77,7 +78,7 @@ def _check_flags(interval: float, json_out: bool, dmon: bool, plot: Path | None,
 def _plot(plot: Path, out: Path | None, console: Console) -> int:
     from ..monitor.plot import plot_csv
 
-    target = out or plot.with_suffix(".png")
+    target = check_output_file(out or plot.with_suffix(".png"), "--out")
     count = plot_csv(plot, target)
     console.print(f"Wrote {target} ({count} GPU{'s' if count != 1 else ''}).")
     return 0
@@ -85,10 +86,10 @@ def _plot(plot: Path, out: Path | None, console: Console) -> int:
 
 @command("monitor", help="Watch the GPUs, their processes and the ComfyUI instances, live (Ctrl-C stops).")
 def monitor_cmd(
-    interval: Annotated[float, typer.Option("--interval", "-i", metavar="SECONDS", help=f"Seconds between refreshes (at least {MIN_INTERVAL_S}).")] = 1.0,
+    interval: Annotated[float, typer.Option("--interval", "-i", metavar="SECONDS", callback=o.bounded("--interval", o.Bounds(minimum=MIN_INTERVAL_S, maximum=86_400, unit="seconds")), help=f"Seconds between refreshes (at least {MIN_INTERVAL_S}).")] = 1.0,
     url: Annotated[list[str] | None, typer.Option("--url", metavar="URL", help="A ComfyUI to watch (repeatable); default: every ComfyUI comfyrig started, else the configured port if it answers.", show_default=False)] = None,
     once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
-    count: Annotated[int | None, typer.Option("--count", "-c", min=1, metavar="N", help="Stop after this many refreshes.", show_default=False)] = None,
+    count: Annotated[int | None, typer.Option("--count", "-c", callback=o.bounded("--count", o.COUNT), metavar="N", help="Stop after this many refreshes.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON: one object with --once, else one line per refresh.")] = False,
     dmon: Annotated[bool, typer.Option("--dmon", help="nvidia-smi dmon's compact scrolling lines, one per GPU.")] = False,
     csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also append one row per GPU per refresh to FILE.", show_default=False)] = None,

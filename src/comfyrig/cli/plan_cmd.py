@@ -16,6 +16,7 @@ from ..comfy.vram import vram_facts
 from ..comfy.workflow import Prompt, Workflow, load_workflow, require_api_format
 from ..config.modes import select_gpus
 from ..errors import ConfigError, ModelFileError, WorkflowError
+from ..files import check_output_file
 from ..fit.components import ModelInfo, analyze_model
 from ..fit.fit import GIB, FitPlan, Reserve, default_reserve, plan_fit
 from ..fit.native import plan_native, sampler_cfgs
@@ -33,14 +34,14 @@ __all__: list[str] = []
 Models = Annotated[list[Path] | None, typer.Argument(
     help="Model files (.safetensors, .gguf) or folders of shards; read from their headers only.", show_default=False)]
 ReserveGb = Annotated[float | None, typer.Option(
-    "--reserve", metavar="GB", help="Working memory (GiB) kept free on the compute GPU; default from family and resolution.",
+    "--reserve", metavar="GB", callback=o.bounded("--reserve", o.Bounds(minimum=0, maximum=1_000_000, unit="GiB")), help="Working memory (GiB) kept free on the compute GPU; default from family and resolution.",
     show_default=False)]
 Resolution = Annotated[str | None, typer.Option(
     "--resolution", metavar="WxH", help="Image size for the default reserve (default: the family's native size).",
     show_default=False)]
-Batch = Annotated[int, typer.Option("--batch", min=1, help="Batch size for the default reserve.")]
+Batch = Annotated[int, typer.Option("--batch", callback=o.bounded("--batch", o.Bounds(minimum=1, maximum=4096)), help="Batch size for the default reserve.")]
 RamGb = Annotated[float | None, typer.Option(
-    "--ram", metavar="GB", help="System RAM (GiB) for offloaded weights (default: MemAvailable).", show_default=False)]
+    "--ram", metavar="GB", callback=o.bounded("--ram", o.Bounds(minimum=0, maximum=1_000_000, unit="GiB")), help="System RAM (GiB) for offloaded weights (default: MemAvailable).", show_default=False)]
 WorkflowFile = Annotated[Path | None, typer.Option(
     "--workflow", metavar="IN.json", help="An API-format workflow whose loaders to rewrite.", show_default=False)]
 Write = Annotated[Path | None, typer.Option(
@@ -74,16 +75,16 @@ def plan_cmd(
     )
     if write is not None and workflow is None:
         raise ConfigError("--write needs --workflow IN.json: the workflow to rewrite.")
+    if write is not None:
+        check_output_file(write, "--write")  # before the models are read, not after
     size = _resolution(resolution)
-    for flag, value in (("--reserve", reserve), ("--ram", ram)):
-        if value is not None and value < 0:
-            raise ConfigError(f"{flag} {value}: give a number of GiB, 0 or more.")
     wf = _api_workflow(workflow) if workflow is not None else None
     paths = list(models or [])
     if not paths and wf is not None:
         paths = _workflow_models(wf, settings.comfyui_dir.value)
     if not paths:
         raise ConfigError("Give at least one MODEL file or folder (or --workflow with --comfyui-dir to find its files).")
+    _refuse_repeats(paths)
     infos = [analyze_model(p) for p in paths]
 
     request = settings.gpu_request.value
@@ -197,3 +198,18 @@ def _report(infos: list[ModelInfo], plan: FitPlan, changes: list[NodeChange], no
         ],
         "workflow": {"written": str(write) if write else None, "changes": [c.to_json() for c in changes], "notes": notes},
     }
+
+
+def _refuse_repeats(paths: list[Path]) -> None:
+    """The same model named twice (or by two names: a link, a relative path) would be counted twice."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # analyze_model names a missing file
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            same = "twice" if seen[key] == path else f"twice (also as {seen[key]})"
+            raise ConfigError(f"The model {path} is given {same}; each model counts once in the plan.")
+        seen[key] = path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from typing import Annotated, Any
@@ -109,14 +108,12 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
 @command("stop", help="Stop ComfyUI instances comfyrig started (whole process group, SIGINT then SIGKILL); "
          "their supervisor does not restart them, whatever its --restart policy.")
 def stop_cmd(
-    port: Annotated[int | None, typer.Option("--port", help="The instance on this port (a gateway's port: every worker behind it).", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option("--port", callback=o.bounded("--port", o.PORT), help="The instance on this port (a gateway's port: every worker behind it).", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every instance comfyrig started.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds between SIGINT and SIGKILL.")] = 10.0,
+    timeout: Annotated[float, typer.Option("--timeout", callback=o.bounded("--timeout", o.SECONDS), help="Seconds between SIGINT and SIGKILL.")] = 10.0,
 ) -> int:
     if (port is None) == (not all_):
         raise ConfigError("Say which instances to stop: --port N or --all.")
-    if not math.isfinite(timeout) or timeout < 0:
-        raise ConfigError(f"--timeout {timeout:g}: give the seconds between SIGINT and SIGKILL, a number of 0 or more.")
     settings = o.settings_from(o.overrides())
     state = state_dir(settings.environ)
     console = make_console(settings.environ)

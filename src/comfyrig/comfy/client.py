@@ -15,10 +15,11 @@ by ``http_client``. Tests pass ``http=httpx.Client(transport=httpx.MockTransport
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ssl
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -50,6 +51,7 @@ DEFAULT_TIMEOUT_S = 2.0  # seconds; a ComfyUI answers its small routes in about 
 PROBE_TIMEOUT_S = 1.0
 OBJECT_INFO_TIMEOUT_S = 30.0  # every node's schema: slow on a ComfyUI with many node packs
 VIEW_TIMEOUT_S = 120.0  # one output file; videos are large
+VIEW_CHUNK = 1024 * 1024  # bytes read and written at a time by view_stream
 
 # Node classes that put work on a GPU other than cuda:0: ComfyUI's own (0.23+, comfy/multigpu.py's
 # catalogue says what each does), then ComfyUI-MultiGPU's best-known loaders (it has more, all
@@ -217,12 +219,20 @@ class ComfyClient:
             kwargs["timeout"] = timeout_s
         try:
             response = self._http.request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ComfyUnreachable(f"{url}: no answer within the timeout ({type(exc).__name__}).", hint=self._hint) from exc
-        except httpx.TransportError as exc:  # refused, DNS, reset, closed mid-answer, proxy errors
-            raise ComfyUnreachable(f"{url}: nothing answers ({_reason(exc)}).", hint=self._hint) from exc
-        except httpx.HTTPError as exc:  # it answered, but the answer could not be decoded
-            raise ComfyAPIError(f"{url}: the answer could not be read ({_reason(exc)}).") from exc
+        except httpx.HTTPError as exc:
+            raise self._map_error(url, exc) from exc
+        self._raise_for_status(url, response)
+        return response
+
+    def _map_error(self, url: str, exc: httpx.HTTPError) -> ComfyAPIError:
+        """The one split of httpx's errors: no answer (unreachable) or an unreadable one."""
+        if isinstance(exc, httpx.TimeoutException):
+            return ComfyUnreachable(f"{url}: no answer within the timeout ({type(exc).__name__}).", hint=self._hint)
+        if isinstance(exc, httpx.TransportError):  # refused, DNS, reset, closed mid-answer, proxy errors
+            return ComfyUnreachable(f"{url}: nothing answers ({_reason(exc)}).", hint=self._hint)
+        return ComfyAPIError(f"{url}: the answer could not be read ({_reason(exc)}).")  # it answered, undecodable
+
+    def _raise_for_status(self, url: str, response: httpx.Response) -> None:
         status = response.status_code
         if status >= 400:
             decoded = _decoded(response)
@@ -235,7 +245,6 @@ class ComfyClient:
                 body=decoded,
                 hint=hint,
             )
-        return response
 
     def _json(self, response: httpx.Response, route: str) -> Any:
         try:
@@ -386,6 +395,28 @@ class ComfyClient:
         """``GET /view``: the bytes of one file (``kind``: output, input or temp)."""
         params = {"filename": filename, "subfolder": subfolder, "type": kind}
         return self._send("GET", "/view", params=params, timeout_s=VIEW_TIMEOUT_S).content
+
+    @contextlib.contextmanager
+    def view_stream(self, filename: str, subfolder: str = "", kind: str = "output") -> Iterator[Iterator[bytes]]:
+        """``GET /view`` as chunks of at most ``VIEW_CHUNK`` bytes, read as they are consumed, so a
+        400 MB video never sits in memory. The errors are ``view``'s, also for a connection that
+        breaks in the middle of the body."""
+        url = self.base_url + "/view"
+        params = {"filename": filename, "subfolder": subfolder, "type": kind}
+        try:
+            with self._http.stream("GET", url, params=params, timeout=VIEW_TIMEOUT_S) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for_status(url, response)
+                yield self._chunks(url, response)
+        except httpx.HTTPError as exc:
+            raise self._map_error(url, exc) from exc
+
+    def _chunks(self, url: str, response: httpx.Response) -> Iterator[bytes]:
+        try:
+            yield from response.iter_bytes(VIEW_CHUNK)
+        except httpx.HTTPError as exc:
+            raise self._map_error(url, exc) from exc
 
     # -- acting -----------------------------------------------------------------------------------
     def submit(self, prompt: Mapping[str, Any], *, prompt_id: str, client_id: str | None = None) -> Submitted:

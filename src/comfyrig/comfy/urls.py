@@ -13,7 +13,33 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-__all__ = ["env_proxy_allowed", "is_local_host", "local_url"]
+from ..errors import ConfigError
+
+__all__ = ["comfy_url", "env_proxy_allowed", "is_local_host", "local_url"]
+
+
+def comfy_url(text: str, flag: str = "--url") -> str:
+    """The URL of a ComfyUI as a person typed it: ``http(s)://HOST[:PORT][/path]``, or ``HOST:PORT``
+    (http assumed). Raises ConfigError naming ``flag`` for anything else.
+
+    A bare word ("notaurl", "8188", "") is refused although it parses as a host name: with
+    neither a scheme nor a port it is a typo far more often than a ComfyUI on port 80.
+    """
+    stripped = text.strip()
+    given_scheme = "://" in stripped
+    candidate = stripped if given_scheme else "http://" + stripped
+    parts = urlsplit(candidate)
+    try:
+        port = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        port, valid = None, False
+    else:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (given_scheme or port is not None)
+    if not valid or port == 0 or any(c.isspace() for c in stripped):
+        raise ConfigError(
+            f"{flag} {text!r} is not the URL of a ComfyUI; write http://HOST:PORT, e.g. http://127.0.0.1:8188."
+        )
+    return candidate.rstrip("/")
 
 
 def local_url(listen: str, port: int) -> str:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from ..errors import WorkflowError
+from ..files import read_json
 
 __all__ = [
     "EXPORT_API_HINT",
@@ -98,27 +100,8 @@ def load_workflow(path: Path) -> Workflow:
     Raises WorkflowError naming the file (and the line and column of bad JSON, or the node and
     field): missing, a folder, unreadable, not UTF-8, not JSON, not a workflow.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise WorkflowError(f"The workflow {path} does not exist.") from None
-    except IsADirectoryError:
-        raise WorkflowError(f"The workflow {path} is a folder, not a JSON file.") from None
-    except OSError as exc:
-        raise WorkflowError(f"The workflow {path} cannot be read ({exc.strerror or exc}).") from None
-    try:
-        text = raw.decode("utf-8-sig")  # a byte order mark (Windows editors) is no reason to refuse it
-    except UnicodeDecodeError as exc:
-        raise WorkflowError(
-            f"The workflow {path} is not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x}); "
-            "ComfyUI saves workflows as UTF-8 JSON."
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise WorkflowError(
-            f"The workflow {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-        ) from None
+    # A FIFO, a device, a folder, UTF-16, NaN: each a WorkflowError from the one reader.
+    data = read_json(path, "the workflow", error=WorkflowError)
     return workflow_from_json(data, str(path))
 
 
@@ -127,6 +110,7 @@ def workflow_from_json(data: Any, source: str) -> Workflow:
     Raises WorkflowError."""
     what = f"The workflow {source}"
     if isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data:
+        _check_ui_shape(data, what)
         return Workflow(prompt={}, source=source, ui=data)
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data["prompt"]:
         data = data["prompt"]  # {"prompt": {...}} as POST /prompt takes it
@@ -158,6 +142,49 @@ def workflow_from_json(data: Any, source: str) -> Workflow:
                     "which is not in the workflow."
                 )
     return Workflow(prompt=prompt, source=source)
+
+
+def _check_ui_shape(ui: dict[str, Any], what: str) -> None:
+    """The JSON shapes the converter reads, checked once at load: a UI workflow edited by hand
+    (``"inputs": 5``) is a WorkflowError naming the node, not a traceback in the middle of a run."""
+
+    def bad(where: str, expected: str, value: Any) -> WorkflowError:
+        return WorkflowError(f"{what}: {where} is a JSON {_json_kind(value)}, not {expected}; the UI-format file is damaged.")
+
+    for n, node in enumerate(ui["nodes"]):
+        if not isinstance(node, dict):
+            raise bad(f"nodes[{n}]", "an object", node)
+        if not isinstance(node.get("id"), int | str) or isinstance(node.get("id"), bool):
+            raise bad(f"the id of nodes[{n}]", "a number", node.get("id"))
+        name = f"node {node['id']}"
+        if not isinstance(node.get("type"), str):
+            raise bad(f"the type of {name}", "a string", node.get("type"))
+        for key, kinds, expected in (("inputs", list, "an array"), ("outputs", list, "an array"),
+                                     ("widgets_values", list | dict, "an array or object"),
+                                     ("mode", int, "a number"), ("title", str, "a string")):
+            if node.get(key) is not None and not isinstance(node[key], kinds):
+                raise bad(f"the {key} of {name}", expected, node[key])
+        for i, inp in enumerate(node.get("inputs") or []):
+            if not isinstance(inp, dict):
+                raise bad(f"inputs[{i}] of {name}", "an object", inp)
+            link = inp.get("link")
+            if link is not None and (not isinstance(link, int) or isinstance(link, bool)):
+                raise bad(f"the link of inputs[{i}] of {name}", "a number or null", link)
+            if inp.get("widget") is not None and not isinstance(inp["widget"], dict):
+                raise bad(f"the widget of inputs[{i}] of {name}", "an object", inp["widget"])
+    links = ui.get("links") or []
+    if not isinstance(links, list):
+        raise bad("links", "an array", links)
+    for n, link in enumerate(links):
+        if isinstance(link, list):
+            if len(link) < 6 or not all(isinstance(x, int) and not isinstance(x, bool) for x in link[:5]):
+                raise WorkflowError(f"{what}: links[{n}] is not [id, from node, from slot, to node, to slot, type]; "
+                                    "the UI-format file is damaged.")
+        elif isinstance(link, dict):
+            if not all(isinstance(link.get(k), int | str) for k in ("id", "origin_id", "origin_slot")):
+                raise WorkflowError(f"{what}: links[{n}] lacks id, origin_id or origin_slot; the UI-format file is damaged.")
+        else:
+            raise bad(f"links[{n}]", "an array or object", link)
 
 
 def _json_kind(value: Any) -> str:
@@ -395,6 +422,10 @@ def coerce(value: Any, ftype: FieldType, where: str) -> Any:
         else:
             out = value
     if kind in ("INT", "FLOAT", "NUMBER"):
+        if isinstance(out, float) and not math.isfinite(out):
+            # float() takes nan and inf (and 1e400 becomes inf); no ComfyUI input means them, and
+            # JSON cannot carry them: the dry run printed NaN, the real run sent it.
+            raise WorkflowError(f"{where}: {value!r} is not a finite number; give {ftype.describe()}.")
         if ftype.minimum is not None and out < ftype.minimum:
             raise bad()
         if ftype.maximum is not None and out > ftype.maximum:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import MIB, read_text
 
 __all__ = ["EnvFile", "read_env_file"]
 
@@ -33,16 +34,13 @@ class EnvFile:
         return f".env:{self.lines[key]}"
 
 
-def read_env_file(path: Path, environ: Mapping[str, str]) -> EnvFile:
+def read_env_file(path: Path, environ: Mapping[str, str], *, what: str = "the .env file") -> EnvFile:
     """Parse ``path``; raises ConfigError for an unreadable file or line."""
     # python-dotenv is imported only when there is a file to read: its package
     # pulls in logging and tempfile, start-up time every command would pay.
     from dotenv.parser import parse_stream
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"The .env file {path} cannot be read: {exc}.") from exc
+    text = read_text(path, what, limit=4 * MIB)
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
     consumed = 0  # newlines before this binding: python-dotenv's own line numbers skip blank lines
@@ -56,8 +54,14 @@ def read_env_file(path: Path, environ: Mapping[str, str]) -> EnvFile:
                 hint="Each line must be NAME=value (optionally quoted, optionally after 'export'), "
                 "a comment starting with '#', or blank.",
             )
+        if binding.key is not None and binding.value is None:
+            # bash's 'source' ignores a bare NAME too; here it is almost always a lost '=value'.
+            raise ConfigError(
+                f"{path}, line {line}: {binding.key} has no '=' and no value.",
+                hint=f"Write {binding.key}=VALUE, or remove the line (or start it with '#').",
+            )
         if binding.key is None or binding.value is None:
-            continue  # comment, blank line, or a bare NAME with no value
+            continue  # comment or blank line
         value = binding.value
         if not _single_quoted(original):
             value = _expand(value, {**environ, **values})

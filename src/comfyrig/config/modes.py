@@ -91,7 +91,8 @@ def select_gpus(request: GpuRequest, inventory: Inventory) -> Selection:
         return _make(request, (_by_index(item, gpus, "--single"),), "single")
     # "gpus" (an explicit --gpus list) or "visible" (CUDA_VISIBLE_DEVICES)
     if kind == "visible" and (not request.items or request.items == ("-1",)):
-        return _cpu(request, notes=("CUDA_VISIBLE_DEVICES is empty: CPU mode, as in the old launcher.",))
+        said = "is empty" if not request.items else "is -1 (no GPU)"
+        return _cpu(request, notes=(f"CUDA_VISIBLE_DEVICES {said}: CPU mode, as in the old launcher.",))
     chosen = _resolve_list(request, inventory)
     label: ModeLabel = "single" if len(chosen) == 1 else "dual" if len(chosen) == 2 else "multi"
     return Selection(

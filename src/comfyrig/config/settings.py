@@ -8,7 +8,9 @@ comfyrig that reads the process environment (passed in as a mapping) or the
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -100,6 +102,9 @@ class CliOverrides:
         if self.single is not None:
             return GpuRequest("single", (str(self.single),))
         if self.gpus is not None:
+            if not self.gpus.strip():
+                # An empty list is no GPU at all, which is --cpu; said so rather than guessed.
+                raise ConfigError("--gpus is empty.", hint="Give GPU numbers or ids such as --gpus 0,1, or --cpu for no GPU.")
             return GpuRequest("gpus", parse_gpu_list(self.gpus, "--gpus"))
         for kind in ("auto", "dual", "multi", "cpu"):
             if getattr(self, kind):
@@ -236,8 +241,9 @@ def _load_env_file(
     explicit: Path | None, dir_hint: Sourced[object] | None, cwd: Path, environ: Mapping[str, str]
 ) -> EnvFile | None:
     candidates = env_file_candidates(explicit, dir_hint.value if dir_hint is not None else None, cwd)
-    if explicit is not None and not candidates[0].is_file():
-        raise ConfigError(f"--env-file {explicit}: no such file.")
+    if explicit is not None:
+        # Read whatever it is: a folder, a FIFO or a missing file is an error naming --env-file.
+        return read_env_file(candidates[0], environ, what="the --env-file")
     for path in candidates:
         if path.is_file():
             return read_env_file(path, environ)
@@ -320,6 +326,12 @@ def _comfyui_dir(layers: _Layers, cli: CliOverrides, cwd: Path) -> Sourced[Path 
         if (cwd / "main.py").is_file():
             return Sourced(cwd, "derived")
         return Sourced(None, "default")
+    if not str(src.value).strip():
+        # An empty value would be the current folder: a silent guess that hides a typo in .env.
+        raise ComfyUINotFoundError(
+            f"{_where(src, 'COMFYUI_DIR', '--comfyui-dir')} is empty.",
+            hint="Give the folder that holds ComfyUI's main.py, or remove the setting to use the current folder.",
+        )
     path = Path(str(src.value)).expanduser()
     path = path if path.is_absolute() else cwd / path
     if not (path / "main.py").is_file():
@@ -334,16 +346,31 @@ def _comfyui_dir(layers: _Layers, cli: CliOverrides, cwd: Path) -> Sourced[Path 
 def _python(layers: _Layers, cli: CliOverrides, comfyui_dir: Path | None, environ: Mapping[str, str]) -> Sourced[str]:
     src = layers.get("COMFYUI_PYTHON", cli.python)
     if src is not None:
-        path = Path(str(src.value)).expanduser()
+        text = str(src.value).strip()
+        if not text:
+            raise ComfyUINotFoundError(
+                f"{_where(src, 'COMFYUI_PYTHON', '--python')} is empty.",
+                hint="Give ComfyUI's interpreter (a path, or a command on PATH such as python3), or leave it out to find ComfyUI/.venv.",
+            )
+        if "/" not in text:
+            # A bare name ("python3") is looked up on PATH, as a shell would.
+            found = shutil.which(text, path=environ.get("PATH", os.defpath))
+            if found is None:
+                raise ComfyUINotFoundError(
+                    f"{_where(src, 'COMFYUI_PYTHON', '--python')} is {text!r}, which is not a command on PATH.",
+                    hint="Give the Python interpreter of ComfyUI's environment, e.g. ComfyUI/.venv/bin/python.",
+                )
+            return Sourced(found, src.source)
+        path = Path(text).expanduser()
         if not path.is_file():
             raise ComfyUINotFoundError(
                 f"{_where(src, 'COMFYUI_PYTHON', '--python')} is {path}, which does not exist.",
                 hint="Give the Python interpreter of ComfyUI's environment, e.g. ComfyUI/.venv/bin/python.",
             )
         return Sourced(str(path), src.source)
-    found = find_python(comfyui_dir, environ)
-    if found is not None:
-        return Sourced(str(found), "derived")
+    discovered = find_python(comfyui_dir, environ)
+    if discovered is not None:
+        return Sourced(str(discovered), "derived")
     # Not found: "default" marks it, and launching refuses it (launch.compose); other commands
     # (config, doctor, gpus) still work and say so.
     return Sourced(sys.executable, "default")

@@ -221,8 +221,8 @@ def _env_scan(candidates: tuple[Path, ...]) -> dict[str, Any]:
         return {}
     try:
         return {"env_file": path, "env_scan": scan_env_file(path)}
-    except (OSError, UnicodeDecodeError) as exc:
-        return {"env_file": path, "env_error": f"{path} cannot be read: {exc}."}
+    except ConfigError as exc:
+        return {"env_file": path, "env_error": exc.message}
 
 
 def _torch(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from dotenv.parser import parse_stream
 
+from ..files import MIB, read_text
+
 __all__ = ["EnvScan", "scan_env_file"]
 
 
@@ -19,13 +21,13 @@ class EnvScan:
 
 
 def scan_env_file(path: Path) -> EnvScan:
-    """Parse every line of ``path``; raises OSError / UnicodeDecodeError when it cannot be read."""
-    text = path.read_text(encoding="utf-8")
+    """Parse every line of ``path``; raises ConfigError when it cannot be read (the one reader)."""
+    text = read_text(path, "the .env file", limit=4 * MIB)
     keys: dict[str, int] = {}
     errors: list[tuple[int, str]] = []
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
-        if binding.error:
+        if binding.error or (binding.key is not None and binding.value is None):  # a bare NAME: comfyrig refuses it
             errors.append((line, binding.original.string.strip()))
         elif binding.key is not None:
             keys[binding.key] = line

@@ -232,10 +232,18 @@ def analyze_model(path: Path) -> ModelInfo:
                 hint="Give a model file, or a folder of safetensors shards or a diffusers pipeline.",
             )
         headers = [read_header(f) for f in files]
+        if not any(h.tensors for h in headers):
+            raise ModelFileError(f"The folder {path} holds model files, but none lists a tensor.",
+                                 hint="Check the download or the export that wrote them.")
         return analyze_headers(path, headers, folder=True)
     if not path.exists():
         raise ModelFileError(f"{path}: no such file or folder.")
-    return analyze_headers(path, [read_header(path)], folder=False)
+    header = read_header(path)
+    if not header.tensors:
+        # An empty model "fits on one GPU": true, and useless; it is a broken download or export.
+        raise ModelFileError(f"{path} holds no tensors: its header is valid but lists no weights.",
+                             hint="Check the download or the export that wrote it.")
+    return analyze_headers(path, [header], folder=False)
 
 
 def analyze_headers(path: Path, headers: Sequence[ModelHeader], *, folder: bool) -> ModelInfo:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ModelFileError
+from ..files import open_regular
 
 __all__ = [
     "GGML_TYPES",
@@ -102,14 +104,13 @@ class ModelHeader:
 
 def read_header(path: Path) -> ModelHeader:
     """Read a .safetensors/.sft or .gguf header; raises ModelFileError."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
+    # open_regular never blocks: a FIFO or a device named .safetensors is refused, not read.
+    with open_regular(path, "the model file", ModelFileError) as f:
+        try:
+            size = os.fstat(f.fileno()).st_size
             magic = f.read(9)
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a folder; give a .safetensors or .gguf file.") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path} cannot be read ({exc.strerror or exc}).") from exc
+        except OSError as exc:
+            raise ModelFileError(f"{path} cannot be read ({exc.strerror or exc}).") from exc
     suffix = path.suffix.lower()
     if magic[:4] == _GGUF_MAGIC:
         return _read_gguf(path, size)

@@ -83,7 +83,15 @@ class PortPicker:
     """Free ports, by binding (the production seam); tests pass their own."""
 
     def free(self, base: int, count: int, host: str) -> list[int]:
-        return free_ports(base, count, host)
+        """Raises ConfigError when ports run out: they end at 65535, so a fleet (or the workers
+        behind a gateway) from --port 65535 has nowhere to go."""
+        try:
+            return free_ports(base, count, host)
+        except OSError:
+            raise ConfigError(
+                f"{count} free port(s) are needed from {base} upwards, and there are not that many up to 65535.",
+                hint="Choose a lower --port (COMFYUI_PORT), or 'auto'.",
+            ) from None
 
     def ephemeral(self, host: str) -> int:
         return ephemeral_port(host)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import ConfigError
+
 __all__ = ["DEFAULT_THREAD_CAP", "THREAD_VARIABLES", "CpuPlacement", "PlacementMode", "format_cpus", "placement_for_gpu", "plan_placement", "thread_env"]
 
 PlacementMode = Literal["auto", "none"]
@@ -77,6 +79,13 @@ def plan_placement(
     usable = len(available) if cpu_quota is None else max(1, min(len(available), int(cpu_quota)))
     if cpu_quota is not None and cpu_quota < len(available):
         notes.append(f"a CPU quota of {cpu_quota:g} CPUs applies (container): thread budgets are sized to it")
+    if cpus_per_worker is not None and cpus_per_worker > len(available):
+        # More than there are would repeat CPUs in one worker's list (0,0,0,...): a typo, not a plan.
+        raise ConfigError(
+            f"--cpus-per-worker {cpus_per_worker}: comfyrig may use only {len(available)} CPUs here "
+            f"({format_cpus(sorted(available))}).",
+            hint=f"Give at most {len(available)}, or leave it out to split the CPUs evenly.",
+        )
     per_worker = cpus_per_worker or max(1, len(available) // count)
     if count > len(available):
         notes.append(f"{count} workers but only {len(available)} CPUs: workers share CPUs")

@@ -241,7 +241,7 @@ def plan_launch(
     _flag_warnings(settings, selection, args, len(groups), warnings, version)
     listen = "127.0.0.1" if gateway is not None else str(settings.listen.value)
     comfyui_dir = settings.comfyui_dir.value
-    logs = log_dir or (comfyui_dir / "user" if comfyui_dir is not None else None)
+    logs = log_dir or _user_dir(args, comfyui_dir)
     bound = effective_listen(settings, args)  # a --listen in ComfyUI's flags wins: argparse keeps the last
     if gateway is not None and not args.user_given("--listen"):
         bound = listen
@@ -345,3 +345,17 @@ def _problem_text(problem: ArgProblem, args: ComfyArgs, version: str | None = No
     if problem.kind == "conflict" and "--cpu" in args.tokens[: args.own]:
         text += f" comfyrig adds --cpu in CPU mode: remove {problem.token}, or choose GPUs."
     return text
+
+
+def _user_dir(args: ComfyArgs, comfyui_dir: Path | None) -> Path | None:
+    """ComfyUI's user folder, where comfyrig's log goes unless --log-dir says otherwise: the one
+    ComfyUI itself uses (--user-directory, else --base-directory/user, else the checkout's user/),
+    so the log sits with the rest of that ComfyUI's state, not in a checkout it never writes."""
+    for flag, below in (("--user-directory", None), ("--base-directory", "user")):
+        value = args.value(flag)
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_absolute() and comfyui_dir is not None:
+                path = comfyui_dir / path  # ComfyUI runs in its checkout: relative paths start there
+            return path / below if below else path
+    return comfyui_dir / "user" if comfyui_dir is not None else None

@@ -9,11 +9,13 @@ to a CSV with other columns is refused rather than mixing two formats.
 from __future__ import annotations
 
 import csv
+import io
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ConfigError
+from ..files import MIB, check_output_file, read_text
 from .snapshot import Snapshot
 
 __all__ = ["COLUMNS", "CsvLog", "csv_rows", "read_csv"]
@@ -60,7 +62,7 @@ class CsvLog:
 
     def __init__(self, path: Path) -> None:
         """Raises ConfigError when the file cannot be opened or has other columns."""
-        self.path = path
+        self.path = check_output_file(path, "--csv")
         try:
             existing = path.read_text(encoding="utf-8").splitlines()[:1] if path.exists() else []
             if existing and existing[0].strip() != ",".join(COLUMNS):
@@ -86,18 +88,15 @@ class CsvLog:
 
 def read_csv(path: Path) -> list[dict[str, str]]:
     """The rows of a recorded CSV; raises ConfigError when it is not one."""
-    try:
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in ("timestamp", "index", "utilization_pct", "memory_used_mib") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ConfigError(
-                    f"{path} is not a comfyrig monitor CSV: no {', '.join(missing)} column.",
-                    hint="Record one with 'comfyrig monitor --csv FILE'.",
-                )
-            rows = list(reader)
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot be read ({exc.strerror or exc}).") from exc
+    # Through the one reader: a FIFO or device given to --plot is refused, not waited on.
+    reader = csv.DictReader(io.StringIO(read_text(path, "the CSV file", limit=1024 * MIB), newline=""))
+    missing = [c for c in ("timestamp", "index", "utilization_pct", "memory_used_mib") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ConfigError(
+            f"{path} is not a comfyrig monitor CSV: no {', '.join(missing)} column.",
+            hint="Record one with 'comfyrig monitor --csv FILE'.",
+        )
+    rows = list(reader)
     if not rows:
         raise ConfigError(f"{path} holds no samples yet.")
     return rows

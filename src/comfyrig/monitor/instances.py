@@ -17,27 +17,17 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..comfy.client import ComfyClient, probe_http_client
-from ..errors import ComfyAPIError, ComfyUnreachable, ConfigError
+from ..comfy.urls import comfy_url
+from ..errors import ComfyAPIError, ComfyUnreachable
 from .snapshot import InstanceSample, InstanceState
 
 __all__ = ["InstancePoller", "normalise_url"]
 
 
 def normalise_url(url: str) -> str:
-    """"127.0.0.1:8188" -> "http://127.0.0.1:8188"; raises ConfigError for a non-URL."""
-    text = url.strip()
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    try:
-        _ = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
-    except ValueError:
-        valid = False
-    else:
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    if not valid:
-        raise ConfigError(f"--url {url!r} is not an http(s) URL such as http://127.0.0.1:8188.")
-    return text.rstrip("/")
+    """"127.0.0.1:8188" -> "http://127.0.0.1:8188"; raises ConfigError for a non-URL (the one
+    rule of ``comfy.urls.comfy_url``, shared with ``batch --url``)."""
+    return comfy_url(url, "--url")
 
 
 def _port(url: str) -> int:

@@ -16,11 +16,11 @@ clocks, a per-tick "script"): see ``comfyrig.monitor.simulated``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...files import MIB, parse_json, read_text
 from .inventory import Gpu, GpuProcess, Inventory
 
 __all__ = ["load_simulated", "parse_simulated", "read_simulated_json"]
@@ -48,19 +48,14 @@ def read_simulated_json(spec: str) -> tuple[Any, str]:
         path = Path(text).expanduser()
         origin = f"{_VAR} file {path}"
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+            text = read_text(path, f"the file {_VAR} names", limit=MIB)
+        except ConfigError as exc:
             raise ConfigError(
-                f"{_VAR} names {path}, which cannot be read ({exc.strerror or exc}).",
+                exc.message,
                 hint="Set it to a JSON file path or to inline JSON such as "
                 '\'[{"name": "RTX 3090", "memory_total_mib": 24576}]\'.',
-            ) from exc
-    try:
-        return json.loads(text), origin
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{origin} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-        ) from exc
+            ) from None
+    return parse_json(text, origin), origin
 
 
 def parse_simulated(data: Any, *, origin: str = _VAR) -> Inventory:
