@@ -48,10 +48,10 @@ from ..real_comfyui import REAL, SKIP, Checkout
 FAKE_DIR = Path(__file__).resolve().parents[1] / "fake_comfyui"
 
 CAPABILITIES = {
-    "frontend": "serves ComfyUI's web frontend at /",
+    "frontend": "ComfyUI's web frontend at /",
     "upload": "POST /upload/image",
     "ws_images": "the SaveImageWebsocket node (images as binary websocket frames)",
-    "jobs": "GET /api/jobs",
+    "jobs": "GET /api/jobs (ComfyUI 0.4+)",
 }
 
 
