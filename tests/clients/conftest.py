@@ -1,5 +1,5 @@
 """Fixtures for the real-client tests (marker ``clients``): ``target`` is a started server
-(tests/clients/targets.py), one per target and test module; ``workflow`` an image-only prompt."""
+(tests/clients/targets.py); ``image_workflow`` an image-only prompt that runs on the CPU."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ from .targets import ClientTarget, Running, get_json, target_params
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", params=target_params())
+@pytest.fixture(scope="session", params=target_params())
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    # Session scope: pytest orders the tests of all modules by target and keeps one target up at
+    # a time, so each real ComfyUI (~20-30 s to start on 2 cores) starts once per worker, not
+    # once per module. Every test uses its own filename prefix and image colour, so they share it.
     chosen: ClientTarget = request.param
     with chosen.start(tmp_path_factory.mktemp(f"target-{chosen.id}")) as running:
         yield running

@@ -1,4 +1,4 @@
-"""The servers the client tests talk to: one ``ClientTarget`` each, started once per test module.
+"""The servers the client tests talk to: one ``ClientTarget`` each, started once per session (per xdist worker).
 
 A target is anything that answers like ComfyUI at one URL: the fake ComfyUI (always there), each
 real checkout of ``COMFYUI_DIRS`` (tests/real_comfyui.py), and later the gateway. To add one, write
