@@ -97,3 +97,16 @@ def test_websockets_ws_images_example_gets_png_frames(target: Running, tmp_path:
     images = printed_images(run_script(target, tmp_path, "websockets_api_example_ws_images.py", prompt, print_images=True))
     assert list(images) == ["save_image_websocket_node"]
     assert images["save_image_websocket_node"] and all(is_png(i) for i in images["save_image_websocket_node"])
+
+
+def test_patching_changes_only_the_literals() -> None:
+    script = ('server_address = "127.0.0.1:8188"\nprompt_text = """\n{"3": {}}\n"""\nprompt = json.loads(prompt_text)\n'
+              f"{TEXT_LINE}\n{SEED_LINE}\nimages = get_images(ws, prompt)\n")
+    out = patched(script, "10.0.0.9:1234", {"9": {"class_type": "SaveImage"}}, print_images=True)
+    assert 'server_address = "10.0.0.9:1234"' in out and "8188" not in out
+    assert TEXT_LINE not in out and SEED_LINE not in out and "images = get_images(ws, prompt)" in out
+    body = out.split('prompt_text = """', 1)[1].split('"""', 1)[0]
+    assert json.loads(body) == {"9": {"class_type": "SaveImage"}}
+    assert out.rstrip().splitlines()[-1].startswith('print("IMAGES "')
+    with pytest.raises(AssertionError, match="the script changed"):
+        patched(script.replace(SEED_LINE, "prompt['3']['inputs']['seed'] = 6"), "h:1", {}, print_images=False)
