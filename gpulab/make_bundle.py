@@ -83,6 +83,19 @@ PINS: dict[str, str] = {
     # comfyrig pins typer < 0.29 (0.29 imports pydantic on every command); the
     # machine's own typer is of unknown version, so the pinned one travels.
     "typer": "0.28.0",
+    # websocket-client: the `websocket` module of ComfyUI's script_examples/websockets_api_example.py,
+    # whose unmodified functions bench_gateway_clients.py runs as its clients (95 kB).
+    "websocket-client": "1.9.2",
+}
+
+# What a current ComfyUI (0.16+; 0.24.0 pins the first two exactly) needs beyond PINS: the
+# dynamic-VRAM allocator, the quantised-kernel package, the asset hasher and the math node's
+# evaluator. Added when a packed tree lists comfy-aimdo in its requirements.txt (~4.5 MiB).
+PINS_CURRENT: dict[str, str] = {
+    "comfy-kitchen": "0.2.10",
+    "comfy-aimdo": "0.4.9",
+    "blake3": "1.0.11",
+    "simpleeval": "1.0.8",
 }
 
 # Present in the machine's Python (KINDS.md's package list): a Requires-Dist on
@@ -96,7 +109,7 @@ ON_DEVICE = {
 # bundled workflow templates/docs (COMFYUI-FACTS.md, "Optional").
 OPTIONAL_MISSING = {
     canonicalize_name(n)
-    for n in ("comfyui-workflow-templates", "comfyui-embedded-docs", "kornia", "spandrel")
+    for n in ("comfyui-workflow-templates", "comfyui-embedded-docs", "kornia", "spandrel", "pyopengl", "glfw")
 }
 
 FRONTEND = "comfyui-frontend-package"
@@ -113,8 +126,11 @@ PLATFORM_ARGS = [
 # Left out of comfyui.tar.xz: VCS and CI files, ComfyUI's own test suites, caches,
 # and the fork's stray custom-node stub (one file, no __init__.py: ComfyUI would
 # log IMPORT FAILED for it at every start, which upstream ComfyUI does not).
-EXCLUDE_DIRS = {".git", "__pycache__", "node_modules", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-EXCLUDE_PATHS = {".github", ".ci", "tests", "tests-unit", "custom_nodes/ComfyUI-WanVideoWrapper"}
+EXCLUDE_DIRS = {".git", "__pycache__", "node_modules", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "venv"}
+# Also what a tree that has run (here, on the CPU) left behind: its databases and users (user/),
+# images, temp folders; a fresh ComfyUI makes them again.
+EXCLUDE_PATHS = {".github", ".ci", "tests", "tests-unit", "custom_nodes/ComfyUI-WanVideoWrapper",
+                 "user", "temp", "comfyrig-temp"}
 EXCLUDE_SUFFIXES = (".pyc", ".pyo")
 ARCROOT = "comfyui"
 
@@ -154,6 +170,7 @@ def source_files(src: Path) -> list[Path]:
         rel_root = Path(root).relative_to(src)
         dirs[:] = sorted(
             d for d in dirs if d not in EXCLUDE_DIRS and (rel_root / d).as_posix() not in EXCLUDE_PATHS
+            and rel_root.as_posix() != "output"  # images of earlier runs (output/gpu0, ...)
         )
         for f in sorted(files):
             if not f.endswith(EXCLUDE_SUFFIXES):
@@ -190,18 +207,19 @@ def build_tarball(src: Path, dest: Path) -> str:
 # ---------------------------------------------------------------------- wheels
 
 
-def download_wheels(wheels: Path) -> list[str]:
+def download_wheels(wheels: Path, pins: dict[str, str] | None = None) -> list[str]:
     notes = []
+    pins = PINS if pins is None else pins
     wheels.mkdir(parents=True, exist_ok=True)
     frontend = canonicalize_name(FRONTEND)
-    wanted = {canonicalize_name(k): v for k, v in PINS.items()}
+    wanted = {canonicalize_name(k): v for k, v in pins.items()}
     for w in sorted(wheels.glob("*.whl")):
         name, version = wheel_name_version(w.name)
         if name != frontend and wanted.get(name) != version:
             w.unlink()  # another version, or no longer pinned: exactly one wheel per package
             notes.append(f"removed {w.name}")
 
-    for name, version in PINS.items():
+    for name, version in pins.items():
         cname = canonicalize_name(name)
         present = [w for w in wheels.glob("*.whl") if wheel_name_version(w.name) == (cname, version)]
         if present:
@@ -214,6 +232,24 @@ def download_wheels(wheels: Path) -> list[str]:
             raise SystemExit(f"pip download {name}=={version} failed")
         notes.append(f"downloaded {name}=={version}")
     return notes
+
+
+def comfyui_version(src: Path) -> str:
+    """The tree's ``comfyui_version.__version__`` (read, not imported)."""
+    for line in (src / "comfyui_version.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise SystemExit(f"{src}/comfyui_version.py has no __version__")
+
+
+def needs_current_pins(src: Path) -> bool:
+    """True for a ComfyUI that imports comfy-aimdo at start (0.16+): it needs PINS_CURRENT."""
+    names = set()
+    for line in (src / "requirements.txt").read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if text:
+            names.add(canonicalize_name(Requirement(text).name))
+    return canonicalize_name("comfy-aimdo") in names
 
 
 def frontend_version(src: Path) -> str:
@@ -299,6 +335,12 @@ def check_requirements(src: Path, wheels: Path) -> list[str]:
         req = Requirement(text)
         name = canonicalize_name(req.name)
         if name in versions:
+            if name == canonicalize_name(FRONTEND) and all(
+                    s.operator == "==" and Version(versions[name]) >= Version(s.version) for s in req.specifier):
+                if not req.specifier.contains(Version(versions[name]), prereleases=True):
+                    warnings.append(f"{src.name}: ComfyUI pins {req}; the stand-in is {versions[name]} (newer: "
+                                    "ComfyUI only warns about an older frontend)")
+                continue
             if not req.specifier.contains(Version(versions[name]), prereleases=True):
                 errors.append(f"ComfyUI requires {req}, bundle has {name} {versions[name]}")
         elif name not in ON_DEVICE:
@@ -322,7 +364,7 @@ def check_requirements(src: Path, wheels: Path) -> list[str]:
             elif name not in ON_DEVICE:
                 errors.append(f"{w.name} needs {req}: neither bundled nor known on the machine")
     for msg in warnings:
-        print(f"  note: {msg} (optional: some nodes or templates missing)")
+        print(f"  note: {msg}" + ("" if "stand-in" in msg else " (optional: some nodes or templates missing)"))
     return errors
 
 
@@ -356,21 +398,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--multigpu-src", type=Path, default=None,
                    help="an exported ComfyUI-MultiGPU tree (e.g. commit c5e3e6a, v2.5.11, known to load in 0.3.76); "
                    "packed as multigpu.tar.xz for bench_distorch.py")
+    p.add_argument("--extra-comfyui-src", type=Path, action="append", default=[], metavar="DIR",
+                   help="another ComfyUI tree (e.g. 0.24.0 beside 0.3.76), packed as comfyui-VERSION.tar.xz and "
+                   "unpacked by remote_setup.sh to /tmp/comfyui-VERSION; its extra wheels (PINS_CURRENT) are added")
     args = p.parse_args(argv)
 
     if args.layout is None:
         p.error(f"no {LAYOUT_NAME} in shared/data/ in or beside the checkout: give --layout FILE")
     src, out = args.comfyui_src.resolve(), args.out.resolve()
-    if not (src / "main.py").is_file() or not (src / "requirements.txt").is_file():
-        raise SystemExit(f"{src} does not look like a ComfyUI tree (no main.py / requirements.txt)")
+    extras = [e.resolve() for e in args.extra_comfyui_src]
+    for tree in (src, *extras):
+        if not (tree / "main.py").is_file() or not (tree / "requirements.txt").is_file():
+            raise SystemExit(f"{tree} does not look like a ComfyUI tree (no main.py / requirements.txt)")
     out.mkdir(parents=True, exist_ok=True)
     wheels = out / "wheels"
 
     print(f"bundle: {out}")
     print("  " + build_tarball(src, out / "comfyui.tar.xz"))
-    for note in download_wheels(wheels):
+    extra_names = {f"comfyui-{comfyui_version(e)}.tar.xz": e for e in extras}
+    for old in out.glob("comfyui-*.tar.xz"):
+        if old.name not in extra_names:
+            old.unlink()
+            old.with_name(old.name + ".fingerprint").unlink(missing_ok=True)
+    for name, tree in extra_names.items():
+        print("  " + build_tarball(tree, out / name))
+    pins = dict(PINS)
+    if any(needs_current_pins(t) for t in (src, *extras)):
+        pins.update(PINS_CURRENT)
+    for note in download_wheels(wheels, pins):
         print("  " + note)
-    print("  " + build_frontend_wheel(wheels, frontend_version(src)))
+    print("  " + build_frontend_wheel(wheels, max((frontend_version(t) for t in (src, *extras)), key=Version)))
     if args.multigpu_src is not None:
         with tarfile.open(out / "multigpu.tar.xz", "w:xz") as tar:
             tar.add(args.multigpu_src, arcname="ComfyUI-MultiGPU",
@@ -379,12 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copyfile(args.layout, out / "sd15_checkpoint_layout.json")
     json.loads((out / "sd15_checkpoint_layout.json").read_text())  # fail early on a broken copy
 
-    errors = check_requirements(src, wheels)
+    errors: list[str] = []
+    for tree in (src, *extras):
+        errors += [e for e in check_requirements(tree, wheels) if e not in errors]
     total = write_manifest(out)
+    trees = sum(t.stat().st_size for t in out.glob("comfyui*.tar.xz"))
     by_part = {
-        "comfyui.tar.xz": (out / "comfyui.tar.xz").stat().st_size,
+        "comfyui*.tar.xz": trees,
         "wheels/": sum(w.stat().st_size for w in wheels.glob("*.whl")),
-        "other": total - (out / "comfyui.tar.xz").stat().st_size - sum(w.stat().st_size for w in wheels.glob("*.whl")),
+        "other": total - trees - sum(w.stat().st_size for w in wheels.glob("*.whl")),
     }
     for part, size in by_part.items():
         print(f"  {part:<16} {size / 2**20:7.2f} MiB")

@@ -66,12 +66,31 @@ else
     _rs_log "comfyui: unpacked $(cd "$COMFYUI_DIR" && "$COMFYUI_PYTHON" -c 'import comfyui_version as v; print(v.__version__)' 2>/dev/null || echo '?') into $COMFYUI_DIR"
 fi
 
+# 2b. Further ComfyUI trees (make_bundle --extra-comfyui-src): comfyui-VERSION.tar.xz -> /tmp/comfyui-VERSION,
+# listed in COMFYUI_EXTRA_DIRS (colon-separated); each gets the same checkpoint (a link) after step 4.
+COMFYUI_EXTRA_DIRS=""
+for _rs_tar in "$BUNDLE"/comfyui-*.tar.xz; do
+    [[ -f "$_rs_tar" ]] || continue
+    _rs_dir="$(dirname "$COMFYUI_DIR")/$(basename "$_rs_tar" .tar.xz)"
+    _rs_stamp="$(_rs_sha "$(basename "$_rs_tar")")"
+    if [[ "$(cat "$_rs_dir/.comfyrig-bundle" 2>/dev/null)" != "$_rs_stamp" ]]; then
+        mkdir -p "$_rs_dir"
+        tar -xJf "$_rs_tar" -C "$_rs_dir" --strip-components=1
+        "$COMFYUI_PYTHON" -m compileall -q -j 0 "$_rs_dir" > /dev/null || true
+        echo "$_rs_stamp" > "$_rs_dir/.comfyrig-bundle"
+        _rs_log "comfyui: unpacked $(basename "$_rs_tar") into $_rs_dir"
+    fi
+    COMFYUI_EXTRA_DIRS="${COMFYUI_EXTRA_DIRS:+$COMFYUI_EXTRA_DIRS:}$_rs_dir"
+done
+
 # 3. The imports ComfyUI needs at start, from the machine's Python + $SITE.
-"$COMFYUI_PYTHON" - <<'EOF'
-import importlib, importlib.metadata as md, sys
+COMFYUI_EXTRA_DIRS="$COMFYUI_EXTRA_DIRS" "$COMFYUI_PYTHON" - <<'EOF'
+import importlib, importlib.metadata as md, os, sys
 mods = ["alembic", "sqlalchemy", "mako", "av", "pydantic", "pydantic_settings", "dotenv", "websockets",
         "typing_extensions", "comfyui_frontend_package", "aiohttp", "yarl", "requests", "safetensors",
         "PIL", "scipy", "psutil", "yaml", "einops", "tokenizers", "sentencepiece", "transformers", "tqdm"]
+if os.environ.get("COMFYUI_EXTRA_DIRS"):  # a current ComfyUI (0.16+) and the script_examples clients
+    mods += ["comfy_kitchen", "comfy_aimdo", "blake3", "simpleeval", "torchaudio", "websocket"]
 bad = []
 for m in mods:
     try:
@@ -81,12 +100,19 @@ for m in mods:
 if bad:
     sys.exit("remote_setup: imports failed:\n  " + "\n  ".join(bad))
 names = ["alembic", "sqlalchemy", "av", "pydantic", "typing_extensions", "comfyui-frontend-package", "aiohttp"]
+if os.environ.get("COMFYUI_EXTRA_DIRS"):
+    names += ["comfy-kitchen", "comfy-aimdo", "torchaudio", "websocket-client"]
 print("[setup] imports ok: " + ", ".join(f"{n} {md.version(n)}" for n in names))
 EOF
 
 # 4. Random-weight SD1.5 checkpoint (kept when its header already matches).
 (cd "$_rs_repo" && "$COMFYUI_PYTHON" -m gpulab.make_sd15_checkpoint \
     --comfyui-dir "$COMFYUI_DIR" --layout "$BUNDLE/sd15_checkpoint_layout.json") | sed 's/^/[setup] /'
+IFS=: read -ra _rs_extra <<< "$COMFYUI_EXTRA_DIRS"
+for _rs_dir in "${_rs_extra[@]}"; do
+    mkdir -p "$_rs_dir/models/checkpoints"
+    ln -sf "$COMFYUI_DIR"/models/checkpoints/sd15_random.safetensors "$_rs_dir/models/checkpoints/"
+done
 
 # 5. comfyrig itself.  pip needs no network with --no-index --no-build-isolation
 # (setuptools is on the machine); if that fails, fall back to PYTHONPATH=src plus
@@ -112,9 +138,10 @@ else
     _rs_log "comfyrig: no src/ in $_rs_repo, nothing to install"
 fi
 
-export COMFYUI_DIR COMFYUI_PYTHON
+export COMFYUI_DIR COMFYUI_PYTHON COMFYUI_EXTRA_DIRS
 {
     echo "export COMFYUI_DIR='$COMFYUI_DIR'"
+    echo "export COMFYUI_EXTRA_DIRS='$COMFYUI_EXTRA_DIRS'"
     echo "export COMFYUI_PYTHON='$COMFYUI_PYTHON'"
     echo "export PYTHONPATH='$PYTHONPATH'"
     echo "export PATH='$PATH'"
@@ -134,7 +161,7 @@ n = torch.cuda.device_count()
 print(f"[setup] python {sys.version.split()[0]} at {sys.executable}; torch {torch.__version__} (CUDA {torch.version.cuda}); cuda devices: {n}")
 for i in range(n):
     print(f"[setup]   cuda:{i} {torch.cuda.get_device_name(i)}")'
-    echo "[setup] COMFYUI_DIR=$COMFYUI_DIR COMFYUI_PYTHON=$COMFYUI_PYTHON"
+    echo "[setup] COMFYUI_DIR=$COMFYUI_DIR COMFYUI_EXTRA_DIRS=$COMFYUI_EXTRA_DIRS COMFYUI_PYTHON=$COMFYUI_PYTHON"
     echo "[setup] nproc $(nproc), $(free -g | awk '/^Mem:/ {print $2 " GiB RAM"}')"
 fi
 _rs_log "done (env in $COMFYRIG_GPU_ENV)"
@@ -143,5 +170,5 @@ if [[ $_rs_sourced == 1 ]]; then
     eval "$_rs_saved_opts"
     unset _rs_saved_opts
 fi
-unset _rs_sourced _rs_stamp _rs_out _rs_t0 _rs_repo
+unset _rs_sourced _rs_stamp _rs_out _rs_t0 _rs_repo _rs_tar _rs_dir _rs_extra
 unset -f _rs_log _rs_sha
