@@ -160,12 +160,10 @@ class FakeTarget:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_COMFYUI_")} | self.env
-        argv = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--cpu",
-                "--output-directory", str(workdir / "output")]
-        (workdir / "output").mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--cpu", *_dirs(workdir)]
         log = workdir / "fake.log"
         with serving(argv, FAKE_DIR, log, url, ready_timeout=30.0, env=env):
-            yield Running(url, frozenset({"jobs"}), None, "fake", log)
+            yield Running(url, frozenset({"jobs", "upload", "ws_images"}), None, "fake", log)
 
 
 # --- a real ComfyUI checkout --------------------------------------------------------------------
@@ -209,6 +207,73 @@ def version_at_least(version: str, floor: tuple[int, ...]) -> bool:
         return False
 
 
+# --- the gateway: comfyrig --workers, two workers behind one URL ---------------------------------
+
+@dataclass
+class GatewayTarget:
+    """``comfyrig launch --workers`` on two simulated GPUs, the real command: two workers (the fake
+    ComfyUI, or a real checkout told ``--cpu``) behind the gateway's one URL."""
+
+    checkout: Checkout | None = None  # None: the fake ComfyUI
+    marks: Sequence[Any] = ()
+    ready_timeout: float = 300.0
+
+    @property
+    def id(self) -> str:
+        return f"gateway-{'fake' if self.checkout is None else self.checkout.version}"
+
+    @contextlib.contextmanager
+    def start(self, workdir: Path) -> Iterator[Running]:
+        if self.checkout is not None and self.checkout.problem:
+            pytest.fail(self.checkout.problem)
+        comfy_dir = Path(self.checkout.dir) if self.checkout else FAKE_DIR
+        python = self.checkout.python if self.checkout else sys.executable
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        gpus = [{"name": "NVIDIA GeForce RTX 3090", "memory_total_mib": 24576, "memory_used_mib": 300,
+                 "uuid": f"GPU-{i:08x}-1111-2222-3333-444444444444", "pci_bus_id": f"00000000:{0x17 + i:02X}:00.0"}
+                for i in range(2)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_COMFYUI_")}
+        env |= {"COMFYRIG_FAKE_GPUS": json.dumps(gpus), "COMFYRIG_STATE_DIR": str(workdir / "state")}
+        exe = [sys.executable, "-m", "comfyrig"]
+        # Each worker gets its own output and temp folders from comfyrig; input and user are shared.
+        folders = []
+        for name in ("input", "user"):
+            (workdir / name).mkdir(parents=True, exist_ok=True)
+            folders += [f"--{name}-directory", str(workdir / name)]
+        argv = [*exe, "launch", "--plain", "--workers", "--comfyui-dir", str(comfy_dir), "--python", python,
+                "--port", str(port), "--log-dir", str(workdir), "--", *folders,
+                *(["--cpu"] if self.checkout else [])]
+        log = workdir / "launch.log"
+        with serving(argv, workdir, log, url, self.ready_timeout, env=env):
+            deadline = time.monotonic() + self.ready_timeout
+            while True:
+                try:
+                    backends = get_json(url + "/comfyrig/fleet")["backends"]
+                    if all(b["live"] for b in backends):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the gateway's workers did not come up:\n{tail(log)}")
+                time.sleep(0.25)
+            caps = {"upload", "ws_images"} | ({"frontend"} if self.checkout else set())
+            if self.checkout is not None and version_at_least(self.checkout.version, (0, 4)):
+                caps.add("jobs")
+            yield Running(url, frozenset(caps), Path(self.checkout.dir) if self.checkout else None,
+                          self.checkout.version if self.checkout else "fake", log)
+
+
+def gateway_targets() -> list[ClientTarget]:
+    """The gateway in front of fake workers, and of real workers of the newest real checkout."""
+    targets: list[ClientTarget] = [GatewayTarget()]
+    usable = [c for c in REAL if not c.problem]
+    if usable:
+        newest = max(usable, key=lambda c: tuple(int(p) if p.isdigit() else 0 for p in c.version.split(".")))
+        targets.append(GatewayTarget(newest, marks=(pytest.mark.comfyui, pytest.mark.xdist_group("comfyui-real"))))
+    return targets
+
+
 # --- the list of targets ------------------------------------------------------------------------
 
 def fake_targets() -> list[ClientTarget]:
@@ -219,7 +284,7 @@ def real_targets() -> list[ClientTarget]:
     return [RealTarget(c) for c in REAL]
 
 
-FACTORIES: list[Callable[[], list[ClientTarget]]] = [fake_targets, real_targets]
+FACTORIES: list[Callable[[], list[ClientTarget]]] = [fake_targets, real_targets, gateway_targets]
 
 
 def target_params() -> list[Any]:
