@@ -28,6 +28,7 @@ def gateway_cmd(
     port: Annotated[int, typer.Option("--port", callback=o.bounded("--port", o.PORT), help="The gateway's port.")] = 8188,
     listen: Annotated[str, typer.Option("--listen", help="Where the gateway listens. Beyond loopback a token is required (COMFYRIG_AUTH_TOKEN, or a file comfyrig makes in its state folder).")] = "127.0.0.1",
     shared_input: Annotated[bool, typer.Option("--shared-input", help="The servers read one input folder (same machine or a shared disk): write each upload once.")] = False,
+    auth: Annotated[bool, typer.Option("--auth", help="Ask every client for a token (COMFYRIG_AUTH_TOKEN, or one comfyrig keeps in its state folder); required beyond loopback.")] = False,
     insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="Beyond loopback without a token (anyone who reaches it can run code on the servers).")] = False,
     env_file: o.EnvFile = None,
 ) -> int:
@@ -44,8 +45,15 @@ def gateway_cmd(
     specs = backend_specs([], urls)
     if shared_input:
         specs = [type(s)(s.name, s.url, "shared") for s in specs]
+    if auth and insecure_no_auth:
+        raise ConfigError("--auth and --insecure-no-auth contradict each other: choose one.")
+    if needs_token(listen) and not auth and not insecure_no_auth:
+        raise ConfigError(
+            f"The gateway would listen on {listen}, and ComfyUI has no authentication of its own: anyone who reaches "
+            "that address could run code on the servers behind it.",
+            hint="Add --auth (clients then send a token), or --insecure-no-auth on a network you trust, or keep 127.0.0.1.")
     token = None
-    if needs_token(listen) and not insecure_no_auth:
+    if auth:
         token, source = gateway_token(settings.environ, state_dir(settings.environ))
         console.print(Text(f"Clients need the gateway's token, from {source}.", style="yellow"))
     elif needs_token(listen):

@@ -61,6 +61,7 @@ def launch_cmd(
     workers: Annotated[bool, typer.Option("--workers", help="One ComfyUI per selected GPU, behind one URL (the gateway) on --port; workers on the loopback ports after it.")] = False,
     gateway: Annotated[bool, typer.Option("--gateway/--no-gateway", help="With --workers: serve one ComfyUI URL in front of them (default), or give each worker its own port on --listen.")] = True,
     urls: Annotated[list[str] | None, typer.Option("--url", help="Also put this ComfyUI server (http://HOST:PORT), not started by comfyrig, behind the gateway. Repeatable.", show_default=False)] = None,
+    auth: Annotated[bool, typer.Option("--auth", help="The gateway asks every client for a token (COMFYRIG_AUTH_TOKEN, or one comfyrig keeps in its state folder); required with a --listen beyond loopback.")] = False,
     insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="Serve the gateway beyond loopback without a token (anyone who reaches it can run code here).")] = False,
     restart: Annotated[str, typer.Option("--restart", help="Restart policy: no, on-failure or always.")] = "no",
     restart_delay: Annotated[float, typer.Option("--restart-delay", callback=o.bounded("--restart-delay", o.SECONDS), help="First restart delay in seconds; doubles per failure.")] = 1.0,
@@ -104,12 +105,16 @@ def launch_cmd(
         raise ConfigError(f"--placement {placement!r}: choose auto or none.")
     if placement == "none" and (cpus_per_worker or threads_per_worker):
         raise ConfigError("--cpus-per-worker and --threads-per-worker need --placement auto.")
+    if (auth or insecure_no_auth) and not (workers and gateway):
+        raise ConfigError("--auth and --insecure-no-auth are about the gateway: they need --workers (and not --no-gateway).")
+    if auth and insecure_no_auth:
+        raise ConfigError("--auth and --insecure-no-auth contradict each other: choose one.")
     if urls and not (workers and gateway):
         raise ConfigError("--url puts a server behind the gateway: it needs --workers (and not --no-gateway).")
     request = LaunchRequest(
         workers=workers, placement=placement,  # type: ignore[arg-type]  # checked above
         cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker, log_dir=log_dir,
-        gateway=workers and gateway, urls=tuple(urls or ()), insecure_no_auth=insecure_no_auth,
+        gateway=workers and gateway, urls=tuple(urls or ()), auth=auth, insecure_no_auth=insecure_no_auth,
     )
     plan = compose(settings, gather_facts(settings), request)
     if plan.gateway is not None:

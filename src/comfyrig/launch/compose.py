@@ -75,6 +75,7 @@ class LaunchRequest:
     notes: tuple[str, ...] = field(default=())
     gateway: bool = False  # one URL in front of the workers (only with workers on GPUs)
     urls: tuple[str, ...] = ()  # servers comfyrig did not start, also behind the gateway
+    auth: bool = False  # the gateway asks every client for a token (required beyond loopback)
     insecure_no_auth: bool = False  # a gateway beyond loopback without a token (warned)
     look_only: bool = False  # nothing is started (doctor): an interpreter that was not found is no error
 
@@ -136,7 +137,14 @@ def plan_gateway(settings: Settings, request: LaunchRequest, count: int, picker:
     port = picker.free(DEFAULT_BASE_PORT, 1, host)[0] if value == "auto" else int(value)
     workers = picker.free(port + 1, count, "127.0.0.1") if request.ports == "settings" else \
         [picker.ephemeral("127.0.0.1") for _ in range(count)]
-    auth = not is_loopback(listen) and not request.insecure_no_auth
+    if not is_loopback(listen) and not request.auth and not request.insecure_no_auth:
+        raise ConfigError(
+            f"The gateway would listen on {listen}, and ComfyUI has no authentication of its own: anyone who "
+            "reaches that address could run code on this machine.",
+            hint="Add --auth (clients then send a token: COMFYRIG_AUTH_TOKEN, or the one comfyrig keeps in its state "
+            "folder), or --insecure-no-auth on a network you trust, or keep the default 127.0.0.1.",
+        )
+    auth = request.auth
     return GatewayPlan(listen=listen, port=port, urls=request.urls, auth=auth), workers
 
 

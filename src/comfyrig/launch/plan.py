@@ -34,7 +34,7 @@ class GatewayPlan:
     listen: str
     port: int
     urls: tuple[str, ...] = ()  # servers comfyrig did not start, also behind it (--url)
-    auth: bool = False  # a token is asked for (it listens beyond loopback)
+    auth: bool = False  # every client must send a token (--auth; required beyond loopback)
 
     @property
     def url(self) -> str:
