@@ -371,6 +371,13 @@ def test_workers_behind_one_url(rig: Rig) -> None:
     query = urllib.parse.urlencode(image)
     with urllib.request.urlopen(f"{gateway}/view?{query}", timeout=10) as response:
         assert response.read().startswith(b"\x89PNG")
+    fleet = get(f"{gateway}/comfyrig/fleet")
+    assert [b["gpus"] for b in fleet["backends"]] == [[0], [1]] and sum(b["completed"] for b in fleet["backends"]) == 1
+    assert [g["index"] for g in fleet["gpus"]] == [0, 1]  # the (simulated) GPUs, as NVML would give them
+    with urllib.request.urlopen(f"{gateway}/comfyrig/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'comfyrig_gpu_memory_total_bytes{backend="worker-1",gpu="1",name="NVIDIA GeForce RTX 3090"}' in metrics
+    assert 'comfyrig_gateway_backend_prompts_total{backend="worker-0",outcome="failed"} 0.0' in metrics
     status = json.loads(cli("status", "--json").stdout)
     assert sorted(i["port"] for i in status["instances"]) == ports
     assert all(i["gateway"] == gateway for i in status["instances"])

@@ -143,9 +143,11 @@ def test_with_the_gateway_a_listen_exposes_the_gateway_not_the_workers(tmp_path:
     from dataclasses import replace
 
     s = settings(tmp_path, None, extra_args=("--listen", "--port", "9100"))
-    plan = compose(s, replace(facts(2), flags=TABLE), LaunchRequest(workers=True, gateway=True), ports=Ports())
+    with pytest.raises(ConfigError, match="--auth"):  # beyond loopback: a token, or an explicit no
+        compose(s, replace(facts(2), flags=TABLE), LaunchRequest(workers=True, gateway=True), ports=Ports())
+    plan = compose(s, replace(facts(2), flags=TABLE), LaunchRequest(workers=True, gateway=True, auth=True), ports=Ports())
     assert plan.gateway is not None and plan.gateway.listen == "0.0.0.0,::" and plan.gateway.port == 9100
-    assert plan.gateway.auth  # beyond loopback: a token
+    assert plan.gateway.auth
     for inst in plan.instances:
         assert inst.listen == "127.0.0.1" and argv_flags(inst.argv, "--listen") == ["127.0.0.1"]
         assert argv_flags(inst.argv, "--port") == [str(inst.port)] and inst.port > 9100

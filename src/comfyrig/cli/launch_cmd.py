@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, RenderableType
@@ -153,7 +153,7 @@ def launch_cmd(
     )
     check_ports(plan)  # before anything is drawn: PortInUseError names the holder
     plain_view = PlainLaunchView(plan, console) if plain or not console.is_terminal else None
-    gateway_thread = _start_gateway(plan, settings.environ, console, plain_view is not None)
+    gateway_thread = _start_gateway(plan, settings.environ, console, plain_view is not None, settings.fake_gpus)
     try:
         if plain_view is not None:
             plain_view.preamble()
@@ -178,7 +178,26 @@ def launch_cmd(
     return code
 
 
-def _start_gateway(plan: LaunchPlan, environ: Mapping[str, str], console: Console, plain: bool) -> GatewayThread | None:
+def _gpu_stats(fake_gpus: str | None) -> Callable[[], list[dict[str, Any]]]:
+    """The GPUs' utilisation and memory for the gateway's fleet view and metrics: the monitor's
+    sampler (NVML, or the simulated GPUs), opened on first use and kept."""
+    from ..monitor.sampler import open_sampler
+
+    state: dict[str, Any] = {"tick": 0}
+
+    def read() -> list[dict[str, Any]]:
+        if "sampler" not in state:
+            state["sampler"] = open_sampler(fake_gpus)
+        state["tick"] += 1
+        return [{"index": g.index, "name": g.name, "utilization_pct": g.utilization_pct,
+                 "memory_used_mib": g.memory_used_mib, "memory_total_mib": g.memory_total_mib}
+                for g in state["sampler"].sample(state["tick"])]
+
+    return read
+
+
+def _start_gateway(plan: LaunchPlan, environ: Mapping[str, str], console: Console, plain: bool,
+                   fake_gpus: str | None = None) -> GatewayThread | None:
     """Bind the gateway before any worker starts (a taken port is an error, not a fleet without
     its URL). Its events are printed as lines in plain mode; the dashboard shows its panel."""
     if plan.gateway is None:
@@ -204,8 +223,9 @@ def _start_gateway(plan: LaunchPlan, environ: Mapping[str, str], console: Consol
         if plain or isinstance(event, NodesDiffer):
             console.print(Text(f"comfyrig: {describe_gateway(event)}"), soft_wrap=True)
 
-    specs = backend_specs([(i.name, i.url) for i in plan.instances], plan.gateway.urls)
-    thread = GatewayThread(specs, GatewayOptions(host=plan.gateway.listen, port=plan.gateway.port, token=token), report)
+    specs = backend_specs([(i.name, i.url, i.gpu_indices) for i in plan.instances], plan.gateway.urls)
+    thread = GatewayThread(specs, GatewayOptions(host=plan.gateway.listen, port=plan.gateway.port, token=token), report,
+                           gpu_stats=_gpu_stats(fake_gpus))
     thread.start()
     return thread
 

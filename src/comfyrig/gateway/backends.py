@@ -23,6 +23,7 @@ class BackendSpec:
     name: str
     url: str  # http://host:port, no trailing slash
     group: str  # storage group: backends that see the same input folder
+    gpus: tuple[int, ...] = ()  # the physical (nvidia-smi) GPUs it computes on, when known
 
 
 @dataclass
@@ -35,6 +36,10 @@ class Backend:
     features: dict[str, Any] = field(default_factory=dict)
     running: str | None = None  # the prompt it runs now, for frames that carry no prompt id
     sid: str = ""  # the client id of the gateway's open connection to it
+    completed: int = 0  # prompts it reported, by outcome (any client's, as its websocket shows them)
+    failed: int = 0
+    interrupted: int = 0
+    ups: int = 0  # times it became routable; more than once: it was lost and came back
 
     @property
     def name(self) -> str:

@@ -86,6 +86,7 @@ class GatewayServer:
         *,
         reporter: Reporter[GatewayEvent] = discard,
         clock: Callable[[], float] = time.monotonic,
+        gpu_stats: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         if not backends:
             raise ValueError("a gateway needs at least one backend")
@@ -100,6 +101,9 @@ class GatewayServer:
         self.sid_prefix = f"comfyrig-gw-{options.host}-{options.port}".replace(":", "_").replace(",", "_")
         self.report = reporter
         self.clock = clock
+        # NVML (or the simulated GPUs), read on each /comfyrig/fleet or /metrics request, off the loop:
+        # [{index, name, utilization_pct, memory_used_mib, memory_total_mib}]
+        self.gpu_stats = gpu_stats
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._sessions: Sessions | None = None
@@ -569,6 +573,7 @@ class GatewayServer:
                 backend.features = features
         await self._reconcile(backend)
         backend.live, backend.down_since = True, None
+        backend.ups += 1
         self.report(BackendUp(backend.name, backend.url))
         self._tasks.append(asyncio.create_task(self._compare_nodes(backend)))
 
@@ -593,6 +598,12 @@ class GatewayServer:
             return
         if kind == "feature_flags":
             return
+        if kind == "execution_success":
+            backend.completed += 1
+        elif kind == "execution_error":
+            backend.failed += 1
+        elif kind == "execution_interrupted":
+            backend.interrupted += 1
         if isinstance(data, dict):
             if kind == "execution_start":
                 backend.running = str(data.get("prompt_id"))
@@ -745,26 +756,42 @@ class GatewayServer:
                 self.report(NodesDiffer(name, tuple(missing[:20]), tuple(extra[:20]), len(missing), len(extra)))
 
     # -- observability ------------------------------------------------------------------------------
-    def fleet_view(self) -> dict[str, Any]:
-        return {
-            "url": f"http://{self.options.host}:{self.options.port}",
+    def fleet_view(self, gpus: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What the gateway sees: its workers (health, load, outcomes, restarts, GPUs), clients,
+        counters, and ``gpus`` (NVML's numbers) when given."""
+        view: dict[str, Any] = {
+            "url": f"http://{self.options.host.split(',')[0]}:{self.options.port}",
             "auth": self.options.token is not None,
             "queue_remaining": self.total_remaining(),
             "clients": sum(1 for c in self.relay.clients.values() if c.socket is not None),
             "backends": [
-                {"name": name, "url": self.backends[name].url, "group": self.backends[name].spec.group,
-                 "live": self.backends[name].live, "running": self.backends[name].running,
-                 "in_flight": len(self.ledger.in_flight(name)), "queue_remaining": self.ledger.queue_remaining(name)}
+                {"name": name, "url": b.url, "group": b.spec.group, "gpus": list(b.spec.gpus), "live": b.live,
+                 "running": b.running, "in_flight": len(self.ledger.in_flight(name)),
+                 "queue_remaining": self.ledger.queue_remaining(name), "completed": b.completed, "failed": b.failed,
+                 "interrupted": b.interrupted, "restarts": max(b.ups - 1, 0)}
                 for name in self.order
+                for b in (self.backends[name],)
             ],
             "counters": {**self.counters, "events_sent": self.relay.sent,
                          "frames_dropped": sum(c.order.dropped for c in self.relay.clients.values())},
         }
+        if gpus is not None:
+            view["gpus"] = gpus
+        return view
+
+    async def _gpus(self) -> list[dict[str, Any]] | None:
+        if self.gpu_stats is None:
+            return None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self.gpu_stats)
+        except Exception:  # noqa: BLE001  # NVML trouble must not take the fleet view down
+            return None
 
     async def fleet(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.fleet_view())
+        return web.json_response(self.fleet_view(await self._gpus()))
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         from .metrics import render_metrics
 
-        return web.Response(text=render_metrics(self.fleet_view()), content_type="text/plain", charset="utf-8")
+        text = render_metrics(self.fleet_view(await self._gpus()))
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")

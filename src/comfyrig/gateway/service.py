@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,11 +32,12 @@ TOKEN_VARIABLE = "COMFYRIG_AUTH_TOKEN"
 TOKEN_FILE = "gateway-token"
 
 
-def backend_specs(local: Sequence[tuple[str, str]], urls: Sequence[str], *, local_group: str = "local") -> list[BackendSpec]:
+def backend_specs(local: Sequence[tuple[str, str, tuple[int, ...]]], urls: Sequence[str], *,
+                  local_group: str = "local") -> list[BackendSpec]:
     """Local workers (name, url), which share one checkout's input folder, then the servers given
     with --url, each its own storage group (it reads its own input folder). Raises ConfigError
     for a URL that is not http(s)://host:port."""
-    specs = [BackendSpec(name, url.rstrip("/"), local_group) for name, url in local]
+    specs = [BackendSpec(name, url.rstrip("/"), local_group, gpus) for name, url, gpus in local]
     for n, url in enumerate(urls):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -72,12 +73,13 @@ class GatewayThread:
     """A GatewayServer on a daemon thread with its own event loop."""
 
     def __init__(self, backends: Sequence[BackendSpec], options: GatewayOptions,
-                 reporter: Reporter[GatewayEvent] = discard) -> None:
+                 reporter: Reporter[GatewayEvent] = discard,
+                 gpu_stats: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.options = options
         self.specs = tuple(backends)
         self.report = reporter
         self._loop = asyncio.new_event_loop()
-        self._server = GatewayServer(backends, options, reporter=reporter)
+        self._server = GatewayServer(backends, options, reporter=reporter, gpu_stats=gpu_stats)
         self._thread = threading.Thread(target=self._loop.run_forever, name="comfyrig-gateway", daemon=True)
 
     @property
