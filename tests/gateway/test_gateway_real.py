@@ -41,7 +41,7 @@ def blur(color: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def real_server(checkout: Checkout, root: Path, n: int) -> Iterator[str]:
+def real_server(checkout: Checkout, root: Path, n: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = harness.free_port()
     for sub in ("input", f"out{n}", f"tmp{n}", "user"):
         (root / sub).mkdir(exist_ok=True)
@@ -64,7 +64,7 @@ def real_server(checkout: Checkout, root: Path, n: int) -> Iterator[str]:
                 return False
 
         harness.wait_until(ready, 240, f"ComfyUI {checkout.version} to answer")
-        yield url
+        yield url, proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
@@ -82,13 +82,13 @@ def real(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp(f"gw-real-{checkout.version}")
     # The database flag only exists from 0.3.7x on; drop it for older checkouts.
     with contextlib.ExitStack() as stack:
-        urls = [stack.enter_context(real_server(checkout, root, n)) for n in range(2)]
-        gateway = GatewayThread([BackendSpec(f"worker-{n}", u, "local") for n, u in enumerate(urls)],
-                                GatewayOptions(port=harness.free_port()))
+        servers = [stack.enter_context(real_server(checkout, root, n)) for n in range(2)]
+        gateway = GatewayThread([BackendSpec(f"worker-{n}", u, "local") for n, (u, _) in enumerate(servers)],
+                                GatewayOptions(port=harness.free_port(), lost_grace_s=1.0))
         gateway.start()
         stack.callback(gateway.stop)
         http = stack.enter_context(httpx.Client(trust_env=False, timeout=60))
-        rig = Rig(gateway.url, [], gateway, http)
+        rig = Rig(gateway.url, [proc for _, proc in servers], gateway, http)
         harness.wait_until(lambda: rig.live() == 2, 20, "both real workers routable")
         yield rig, checkout
 
@@ -149,3 +149,31 @@ def test_jobs_api_where_comfyui_has_it(real: tuple[Rig, Checkout]) -> None:
     assert len(jobs["jobs"]) == 3 and jobs["pagination"]["total"] >= 3
     one = rig.get(f"/api/jobs/{jobs['jobs'][0]['id']}").json()
     assert one["id"] == jobs["jobs"][0]["id"] and "outputs" in one
+
+
+def test_zz_kill_9_of_a_worker_mid_prompt_and_the_prompt_still_completes(real: tuple[Rig, Checkout]) -> None:
+    """Last in the module: it kills one of the two servers."""
+    rig, _ = real
+    client = uuid.uuid4().hex
+    with rig.ws(client) as socket:
+        socket.recv(timeout=10)
+        ids = [rig.post("/prompt", {"prompt": blur(3000 + n), "client_id": client}).json()["prompt_id"] for n in range(2)]
+        backends = rig.get("/comfyrig/fleet").json()["backends"]
+
+        def running_on() -> dict[str, str] | None:
+            found = {}
+            for b in backends:
+                queue = httpx.get(b["url"] + "/queue", trust_env=False).json()
+                for item in queue["queue_running"]:
+                    found[item[1]] = b["url"]
+            return found if len(found) == 2 else None
+
+        where = harness.wait_until(running_on, 60, "both prompts running")
+        victim_url = where[ids[1]]
+        victim = rig.fakes[[b["url"] for b in backends].index(victim_url)]
+        victim.kill()  # SIGKILL, mid-prompt
+        events = events_until_done(socket, set(ids), timeout=180)
+    assert {e["data"]["prompt_id"] for e in events if e["type"] == "execution_success"} == set(ids)
+    survivor = next(b["url"] for b in backends if b["url"] != victim_url)
+    assert ids[1] in httpx.get(f"{survivor}/history/{ids[1]}", trust_env=False).json()
+    assert rig.get("/comfyrig/fleet").json()["counters"]["prompts_moved"] >= 1
