@@ -286,25 +286,21 @@ class GatewayServer:
         return await self._forward_prompt(entry, first=True)
 
     async def _forward_prompt(self, entry: PromptEntry, *, first: bool) -> web.StreamResponse:
+        """To ``entry.backend``; a worker that is gone or does not answer is passed over for the
+        next least-loaded one (the prompt had not been accepted there)."""
         tried: set[str] = set()
         while True:
-            backend = self.backends.get(entry.backend)
-            if backend is None:  # removed while this prompt was on its way there
+            backend = self.backends.get(entry.backend)  # None: removed while the prompt was on its way
+            if backend is not None:
+                tried.add(backend.name)
+                entry.sid = backend.sid  # its events come back on the connection open now
+                entry.body["client_id"] = backend.sid
+                try:
+                    status, data = await self._json(backend, "POST", "/prompt", body=entry.body)
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    backend = None
+            if backend is None:
                 target = choose_backend([n for n in self.live() if n not in tried], self.ledger, entry.client_id)
-                if target is None:
-                    self.ledger.forget(entry.prompt_id)
-                    await self.relay.abandoned(entry.client_id, entry.prompt_id)
-                    return _error(503, "no_worker", "No ComfyUI worker behind this gateway answered; try again shortly.")
-                self.ledger.move(entry.prompt_id, target)
-                continue
-            tried.add(backend.name)
-            entry.sid = backend.sid  # its events come back on the connection open now
-            entry.body["client_id"] = backend.sid
-            try:
-                status, data = await self._json(backend, "POST", "/prompt", body=entry.body)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                others = [n for n in self.live() if n not in tried]
-                target = choose_backend(others, self.ledger, entry.client_id)
                 if target is None:
                     self.ledger.forget(entry.prompt_id)
                     await self.relay.abandoned(entry.client_id, entry.prompt_id)
