@@ -13,9 +13,11 @@ button calls: graphToPrompt, then ``POST /api/prompt`` with the workflow in extr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,9 @@ def chromium() -> str:
     pytest.skip("no chromium: set CHROMIUM or apt-get install chromium")
 
 
-async def drive(url: str, executable: str, workflow: dict[str, Any], shot: Path) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def opened(url: str, executable: str) -> AsyncIterator[tuple[Any, list[Any]]]:
+    """The page loaded and its websocket open, with every answer to its POST /prompt collected."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -64,20 +68,25 @@ async def drive(url: str, executable: str, workflow: dict[str, Any], shot: Path)
             page.on("response", on_response)
             await page.goto(url, wait_until="domcontentloaded", timeout=120_000)
             await page.wait_for_function(READY, timeout=120_000, polling=250)
-            client_id = await page.evaluate("() => window.app.api.clientId")
-            await page.evaluate(LISTEN)
-            await page.evaluate("(wf) => window.app.loadApiJson(wf, 'clients-test.json')", workflow)
-            await page.evaluate("() => window.app.queuePrompt(0, 1)")
-            await page.wait_for_function(
-                """() => window.__seen.some(e => e.type === 'executing' && e.detail === null)
-                      || window.__seen.some(e => e.type === 'execution_success' || e.type === 'execution_error')""",
-                timeout=120_000, polling=250)
-            await asyncio.sleep(0.5)  # the rest of the events of the run
-            seen = await page.evaluate("() => window.__seen.map(e => ({type: e.type, detail: e.detail}))")
-            await page.screenshot(path=str(shot))
-            return {"client_id": client_id, "posted": posted, "seen": seen}
+            yield page, posted
         finally:
             await browser.close()
+
+
+async def drive(url: str, executable: str, workflow: dict[str, Any], shot: Path) -> dict[str, Any]:
+    async with opened(url, executable) as (page, posted):
+        client_id = await page.evaluate("() => window.app.api.clientId")
+        await page.evaluate(LISTEN)
+        await page.evaluate("(wf) => window.app.loadApiJson(wf, 'clients-test.json')", workflow)
+        await page.evaluate("() => window.app.queuePrompt(0, 1)")
+        await page.wait_for_function(
+            """() => window.__seen.some(e => e.type === 'executing' && e.detail === null)
+                  || window.__seen.some(e => e.type === 'execution_success' || e.type === 'execution_error')""",
+            timeout=120_000, polling=250)
+        await asyncio.sleep(0.5)  # the rest of the events of the run
+        seen = await page.evaluate("() => window.__seen.map(e => ({type: e.type, detail: e.detail}))")
+        await page.screenshot(path=str(shot))
+        return {"client_id": client_id, "posted": posted, "seen": seen}
 
 
 def test_frontend_loads_connects_and_runs_a_prompt(target: Running, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from .conftest import wait_history
 from .targets import Running, get_json
-from .test_frontend import LISTEN, READY, chromium
+from .test_frontend import LISTEN, chromium, opened
 
 pytestmark = [pytest.mark.clients, pytest.mark.e2e]
 
@@ -42,64 +42,48 @@ def gateway_of(target: Running) -> dict[str, Any]:
 
 
 async def drive(url: str, executable: str, prefix: str, shot: Path) -> dict[str, Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            page = await browser.new_page()
-            posted: list[Any] = []
-
-            async def on_response(response: Any) -> None:
-                if response.request.method == "POST" and response.url.endswith("/prompt"):
-                    posted.append(await response.json())
-
-            page.on("response", on_response)
-            await page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-            await page.wait_for_function(READY, timeout=120_000, polling=250)
-            await page.evaluate(LISTEN)
-            await page.evaluate("""() => window.app.api.addEventListener('execution_interrupted',
-                                     (e) => window.__seen.push({type: 'execution_interrupted', detail: e.detail}))""")
-            for n in range(4):  # four Run clicks in a row, each a different image
-                await page.evaluate("(wf) => window.app.loadApiJson(wf, 'fleet.json')", slow(0x101010 * (n + 1), prefix))
-                await page.evaluate("() => window.app.queuePrompt(0, 1)")
-            for _ in range(200):
-                if len(posted) == 4:
-                    break
-                await asyncio.sleep(0.05)
-            ids = [r["prompt_id"] for r in posted]
-            # While the first two run (one per worker), the queue as the page reads it shows both running.
-            deadline = time.monotonic() + 60
-            running: list[Any] = []
-            while time.monotonic() < deadline:
-                queue = await page.evaluate("() => window.app.api.fetchApi('/queue').then(r => r.json())")
-                running = [item[1] for item in queue["queue_running"]]
-                if len(running) == 2:
-                    break
-                await asyncio.sleep(0.2)
-            # Interrupt one of those running, then clear what is still waiting, the way the page does.
-            interrupted = running[-1] if running else ids[1]
-            await page.evaluate("""(id) => window.app.api.fetchApi('/interrupt', {method: 'POST',
-                                   headers: {'Content-Type': 'application/json'}, body: JSON.stringify({prompt_id: id})})""", interrupted)
-            await page.evaluate("""() => window.app.api.fetchApi('/queue', {method: 'POST',
-                                   headers: {'Content-Type': 'application/json'}, body: JSON.stringify({clear: true})})""")
-            await page.wait_for_function(
-                "(id) => window.__seen.some(e => e.type === 'executing' && e.detail === null) && "
-                "window.__seen.filter(e => e.type === 'execution_success' || e.type === 'execution_interrupted').length >= 2",
-                arg=ids[0], timeout=120_000, polling=250)
-            # An upload through the page, used by a LoadImage prompt.
-            name = await page.evaluate("""async () => {
-                const canvas = document.createElement('canvas'); canvas.width = 8; canvas.height = 8;
-                const blob = await new Promise(r => canvas.toBlob(r, 'image/png'));
-                const body = new FormData(); body.append('image', new File([blob], 'page-upload.png'));
-                body.append('overwrite', 'true');
-                const answer = await window.app.api.fetchApi('/upload/image', {method: 'POST', body});
-                return (await answer.json()).name; }""")
-            seen = await page.evaluate("() => window.__seen.map(e => ({type: e.type, detail: e.detail}))")
-            await page.screenshot(path=str(shot))
-            return {"ids": ids, "running": running, "interrupted": interrupted, "seen": seen, "upload": name}
-        finally:
-            await browser.close()
+    async with opened(url, executable) as (page, posted):
+        await page.evaluate(LISTEN)
+        await page.evaluate("""() => window.app.api.addEventListener('execution_interrupted',
+                                 (e) => window.__seen.push({type: 'execution_interrupted', detail: e.detail}))""")
+        for n in range(4):  # four Run clicks in a row, each a different image
+            await page.evaluate("(wf) => window.app.loadApiJson(wf, 'fleet.json')", slow(0x101010 * (n + 1), prefix))
+            await page.evaluate("() => window.app.queuePrompt(0, 1)")
+        for _ in range(200):
+            if len(posted) == 4:
+                break
+            await asyncio.sleep(0.05)
+        ids = [r["prompt_id"] for r in posted]
+        # While the first two run (one per worker), the queue as the page reads it shows both running.
+        deadline = time.monotonic() + 60
+        running: list[Any] = []
+        while time.monotonic() < deadline:
+            queue = await page.evaluate("() => window.app.api.fetchApi('/queue').then(r => r.json())")
+            running = [item[1] for item in queue["queue_running"]]
+            if len(running) == 2:
+                break
+            await asyncio.sleep(0.2)
+        # Interrupt one of those running, then clear what is still waiting, the way the page does.
+        interrupted = running[-1] if running else ids[1]
+        await page.evaluate("""(id) => window.app.api.fetchApi('/interrupt', {method: 'POST',
+                               headers: {'Content-Type': 'application/json'}, body: JSON.stringify({prompt_id: id})})""", interrupted)
+        await page.evaluate("""() => window.app.api.fetchApi('/queue', {method: 'POST',
+                               headers: {'Content-Type': 'application/json'}, body: JSON.stringify({clear: true})})""")
+        await page.wait_for_function(
+            "(id) => window.__seen.some(e => e.type === 'executing' && e.detail === null) && "
+            "window.__seen.filter(e => e.type === 'execution_success' || e.type === 'execution_interrupted').length >= 2",
+            arg=ids[0], timeout=120_000, polling=250)
+        # An upload through the page, used by a LoadImage prompt.
+        name = await page.evaluate("""async () => {
+            const canvas = document.createElement('canvas'); canvas.width = 8; canvas.height = 8;
+            const blob = await new Promise(r => canvas.toBlob(r, 'image/png'));
+            const body = new FormData(); body.append('image', new File([blob], 'page-upload.png'));
+            body.append('overwrite', 'true');
+            const answer = await window.app.api.fetchApi('/upload/image', {method: 'POST', body});
+            return (await answer.json()).name; }""")
+        seen = await page.evaluate("() => window.__seen.map(e => ({type: e.type, detail: e.detail}))")
+        await page.screenshot(path=str(shot))
+        return {"ids": ids, "running": running, "interrupted": interrupted, "seen": seen, "upload": name}
 
 
 def test_the_page_runs_prompts_on_every_worker_at_once(target: Running, tmp_path: Path) -> None:

@@ -347,3 +347,25 @@ def test_workers_with_different_nodes_are_named_at_start(tmp_path: Path) -> None
         differ = harness.wait_until(lambda: [e for e in seen if isinstance(e, NodesDiffer)], 10, "the node comparison")
     assert len(differ) == 1 and differ[0].name == "worker-1"
     assert differ[0].missing == () and "UNETLoaderMultiGPU" in differ[0].extra and differ[0].extra_count == 14
+
+
+def test_workers_join_and_leave_while_prompts_run(tmp_path: Path) -> None:
+    """A worker taken off for good (its node left) has its prompts re-submitted at once; a worker
+    that joins later becomes routable (what a Ray cluster's nodes do)."""
+    with rig(tmp_path) as r:
+        client = uuid.uuid4().hex
+        with r.ws(client) as socket:
+            socket.recv(timeout=5)
+            ids = [r.post("/prompt", {"prompt": slow(70 + n, 1.0), "client_id": client}).json()["prompt_id"] for n in range(2)]
+            harness.wait_until(lambda: len(r.get("/queue").json()["queue_running"]) == 2, 5, "both running")
+            leaving = next(n for n, f in enumerate(r.fakes) if f.get_json("/queue")["queue_running"][0][1] == ids[1])
+            r.gateway.remove_backend(f"worker-{leaving}")
+            events = events_until_done(socket, set(ids), timeout=30)
+        assert {e["data"]["prompt_id"] for e in events if e["type"] == "execution_success"} == set(ids)
+        assert [b["name"] for b in r.get("/comfyrig/fleet").json()["backends"]] == [f"worker-{1 - leaving}"]
+        r.gateway.add_backend(BackendSpec("joined", r.fakes[leaving].url, "local"))
+        harness.wait_until(lambda: r.live() == 2, 10, "the joined worker to be routable")
+        later = [r.post("/prompt", {"prompt": slow(80 + n, 0.5)}).json()["prompt_id"] for n in range(2)]
+        harness.wait_until(lambda: set(later) <= set(r.get("/history").json()), 20, "both done")
+        assert later[1] in r.fakes[leaving].get_json(f"/history/{later[1]}") or later[0] in r.fakes[leaving].get_json(
+            f"/history/{later[0]}")

@@ -477,3 +477,24 @@ def test_a_silent_exit_is_reported_by_its_code_not_an_earlier_warning(rig: Rig) 
     said = " ".join(launched.text.split())
     assert "likely reason: ComfyUI ended with code 3 without an error message: a SystemExit" in said
     assert "likely reason: a Python package is missing" not in said
+
+
+@pytest.mark.fake_only
+def test_workers_and_a_server_started_elsewhere_behind_one_url(rig: Rig, tmp_path: Path) -> None:
+    """--url puts a ComfyUI comfyrig did not start behind the same gateway as its workers."""
+    from ..batch.e2e import harness
+
+    with harness.running_fake(args=["--cpu", "--output-directory", str(tmp_path / "elsewhere")]) as other:
+        base = free_port()
+        launched, _ = start(rig, "--workers", "--url", other.url, port=base)
+        launched.wait_for("is routable", count=3)
+        gateway = f"http://127.0.0.1:{base}"
+        fleet = get(f"{gateway}/comfyrig/fleet")
+        assert [b["name"] for b in fleet["backends"]] == ["worker-0", "worker-1", "url-0"]
+        assert fleet["backends"][2]["url"] == other.url and fleet["backends"][2]["group"] == "url-0"
+        ids = [post(f"{gateway}/prompt", {"prompt": {**IMAGE_PROMPT, "1": {**IMAGE_PROMPT["1"], "inputs": {
+            **IMAGE_PROMPT["1"]["inputs"], "color": n}}}})["prompt_id"] for n in range(6)]
+        wait_until(lambda: all(get(f"{gateway}/history/{p}").get(p) for p in ids), 30, "all six prompts")
+        assert rig.cli("stop", "--port", str(base)).returncode == 0
+        assert launched.wait() == 0
+        assert other.is_ready()  # a server comfyrig did not start is not stopped by it

@@ -107,6 +107,8 @@ class GatewayServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._sessions: Sessions | None = None
+        self._retired: dict[str, float] = {}  # backends removed for good -> when their grace ended
+        self._upstreams: dict[str, asyncio.Task[None]] = {}
         self._nodes: dict[str, frozenset[str]] = {}  # node types per backend, from /object_info
         self._reported: set[tuple[str, str]] = set()
         self._submit_lock = asyncio.Lock()
@@ -149,16 +151,48 @@ class GatewayServer:
             await self.stop()
             raise
         for name in self.order:
-            self._tasks.append(asyncio.create_task(self._upstream(self.backends[name])))
+            self._upstreams[name] = asyncio.create_task(self._upstream(self.backends[name]))
         self._tasks.append(asyncio.create_task(self._rescue_loop()))
 
-    async def stop(self) -> None:
-        for task in self._tasks:
+    async def add_backend(self, spec: BackendSpec) -> None:
+        """A worker that joined (a Ray node that came up, a worker started later): routable once
+        its websocket opens. A name already known is replaced (its URL may have changed)."""
+        if spec.name in self.backends:
+            await self.remove_backend(spec.name, keep_prompts=True)
+        self.backends[spec.name] = Backend(spec)
+        if spec.name not in self.order:
+            self.order.append(spec.name)
+        self._upstreams[spec.name] = asyncio.create_task(self._upstream(self.backends[spec.name]))
+
+    async def remove_backend(self, name: str, *, keep_prompts: bool = False) -> None:
+        """A worker that left for good (its node is gone): off the routing table now, and its
+        prompts re-submitted elsewhere at once, with no grace for a reconnect."""
+        backend = self.backends.get(name)
+        if backend is None:
+            return
+        task = self._upstreams.pop(name, None)
+        if task is not None:
             task.cancel()
-        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks = []
+        if backend.live:
+            self._backend_down(backend)
+        if keep_prompts:
+            return
+        del self.backends[name]
+        self.order.remove(name)
+        self._retired[name] = self.clock() - self.options.lost_grace_s  # no grace: it is not coming back
+        for entry in self.ledger.in_flight(name):
+            await self._resubmit(entry, name)  # where none is live, the rescue loop keeps trying
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *self._upstreams.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks, self._upstreams = [], {}
         for client in list(self.relay.clients.values()):
             if client.socket is not None:
                 with contextlib.suppress(Exception):
@@ -178,6 +212,10 @@ class GatewayServer:
 
     def live(self) -> list[str]:
         return [name for name in self.order if self.backends[name].live]
+
+    def _is_live(self, name: str) -> bool:
+        backend = self.backends.get(name)
+        return backend is not None and backend.live
 
     def home(self) -> Backend | None:
         """The worker that serves the page, user data, settings and node schemas: the first live
@@ -199,7 +237,7 @@ class GatewayServer:
                     names: Sequence[str] | None = None) -> list[tuple[str, int, Any]]:
         """The same request to several live backends at once: (name, status, JSON) of those that
         answered; a backend that did not is left out (it is being lost; the upstream notices)."""
-        targets = [self.backends[n] for n in (names if names is not None else self.live())]
+        targets = [self.backends[n] for n in (names if names is not None else self.live()) if n in self.backends]
 
         async def one(backend: Backend) -> tuple[str, int, Any] | None:
             try:
@@ -248,17 +286,21 @@ class GatewayServer:
         return await self._forward_prompt(entry, first=True)
 
     async def _forward_prompt(self, entry: PromptEntry, *, first: bool) -> web.StreamResponse:
+        """To ``entry.backend``; a worker that is gone or does not answer is passed over for the
+        next least-loaded one (the prompt had not been accepted there)."""
         tried: set[str] = set()
         while True:
-            backend = self.backends[entry.backend]
-            tried.add(backend.name)
-            entry.sid = backend.sid  # its events come back on the connection open now
-            entry.body["client_id"] = backend.sid
-            try:
-                status, data = await self._json(backend, "POST", "/prompt", body=entry.body)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                others = [n for n in self.live() if n not in tried]
-                target = choose_backend(others, self.ledger, entry.client_id)
+            backend = self.backends.get(entry.backend)  # None: removed while the prompt was on its way
+            if backend is not None:
+                tried.add(backend.name)
+                entry.sid = backend.sid  # its events come back on the connection open now
+                entry.body["client_id"] = backend.sid
+                try:
+                    status, data = await self._json(backend, "POST", "/prompt", body=entry.body)
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    backend = None
+            if backend is None:
+                target = choose_backend([n for n in self.live() if n not in tried], self.ledger, entry.client_id)
                 if target is None:
                     self.ledger.forget(entry.prompt_id)
                     await self.relay.abandoned(entry.client_id, entry.prompt_id)
@@ -337,7 +379,7 @@ class GatewayServer:
     async def get_history_one(self, request: web.Request) -> web.StreamResponse:
         prompt_id = request.match_info["prompt_id"]
         entry = self.ledger.get(prompt_id)
-        names = [entry.backend] if entry is not None and self.backends[entry.backend].live else None
+        names = [entry.backend] if entry is not None and self._is_live(entry.backend) else None
         for _, status, data in await self._each("GET", f"/history/{prompt_id}", names=names):
             if status == 200 and isinstance(data, dict) and data:
                 return web.json_response({k: restore_history_entry(v) for k, v in data.items()})
@@ -377,7 +419,7 @@ class GatewayServer:
     async def get_job(self, request: web.Request) -> web.StreamResponse:
         job_id = request.match_info["job_id"]
         entry = self.ledger.get(job_id)
-        names = [entry.backend] if entry is not None and self.backends[entry.backend].live else None
+        names = [entry.backend] if entry is not None and self._is_live(entry.backend) else None
         for _, status, data in await self._each("GET", f"/api/jobs/{job_id}", names=names):
             if status == 200 and isinstance(data, dict):
                 return web.json_response(restore_job(data))
@@ -450,7 +492,7 @@ class GatewayServer:
         query = request.query
         kind = query.get("type", "output")
         owner = self.ledger.backend_of_file(query.get("filename", ""), query.get("subfolder", ""), kind)
-        candidates = [owner] if owner and self.backends[owner].live else []
+        candidates = [owner] if owner and self._is_live(owner) else []
         candidates += [n for n in self.live() if n not in candidates]
         for index, name in enumerate(candidates):
             last = index == len(candidates) - 1
@@ -687,7 +729,8 @@ class GatewayServer:
             await self.relay.text(entry.backend, json.dumps(message), message)
 
     async def _resubmit(self, entry: PromptEntry, source: str) -> bool:
-        target = choose_backend(self.live() or ([source] if self.backends[source].live else []), self.ledger, entry.client_id)
+        gone = self.backends.get(source)
+        target = choose_backend(self.live() or ([source] if gone is not None and gone.live else []), self.ledger, entry.client_id)
         if target is None:
             return False
         self.ledger.move(entry.prompt_id, target)
@@ -708,7 +751,14 @@ class GatewayServer:
             ticks += 1
             now = self.clock()
             for entry in self.ledger.in_flight():
-                backend = self.backends[entry.backend]
+                backend = self.backends.get(entry.backend)
+                if backend is None:  # removed for good: elsewhere, or fail when nothing comes up in time
+                    if await self._resubmit(entry, entry.backend):
+                        continue
+                    if now - self._retired.get(entry.backend, now) >= self.options.requeue_timeout_s:
+                        await self._fail(entry, f"its ComfyUI worker {entry.backend} left and no other worker came up "
+                                                f"within {self.options.requeue_timeout_s:g} s")
+                    continue
                 if entry.deaf and backend.live:
                     if ticks % 4 == 0:
                         await self._ended_elsewhere(entry, backend)

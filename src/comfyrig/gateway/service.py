@@ -101,6 +101,14 @@ class GatewayThread:
             ) from None
         self.report(GatewayStarted(self.url, tuple(s.name for s in self.specs), self.options.token is not None))
 
+    def add_backend(self, spec: BackendSpec) -> None:
+        """From any thread: a worker that joined (routable once its websocket opens)."""
+        asyncio.run_coroutine_threadsafe(self._server.add_backend(spec), self._loop).result(timeout=10)
+
+    def remove_backend(self, name: str) -> None:
+        """From any thread: a worker that left for good; its prompts go elsewhere at once."""
+        asyncio.run_coroutine_threadsafe(self._server.remove_backend(name), self._loop).result(timeout=30)
+
     def view(self) -> dict[str, Any] | None:
         """The gateway's fleet view, from its own loop (None when it does not answer in time)."""
         if not self._thread.is_alive():
