@@ -24,6 +24,7 @@ class BackendSpec:
     url: str  # http://host:port, no trailing slash
     group: str  # storage group: backends that see the same input folder
     gpus: tuple[int, ...] = ()  # the physical (nvidia-smi) GPUs it computes on, when known
+    node: str = ""  # the cluster node it runs on (Ray: host and node id), shown in the fleet view
 
 
 @dataclass

@@ -815,7 +815,8 @@ class GatewayServer:
             "queue_remaining": self.total_remaining(),
             "clients": sum(1 for c in self.relay.clients.values() if c.socket is not None),
             "backends": [
-                {"name": name, "url": b.url, "group": b.spec.group, "gpus": list(b.spec.gpus), "live": b.live,
+                {"name": name, "url": b.url, "group": b.spec.group, "node": b.spec.node, "gpus": list(b.spec.gpus),
+                 "live": b.live,
                  "running": b.running, "in_flight": len(self.ledger.in_flight(name)),
                  "queue_remaining": self.ledger.queue_remaining(name), "completed": b.completed, "failed": b.failed,
                  "interrupted": b.interrupted, "restarts": max(b.ups - 1, 0)}
