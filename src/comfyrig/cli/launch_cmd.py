@@ -73,6 +73,8 @@ def launch_cmd(
     placement: Annotated[str | None, typer.Option("--placement", help="CPU placement: auto (default with --workers) or none.", show_default=False)] = None,
     cpus_per_worker: Annotated[int | None, typer.Option("--cpus-per-worker", callback=o.bounded("--cpus-per-worker", o.COUNT), help="CPUs pinned per worker (placement auto).", show_default=False)] = None,
     threads_per_worker: Annotated[int | None, typer.Option("--threads-per-worker", callback=o.bounded("--threads-per-worker", o.COUNT), help="OMP/MKL threads per worker (placement auto).", show_default=False)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", metavar="auto|ADDRESS", help="With --workers: one worker per GPU of every node of the Ray cluster at HEAD:PORT (auto: the one this machine belongs to), behind the gateway here (pip install 'comfyrig\\[ray]').", show_default=False)] = None,
+    max_workers: Annotated[int | None, typer.Option("--max-workers", callback=o.bounded("--max-workers", o.COUNT), help="With --ray: at most this many workers.", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, start nothing.")] = False,
     json_out: o.JsonOut = False,
 ) -> int:
@@ -111,6 +113,21 @@ def launch_cmd(
         raise ConfigError("--auth and --insecure-no-auth contradict each other: choose one.")
     if urls and not (workers and gateway):
         raise ConfigError("--url puts a server behind the gateway: it needs --workers (and not --no-gateway).")
+    if max_workers is not None and ray is None:
+        raise ConfigError("--max-workers caps the workers on a Ray cluster: it needs --ray.")
+    if ray is not None:
+        if not (workers and gateway):
+            raise ConfigError("--ray runs one worker per GPU of the cluster behind the gateway: it needs --workers "
+                              "(and not --no-gateway).", hint="Use 'comfyrig --workers --ray HEAD:6379'.")
+        if gpus or single is not None or dual or multi or auto or placement or cpus_per_worker or threads_per_worker:
+            raise ConfigError("--ray takes every GPU Ray gives each node; GPU and CPU selection flags are for "
+                              "workers on this machine.", hint="Drop them (--gpus, --single, --dual, --multi, "
+                              "--auto, --placement, --cpus-per-worker, --threads-per-worker).")
+        from .ray_launch import run_ray_workers
+
+        return run_ray_workers(settings, ray, make_console(settings.environ), dry_run=dry_run, json_out=json_out,
+                               auth=auth, insecure_no_auth=insecure_no_auth, urls=tuple(urls or ()),
+                               max_workers=max_workers)
     request = LaunchRequest(
         workers=workers, placement=placement,  # type: ignore[arg-type]  # checked above
         cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker, log_dir=log_dir,

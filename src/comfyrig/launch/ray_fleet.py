@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 from ..errors import LaunchError
 from ..events import Reporter, discard
 from ..gateway.backends import BackendSpec
-from .ray_worker import ComfyWorker, NodeGpus, WorkerPlace, cluster_gpus, connect
+from .ray_worker import ComfyWorker, NodeGpus, WorkerPlace, _answers, cluster_gpus, connect, connect_error
 
 __all__ = [
     "ClusterJoined", "GatewayWorker", "NodeJoined", "NodeLeft", "PlannedWorker", "RayFleet", "RayFleetEvent",
@@ -196,6 +196,7 @@ class RayFleet:
     environ: Mapping[str, str] = field(default_factory=dict)
     actor_class: type = GatewayWorker
     clock: Callable[[], float] = time.monotonic
+    answers: Callable[[str], bool] = _answers  # whether HOST:PORT accepts a connection
     slots: list[Slot] = field(default_factory=list)
     local_ip: str = LOOPBACK
     _remote: Any = None
@@ -207,7 +208,11 @@ class RayFleet:
     def join(self) -> list[NodeGpus]:
         """Connect (unless this process already is) and list the GPUs. Raises LaunchError."""
         if not self.ray.is_initialized():
-            connect(self.ray, self.options.address, self.environ)
+            address = self.options.address
+            if address not in (None, "auto") and not self.answers(address):
+                # ray.init retries an address where nothing listens for minutes; say it now.
+                raise LaunchError(connect_error(address, ConnectionError("connection refused"), None, None))
+            connect(self.ray, address, self.environ)
             self._joined = True
         self.local_ip = self.ray.util.get_node_ip_address()
         nodes = cluster_gpus(self.ray)

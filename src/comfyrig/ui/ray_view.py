@@ -1,0 +1,59 @@
+"""Workers on a Ray cluster as a person sees them: one sentence per event, a table for a dry run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from ..launch.ray_fleet import (
+    ClusterJoined,
+    NodeJoined,
+    NodeLeft,
+    PlannedWorker,
+    RayFleetEvent,
+    WorkerFailed,
+    WorkerLost,
+    WorkerRouted,
+    WorkersStopping,
+)
+from ..launch.ray_worker import WorkerPlace
+
+__all__ = ["describe_ray", "ray_plan_table"]
+
+
+def _where(place: WorkerPlace) -> str:
+    return f"{place.hostname} ({place.host}, node {place.node_id[:12]}) GPU {place.gpu}"
+
+
+def describe_ray(event: RayFleetEvent) -> str:
+    match event:
+        case ClusterJoined(address=address, nodes=nodes, workers=workers):
+            gpus = sum(n.gpus for n in nodes)
+            return (f"ray: joined the cluster at {address}: {len(nodes)} node(s) with {gpus} GPU(s); "
+                    f"starting {workers} worker(s), each routed once its ComfyUI is ready")
+        case WorkerRouted(name=name, place=place, restarted=restarted):
+            again = " again (its actor restarted)" if restarted else ""
+            return f"ray: {name} on {_where(place)} at {place.url} is behind the gateway{again}"
+        case WorkerLost(name=name, place=place, reason=reason):
+            return (f"ray: {name} on {_where(place)} is off the gateway: {reason}; its prompts go to other "
+                    "workers, and Ray restarts it where a GPU is free")
+        case WorkerFailed(worker=worker, reason=reason):
+            return f"ray: {worker} could not start ComfyUI: {reason}"
+        case NodeJoined(node=node, new_workers=new):
+            what = f"{new} new worker(s) start there" if new else "workers waiting for a GPU restart there"
+            return f"ray: node {node.hostname} ({node.host}, {node.node_id[:12]}) joined with {node.gpus} GPU(s): {what}"
+        case NodeLeft(node=node):
+            return f"ray: node {node.hostname} ({node.host}, {node.node_id[:12]}) left the cluster"
+        case WorkersStopping(workers=count):
+            return f"ray: stopping {count} worker(s) and their ComfyUI"
+
+
+def ray_plan_table(rows: Sequence[PlannedWorker], address: str) -> Table:
+    table = Table(title=f"Workers on the Ray cluster at {address} (one per GPU; nothing started)")
+    for column in ("worker", "node", "host", "node id", "ComfyUI listens on"):
+        table.add_column(column)
+    for row in rows:
+        listen = "127.0.0.1 (this machine)" if row.listen == "127.0.0.1" else f"{row.listen} (the node's cluster address)"
+        table.add_row(row.worker, row.node.hostname, row.node.host, row.node.node_id[:12], listen)
+    return table
