@@ -67,6 +67,41 @@ def _gateway(url: str) -> dict[str, Any]:
         return {"url": url, "answering": False}
 
 
+def _ray_gateway(state: Any, environ: Any) -> dict[str, Any] | None:
+    """The Ray workers behind a gateway that 'launch --workers --ray' runs here: each with its
+    node, from the gateway's fleet view (its token sent when it asks for one)."""
+    import json
+
+    import httpx
+
+    from .ray_launch import RAY_GATEWAY_RECORD
+
+    text = state.read_private(RAY_GATEWAY_RECORD)
+    if not text:
+        return None
+    try:
+        record: dict[str, Any] = json.loads(text)
+        url, pid = str(record["url"]), int(record["pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not pid_alive(pid):
+        return None
+    headers = {}
+    if record.get("auth"):
+        token = (environ.get("COMFYRIG_AUTH_TOKEN") or state.read_private("gateway-token") or "").strip()
+        headers["Authorization"] = f"Bearer {token}"
+    found: dict[str, Any] = {"url": url, "pid": pid, "ray": record.get("ray"), "answering": False, "workers": []}
+    try:
+        view = httpx.get(url + "/comfyrig/fleet", timeout=2.0, trust_env=False, headers=headers).json()
+        found["workers"] = [{"name": b["name"], "node": b.get("node", ""), "url": b["url"], "live": b["live"],
+                             "in_flight": b["in_flight"], "completed": b["completed"], "failed": b["failed"]}
+                            for b in view["backends"]]
+        found["answering"] = True
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        pass
+    return found
+
+
 @command("status", help="List the ComfyUI instances comfyrig started: port, pid, GPUs, ready, queue.")
 def status_cmd(json_out: o.JsonOut = False) -> int:
     settings = o.settings_from(o.overrides())
@@ -80,11 +115,14 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
             continue
         rows.append(info)
     gateways = [_gateway(url) for url in dict.fromkeys(r["gateway"] for r in rows if r["gateway"])]
+    ray = _ray_gateway(state, settings.environ)
     if json_out:
-        print_json({"instances": rows, "gateways": gateways})
+        print_json({"instances": rows, "gateways": gateways, **({"ray": ray} if ray else {})})
         return 0
     console = make_console(settings.environ)
-    if not rows:
+    if ray is not None:
+        _print_ray(console, ray)
+    if not rows and ray is None:
         console.print("No ComfyUI started by comfyrig is running.")
         return 0
     table = Table(title="ComfyUI instances started by comfyrig")
@@ -95,6 +133,8 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
         table.add_row(str(r["port"]), str(r["pid"]), r["gpus"] or "cpu", placed, r["mode"], r["started_by"], r["url"],
                       "yes" if r["ready"] else "no", "" if r["queue_remaining"] is None else str(r["queue_remaining"]),
                       r["log_file"] or "")
+    if not rows:
+        return 0
     console.print(table)
     for g in gateways:
         if g["answering"]:
@@ -103,6 +143,19 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
         else:
             console.print(f"Gateway {g['url']}: not answering its fleet view (starting, or it asks for a token).")
     return 0
+
+
+def _print_ray(console: Any, ray: dict[str, Any]) -> None:
+    if not ray["answering"]:
+        console.print(f"Gateway {ray['url']} (Ray cluster {ray['ray']}, pid {ray['pid']}): not answering its fleet view.")
+        return
+    table = Table(title=f"Workers on the Ray cluster {ray['ray']} behind {ray['url']}")
+    for column in ("worker", "node", "url", "routable", "in flight", "completed", "failed"):
+        table.add_column(column)
+    for w in ray["workers"]:
+        table.add_row(w["name"], w["node"] or "-", w["url"], "yes" if w["live"] else "no", str(w["in_flight"]),
+                      str(w["completed"]), str(w["failed"]))
+    console.print(table)
 
 
 @command("stop", help="Stop ComfyUI instances comfyrig started (whole process group, SIGINT then SIGKILL); "

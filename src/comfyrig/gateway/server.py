@@ -88,8 +88,8 @@ class GatewayServer:
         clock: Callable[[], float] = time.monotonic,
         gpu_stats: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
-        if not backends:
-            raise ValueError("a gateway needs at least one backend")
+        # No backend yet is fine: workers on a Ray cluster join (add_backend) once their ComfyUI is
+        # ready; until then a request that needs one is answered 503.
         self.options = options
         self.backends = {spec.name: Backend(spec) for spec in backends}
         self.order = [spec.name for spec in backends]

@@ -1,0 +1,140 @@
+"""``comfyrig --workers --ray HOST:PORT`` on a real two-node Ray cluster on this machine (the
+cluster of tests/batch/test_ray_cluster.py: ``ray start --head`` and ``ray start --address``, own
+temp dirs, 2 simulated GPUs each, token authentication on), with the fake ComfyUI: one gateway URL,
+prompts of one websocket client run on both nodes, then the second node's raylet is killed
+mid-run and every prompt still completes for its client. Skips where Ray cannot start; the
+cluster is always torn down by its processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from ..batch.e2e import FAKE_DIR, harness
+from ..batch.test_ray_cluster import Cluster, _driver_env, cluster  # noqa: F401 - the module-scoped cluster fixture
+from ..gateway.test_gateway_fake import events_until_done, slow
+
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("ray-cluster"),  # one cluster at a time on this machine
+]
+
+
+def _fleet(http: httpx.Client, url: str) -> dict[str, Any]:
+    try:
+        view: dict[str, Any] = http.get(url + "/comfyrig/fleet").json()
+        return view
+    except (httpx.HTTPError, ValueError):
+        return {"backends": []}
+
+
+def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster: Cluster, tmp_path: Path) -> None:  # noqa: F811
+    port = harness.free_port()
+    url = f"http://127.0.0.1:{port}"
+    out = tmp_path / "stdout.txt"
+    env = _driver_env(cluster, COMFYRIG_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1", COLUMNS="200")
+    argv = [sys.executable, "-m", "comfyrig", "--workers", "--ray", cluster.address, "--port", str(port), "--plain",
+            "--comfyui-dir", str(FAKE_DIR), "--python", sys.executable,
+            "--comfyui-args", f"--output-directory {tmp_path / 'co'} --temp-directory {tmp_path / 'ct'}"]
+    started = time.monotonic()
+    marks: dict[str, float] = {}
+    total = 24
+    with open(out, "w") as sink, httpx.Client(trust_env=False, timeout=20) as http:
+        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        try:
+            def routed() -> list[dict[str, Any]]:
+                assert proc.poll() is None, "the launch ended: " + out.read_text()[-3000:]
+                backends: list[dict[str, Any]] = [b for b in _fleet(http, url)["backends"] if b["live"]]
+                return backends if len(backends) == 4 else []
+
+            backends = harness.wait_until(routed, 120, "four workers routable behind the gateway")
+            marks["routable"] = time.monotonic() - started
+            node_of = {b["name"]: b["node"] for b in backends}
+            assert len(set(node_of.values())) == 2, node_of  # two per node
+            status = subprocess.run([sys.executable, "-m", "comfyrig", "status", "--json"], env=env,
+                                    capture_output=True, text=True, timeout=60, check=False)
+            assert status.returncode == 0, status.stderr
+            ray_status = json.loads(status.stdout)["ray"]
+            assert {w["name"]: w["node"] for w in ray_status["workers"]} == node_of
+
+            client = uuid.uuid4().hex
+            with connect(url.replace("http", "ws") + f"/ws?clientId={client}", proxy=None, max_size=2**24) as socket:
+                socket.recv(timeout=10)
+                ids = [http.post(url + "/prompt", json={"prompt": slow(n, 1.0), "client_id": client}).json()["prompt_id"]
+                       for n in range(total)]
+                done: dict[str, int] = {}
+
+                def both_nodes_done() -> bool:
+                    for b in _fleet(http, url)["backends"]:
+                        done[b["name"]] = max(done.get(b["name"], 0), b["completed"])
+                    return len({node_of[n] for n, c in done.items() if c and n in node_of}) == 2
+
+                harness.wait_until(both_nodes_done, 60, "prompts done on both nodes")
+                os.kill(cluster.raylet_of_worker_node(), signal.SIGKILL)  # the second node is lost mid-run
+                marks["lost"] = time.monotonic() - started
+                done_before_loss = dict(done)
+                events = events_until_done(socket, set(ids), timeout=120)
+                marks["all done"] = time.monotonic() - started
+            succeeded = {e["data"]["prompt_id"] for e in events if e["type"] == "execution_success"}
+            assert succeeded == set(ids)
+            errors = [e for e in events if e["type"] in ("execution_error", "execution_interrupted")]
+            assert errors == []
+            # The lost node's workers are off the routing table, the head's still routable.
+            left = harness.wait_until(lambda: [b for b in _fleet(http, url)["backends"]
+                                               if b["live"] and len(_fleet(http, url)["backends"]) == 2] or None,
+                                      90, "the lost node's workers off the gateway")
+            marks["lost workers off"] = time.monotonic() - started
+            assert len({b["node"] for b in left}) == 1
+            # The history of the lost node's workers left with them; the head's workers show theirs.
+            history = http.get(url + "/history").json()
+            kept = len(set(ids) & set(history))
+            assert kept == sum(b["completed"] for b in left), (kept, left)
+            moved = _fleet(http, url)["counters"]["prompts_moved"]
+
+            # The lost node comes back (a new node id): the actors waiting for a GPU restart there,
+            # and their workers are routed again under new names, with new URLs.
+            cluster.join_node()
+            marks["rejoined"] = time.monotonic() - started
+            back = harness.wait_until(routed, 120, "four workers routable again")
+            marks["routable again"] = time.monotonic() - started
+            renamed = {b["name"] for b in back} - set(node_of)
+            assert len(renamed) == 2 and all("." in n for n in renamed), back
+            assert len({b["node"] for b in back} - set(node_of.values())) == 1  # the new node
+            later = [http.post(url + "/prompt", json={"prompt": slow(100 + n, 0.5)}).json()["prompt_id"]
+                     for n in range(8)]
+            harness.wait_until(lambda: set(later) <= set(http.get(url + "/history").json()), 60, "later prompts done")
+            on_new = sum(b["completed"] for b in _fleet(http, url)["backends"] if b["name"] in renamed)
+            assert on_new >= 1
+            marks["later done"] = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(90)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    log = out.read_text()
+    marks["stopped"] = time.monotonic() - started
+    assert proc.returncode == 0, log[-3000:]
+    assert "is off the gateway" in log and "comfyrig: stopped" in log, log[-3000:]
+    per_node: dict[str, int] = {}
+    for name, count in done_before_loss.items():
+        per_node[node_of[name][-12:]] = per_node.get(node_of[name][-12:], 0) + count
+    summary = (f"two-node gateway: {total} prompts of one client, all succeeded; done per node before the loss "
+               f"{per_node}; {moved} re-submitted after the loss; "
+               f"history kept {kept}; after the node rejoined, {on_new} of 8 later prompts ran on it; "
+               f"{ {k: round(v, 1) for k, v in marks.items()} }")
+    Path(os.environ.get("COMFYRIG_RAY_GATEWAY_SUMMARY", tmp_path / "summary.txt")).write_text(summary + "\n")
