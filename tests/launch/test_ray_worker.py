@@ -54,15 +54,21 @@ class RefusingRay:
 
 
 def test_connect_turns_token_mode_on_and_raises_one_paragraph(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from comfyrig.launch import ray_worker
+
     token = tmp_path / "tok"
     token.write_text("t")
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    # This process's Ray config and environment stay as they were: the switch is recorded only.
+    switched: list[bool] = []
+    monkeypatch.setattr(ray_worker, "_token_mode", lambda: switched.append(True))
+    monkeypatch.setenv("RAY_BACKEND_LOG_LEVEL", "error")
     ray = RefusingRay()
     with pytest.raises(LaunchError) as info:
         connect(ray, "127.0.0.1:1", {"RAY_AUTH_TOKEN_PATH": str(token)})
-    import os
-
-    assert os.environ["RAY_AUTH_MODE"] == "token"  # Ray itself would not, for an explicit address
+    assert switched == [True]  # Ray itself would not, for an explicit address
+    with pytest.raises(LaunchError):
+        connect(ray, "127.0.0.1:1", {"RAY_AUTH_TOKEN_PATH": str(token), "RAY_AUTH_MODE": "disabled"})
+    assert switched == [True]  # an explicit mode is the user's
     assert ray.calls[0]["log_to_driver"] is False
     assert "Nothing answers at 127.0.0.1:1" in info.value.message
 

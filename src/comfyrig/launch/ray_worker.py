@@ -26,7 +26,8 @@ import contextlib
 import os
 import shlex
 import socket
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,39 @@ def connect(ray: Any, address: str | None, environ: Mapping[str, str]) -> None:
     if mode is None and token is not None:
         _token_mode()
         mode = "token"
-    # Ray's core logs every refused attempt ("Unauthenticated", for many seconds) on stderr;
-    # the error below says it once.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
-    try:
-        ray.init(address=target, log_to_driver=False, configure_logging=False)
-    except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, AuthenticationError...
-        answers = target != "auto" and _answers(target)
-        raise LaunchError(connect_error(target, exc, mode, token, answers=answers)) from None
+    with _quiet_retries():
+        try:
+            ray.init(address=target, log_to_driver=False, configure_logging=False)
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, AuthenticationError...
+            answers = target != "auto" and _answers(target)
+            raise LaunchError(connect_error(target, exc, mode, token, answers=answers)) from None
+
+
+RETRY_NOISE = ("Failed to get cluster ID from GCS server", "Unauthenticated")
+
+
+@contextlib.contextmanager
+def _quiet_retries() -> Iterator[None]:
+    """Ray's C++ core writes a line per refused attempt to file descriptor 2 while it joins
+    (one a second, for many seconds): held here and passed on without those lines, which the
+    one paragraph of the error replaces."""
+    import tempfile
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode(errors="replace")
+            kept = "".join(line for line in text.splitlines(keepends=True) if not any(n in line for n in RETRY_NOISE))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
 
 
 def _token_mode() -> None:
@@ -213,6 +239,7 @@ class ComfyWorker:
         # workers; ComfyUI must not inherit that: it gets the placement's budget.
         environ = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
         cvd = environ.get("CUDA_VISIBLE_DEVICES", "")
+        self.listen = listen
         root = Path(comfyui_dir)
         args = node_dirs(root, comfyui_args, self.tag)
         # The GPU Ray assigned arrives as CUDA_VISIBLE_DEVICES, which the settings read as a
@@ -235,12 +262,20 @@ class ComfyWorker:
 
     @property
     def url(self) -> str:
-        return self.instance.url
+        """Its ComfyUI's URL: on the node's loopback, or, listening beyond it, at the node's
+        address as Ray reports it (what a gateway on another node connects to)."""
+        if self.listen in ("127.0.0.1", "localhost", "::1"):
+            return self.instance.url
+        from urllib.parse import urlsplit
+
+        port = urlsplit(self.instance.url).port
+        host = self._where[1]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     def place(self) -> dict[str, Any]:
         """``WorkerPlace`` as a dict (``WorkerPlace(**d)``): plain data crosses Ray's boundary."""
         node_id, host, hostname, gpu = self._where
-        return asdict(WorkerPlace(node_id, host, hostname, gpu, self.instance.url, os.getpid()))
+        return asdict(WorkerPlace(node_id, host, hostname, gpu, self.url, os.getpid()))
 
     def is_ready(self) -> bool:
         return self.fleet.is_ready(self.instance.name)
