@@ -54,7 +54,8 @@ def run_ray_workers(settings: Settings, address: str, console: Console, *, dry_r
         raise ConfigError("--ray needs --comfyui-dir (or COMFYUI_DIR): the ComfyUI folder, the same path on every node.")
     ray = require_ray()
     options = RayFleetOptions(
-        address=None if address == "auto" else address, comfyui_dir=str(comfyui_dir or ""),
+        # Absolute: the actors' working folder is Ray's, not ours (the same path on every node).
+        address=None if address == "auto" else address, comfyui_dir=str(comfyui_dir.absolute() if comfyui_dir else ""),
         python=str(settings.python.value), comfyui_args=(*settings.comfyui_args.value, *settings.extra_args),
         max_workers=max_workers,
     )
