@@ -8,6 +8,7 @@ actor whose constructor raises, and the order of a stop.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from comfyrig.launch.ray_fleet import (
     RayFleet,
     RayFleetEvent,
     RayFleetOptions,
+    WatchTrouble,
     WorkerFailed,
     WorkerLost,
     WorkerRouted,
@@ -320,6 +322,34 @@ def test_stop_kills_the_down_actors_before_any_gpu_is_freed() -> None:
     f.stop()
     assert ray.killed[0] == 1 and sorted(ray.killed) == [0, 1]
     assert "shutdown" in ray.actors[0].calls and "shutdown" not in ray.actors[1].calls
+
+
+def test_a_gateway_that_does_not_answer_in_time_is_said_and_tried_again() -> None:
+    ray = FakeRay({"head": 1})
+
+    class SlowRouter(Router):
+        def add_backend(self, spec: BackendSpec) -> None:
+            if not self.log:
+                self.log.append("timeout")
+                raise TimeoutError("the gateway's loop did not answer")
+            super().add_backend(spec)
+
+    router, events = SlowRouter(), []
+    f = RayFleet(ray, RayFleetOptions("a:1", "/c", "/py", poll_s=0.01), router, events.append)
+    f.start()
+    ready_all(ray)
+    stop = threading.Event()
+    thread = threading.Thread(target=f.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while "ray-0" not in router.specs and time.monotonic() < deadline:
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join(2)
+    assert list(router.specs) == ["ray-0"]  # under its first name: the failed try left no trace
+    assert [e.reason for e in events if isinstance(e, WatchTrouble)] == ["TimeoutError: the gateway's loop did not answer"]
 
 
 def test_run_stops_when_asked() -> None:

@@ -40,7 +40,7 @@ from .ray_worker import ComfyWorker, NodeGpus, WorkerPlace, _answers, cluster_gp
 
 __all__ = [
     "ClusterJoined", "GatewayWorker", "NodeJoined", "NodeLeft", "PlannedWorker", "RayFleet", "RayFleetEvent",
-    "RayFleetOptions", "Router", "WorkerFailed", "WorkerLost", "WorkerRouted", "WorkersStopping", "plan_workers",
+    "RayFleetOptions", "Router", "WatchTrouble", "WorkerFailed", "WorkerLost", "WorkerRouted", "WorkersStopping", "plan_workers",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -120,7 +120,15 @@ class WorkersStopping:
     workers: int
 
 
-RayFleetEvent = ClusterJoined | WorkerRouted | WorkerLost | WorkerFailed | NodeJoined | NodeLeft | WorkersStopping
+@dataclass(frozen=True)
+class WatchTrouble:
+    """One look at the cluster failed (the next one, ``poll_s`` later, tries again)."""
+
+    reason: str
+
+
+RayFleetEvent = (ClusterJoined | WorkerRouted | WorkerLost | WorkerFailed | NodeJoined | NodeLeft | WorkersStopping
+                 | WatchTrouble)
 
 
 # -- planning (pure) ------------------------------------------------------------------------------
@@ -245,7 +253,10 @@ class RayFleet:
     def run(self, stop: threading.Event) -> None:
         """The watcher: a step every ``poll_s`` until ``stop`` is set."""
         while not stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - the GCS or the gateway busy: said, then looked at again
+                self.reporter(WatchTrouble(f"{exc.__class__.__name__}: {_first_line(str(exc))}"))
             stop.wait(self.options.poll_s)
 
     def step(self) -> None:
@@ -289,13 +300,13 @@ class RayFleet:
                 self._unroute(slot, "its ComfyUI gave up (restart limit reached)")
             slot.state = "waiting"
         elif answer["ready"] and slot.backend is None:
-            slot.backend = slot.name if slot.routed_times == 0 else f"{slot.name}.{slot.routed_times}"
-            restarted = slot.routed_times > 0
-            slot.routed_times += 1
-            self.router.add_backend(BackendSpec(slot.backend, place.url.rstrip("/"), f"ray-{place.node_id[:12]}",
+            name = slot.name if slot.routed_times == 0 else f"{slot.name}.{slot.routed_times}"
+            # Routed only once the gateway took it (add_backend may time out: next look tries again).
+            self.router.add_backend(BackendSpec(name, place.url.rstrip("/"), f"ray-{place.node_id[:12]}",
                                                 node=f"{place.hostname} {place.host} {place.node_id[:12]}"))
-            slot.state = "routed"
-            self.reporter(WorkerRouted(slot.backend, place, restarted))
+            slot.backend, slot.state = name, "routed"
+            slot.routed_times += 1
+            self.reporter(WorkerRouted(name, place, slot.routed_times > 1))
         elif slot.backend is None:
             slot.state = "starting" if slot.routed_times == 0 else "waiting"
 

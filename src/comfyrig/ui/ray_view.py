@@ -12,6 +12,7 @@ from ..launch.ray_fleet import (
     NodeLeft,
     PlannedWorker,
     RayFleetEvent,
+    WatchTrouble,
     WorkerFailed,
     WorkerLost,
     WorkerRouted,
@@ -47,6 +48,8 @@ def describe_ray(event: RayFleetEvent) -> str:
             return f"ray: node {node.hostname} ({node.host}, {node.node_id[:12]}) left the cluster"
         case WorkersStopping(workers=count):
             return f"ray: stopping {count} worker(s) and their ComfyUI"
+        case WatchTrouble(reason=reason):
+            return f"ray: could not look at the cluster ({reason}); trying again"
 
 
 def ray_plan_table(rows: Sequence[PlannedWorker], address: str) -> Table:
