@@ -88,6 +88,7 @@ class _NoRouter:
 
 def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, listen: str, port: int, auth: bool,
            extra: list[Any]) -> int:
+    from ..gateway.events import GatewayStarted
     from ..gateway.server import GatewayOptions
     from ..gateway.service import GatewayThread, gateway_token
     from ..launch.ray_fleet import RayFleet
@@ -103,6 +104,9 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
             console.print(Text(f"comfyrig: {line}"), soft_wrap=True)
 
     def on_gateway(event: GatewayEvent) -> None:
+        if isinstance(event, GatewayStarted):  # it starts with no worker: they join once ready
+            say(f"gateway: one ComfyUI URL {event.url}; the Ray workers join it as their ComfyUI gets ready")
+            return
         say(describe_gateway(event))
 
     def on_fleet(event: RayFleetEvent) -> None:
