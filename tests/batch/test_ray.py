@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,10 +72,121 @@ def test_ray_actors_run_the_batch_and_survive_an_actor_death(tmp_path: Path, mon
         log = "\n".join(line for line in map(describe, events) if line is not None)
         [report] = [e.report for e in events if isinstance(e, BatchFinished)]
         assert code == 0, log
-        assert report["done"] == 10 and {w["gpu"].rsplit(" ", 1)[-1] for w in report["workers"]} == {"0", "1"}
+        assert report["done"] == 10 and {w["url"].split("/")[4] for w in report["workers"]} == {"gpu0", "gpu1"}
+        assert len({w["node_id"] for w in report["workers"]}) == 1 and all(w["host"] for w in report["workers"])
         assert check_invariants(out, total=10)["files"] == 10
         # Down: seen as the actor's ComfyUI closing, or as the actor call failing (Ray then restarts it).
         assert "ray-0: down: " in log, log
         assert any(a["worker"] == "ray-0" and a["outcome"] in ("requeued", "released") for a in attempts(out)), log
     finally:
         ray.shutdown()
+
+
+# -- the driver's side against a scripted Ray (no cluster) --------------------------------------------
+class ActorDiedError(Exception):
+    pass
+
+
+class FakeRef:
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+
+class FakeMethod:
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def remote(self, *args: Any) -> FakeRef:
+        return FakeRef(lambda: self.fn(*args))
+
+
+class FakeActor:
+    def __init__(self, name: str, log: list[str], node: str = "a" * 56) -> None:
+        self.name, self.log, self.alive = name, log, True
+        self.place = {"name": name, "label": f"vm GPU 0 (node {node[:8]})", "node_id": node, "host": "10.0.0.1",
+                      "hostname": "vm", "gpu": "0", "url": "http://127.0.0.1:1000", "pid": 1}
+        self.pending: list[Any] = []
+        self.poll = FakeMethod(self._poll)
+        self.describe = FakeMethod(self._describe)
+        self.shutdown = FakeMethod(lambda: log.append(f"shutdown {name}"))
+
+    def _check(self) -> None:
+        if not self.alive:
+            raise ActorDiedError("node lost")
+
+    def _poll(self, timeout_s: float) -> list[Any]:
+        self._check()
+        out, self.pending = self.pending, []
+        return out
+
+    def _describe(self) -> dict[str, Any]:
+        self._check()
+        return dict(self.place)
+
+
+class FakeRay:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def get(self, ref: Any, timeout: float | None = None) -> Any:
+        return [r.call() for r in ref] if isinstance(ref, list) else ref.call()
+
+    def wait(self, refs: list[Any], num_returns: int, timeout: float) -> tuple[list[Any], list[Any]]:
+        ready = []
+        for ref in refs:
+            with contextlib.suppress(ActorDiedError):
+                ref.call()
+                ready.append(ref)
+        return ready, [r for r in refs if r not in ready]
+
+    def kill(self, actor: FakeActor, no_restart: bool) -> None:
+        self.log.append(f"kill {actor.name} no_restart={no_restart}")
+
+
+def test_an_actor_back_after_gone_is_used_again_with_its_new_place() -> None:
+    from comfyrig.batch.protocol import WorkerDown, WorkerUp
+    from comfyrig.batch.ray_backend import RayEndpoint
+
+    log: list[str] = []
+    actor = FakeActor("ray-0", log)
+    events: list[Any] = []
+    endpoint = RayEndpoint(FakeRay(log), actor, actor.place, events.append, lambda *a: None, gone_after_s=0.05)  # type: ignore[arg-type, return-value]
+    assert endpoint.url == "ray://10.0.0.1/aaaaaaaaaaaa/gpu0/http://127.0.0.1:1000" and endpoint.node_id == "a" * 56
+    actor.alive = False  # its node is lost
+    endpoint.start()
+    try:
+        harness.wait_until(lambda: any(isinstance(e, WorkerDown) and e.gone for e in events), 10, "gone")
+        # A node rejoins: Ray restarts the actor there, with another port.
+        actor.place.update(node_id="b" * 56, host="10.0.0.2", url="http://127.0.0.1:2000")
+        actor.pending = [(WorkerUp("ray-0"), None)]
+        actor.alive = True
+        harness.wait_until(lambda: any(isinstance(e, WorkerUp) for e in events), 10, "up again")
+        assert endpoint.url == "ray://10.0.0.2/bbbbbbbbbbbb/gpu0/http://127.0.0.1:2000"
+        assert (endpoint.node_id, endpoint.host) == ("b" * 56, "10.0.0.2")
+    finally:
+        endpoint.stop()
+        endpoint.join(5)
+
+
+def test_stop_kills_a_lost_actor_before_any_gpu_is_freed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from comfyrig.batch import ray_backend
+    from comfyrig.batch.ray_backend import RayBackend, RayEndpoint
+
+    log: list[str] = []
+    monkeypatch.setattr(ray_backend, "require_ray", lambda: FakeRay(log))
+    settings = resolve_settings(CliOverrides(comfyui_dir=FAKE_DIR, python=sys.executable), {}, FAKE_DIR)
+    backend = RayBackend("10.0.0.1:6379", settings, stop_wait_s=0.1)
+    lost, live = FakeActor("ray-0", log), FakeActor("ray-1", log)
+    lost.alive = False
+    backend.actors = [lost, live]
+    backend._endpoints = [RayEndpoint(backend.ray, a, a.place, lambda e: None, lambda *x: None) for a in (lost, live)]  # type: ignore[arg-type, return-value]
+    backend._endpoints[0].failing = True
+    backend.stop()
+    # The lost actor (waiting to restart on a GPU) is killed first; only then do the others stop
+    # and free theirs; it is never asked to shut down (that call would wait for its restart).
+    assert log == ["kill ray-0 no_restart=True", "shutdown ray-1", "kill ray-0 no_restart=True", "kill ray-1 no_restart=True"]
+
+
+def test_ray_help_shows_the_install_command(run: Any) -> None:
+    result = run("batch", "--help")
+    assert "pip install 'comfyrig[ray]'" in " ".join(result.stdout.split())

@@ -418,6 +418,8 @@ class Dispatcher:
                     done=stats.done, failed=stats.failed, requeued=stats.requeued,
                     mean_s=stats.seconds / stats.done if stats.done else None,
                     device=self._meta[name].device,
+                    # Endpoints on a cluster say where they run now (RayEndpoint); others have no node.
+                    node_id=getattr(endpoint, "node_id", None), host=getattr(endpoint, "host", None),
                 )
             )
         return BatchSnapshot(

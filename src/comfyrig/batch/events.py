@@ -62,6 +62,8 @@ class WorkerRow:
     requeued: int
     mean_s: float | None
     device: str | None
+    node_id: str | None = None  # the Ray node it runs on now (None: not on Ray)
+    host: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ class Manifest:
             "files": [o["path"] for o in row.outputs],
             "sha256": [o["sha256"] for o in row.outputs],
             "worker": row.worker,
+            # Where it ran: a Ray worker's URL names its host, node id and GPU (ray_backend.endpoint_url).
+            "worker_url": row.worker_url,
             "attempt": row.attempt,
             "seconds": None if row.seconds is None else round(row.seconds, 3),
         }

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import queue
-import shlex
 import threading
 import time
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config.settings import Settings
 from ..errors import ConfigError, LaunchError
 from ..events import Reporter, discard
+from ..launch.ray_worker import RAY_HINT, ComfyWorker, WorkerPlace, cluster_gpus, connect, require_ray
 from .events import ActorsStarting, BatchEvent
 from .journal import OutputFile
 from .protocol import (
@@ -41,61 +39,26 @@ from .protocol import (
     WorkerEvent,
 )
 
-__all__ = ["ComfyActor", "RayBackend", "require_ray"]
+# require_ray and RAY_HINT live in launch/ray_worker.py (shared by every Ray path); kept importable here.
+__all__ = ["RAY_HINT", "ComfyActor", "RayBackend", "require_ray"]
 
-RAY_HINT = "pip install 'comfyrig[ray]'"
-
-
-def require_ray() -> Any:
-    """The ray module, or ConfigError with the install command."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--ray needs Ray, which is not installed here.", hint=f"Install it: {RAY_HINT}") from None
-    return ray
-
-
-class ComfyActor:
-    """Runs on a Ray worker node. Plain class; ``RayBackend`` wraps it with ``ray.remote``."""
+class ComfyActor(ComfyWorker):
+    """Runs on a Ray worker node: ``ComfyWorker`` (one supervised ComfyUI on the actor's GPU)
+    plus the batch's HttpWorker talking to it. Plain class; ``RayBackend`` wraps it with ``ray.remote``."""
 
     def __init__(self, name: str, comfyui_dir: str, python: str, comfyui_args: list[str], client_id: str,
                  restart_delay_s: float = 0.5) -> None:
-        from ..config.settings import CliOverrides, resolve_settings
-        from ..launch.compose import LaunchRequest, compose, gather_facts
-        from ..launch.fleet import Fleet
-        from ..launch.placement import THREAD_VARIABLES
-        from ..launch.supervisor import SupervisorOptions
         from .worker import HttpWorker
 
+        super().__init__(comfyui_dir, python, comfyui_args, restart_delay_s=restart_delay_s)
         self.name = name
-        # Ray sets OMP_NUM_THREADS (to the actor's num_cpus, 1 by default) in its
-        # workers; ComfyUI must not inherit that: it gets the placement's budget.
-        environ = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
-        cvd = environ.get("CUDA_VISIBLE_DEVICES", "")
-        # The GPU Ray assigned arrives as CUDA_VISIBLE_DEVICES, which the settings read as a
-        # selection like any other; the node's NVML names it (or refuses a GPU it lacks).
-        settings = resolve_settings(
-            CliOverrides(comfyui_dir=Path(comfyui_dir), python=python, comfyui_args=shlex.join(comfyui_args), listen="127.0.0.1"),
-            environ, Path(comfyui_dir),
-        )
-        # Several actors share a node: the kernel picks each port, and each takes its GPU's
-        # share of the node's CPU placement, as 'launch --workers' would place them.
-        request = LaunchRequest(
-            workers=True, ports="ephemeral", share_node=bool(cvd), owner="ray",
-            log_dir=Path(comfyui_dir) / "user" / "comfyrig-ray" / os.uname().nodename,
-        )
-        plan = compose(settings, gather_facts(settings), request)
-        self.instance = plan.instances[0]
-        self.label = f"{os.uname().nodename} GPU {cvd}" if cvd else f"{os.uname().nodename} CPU"
-        self.fleet = Fleet(plan, environ, SupervisorOptions(restart="on-failure", restart_delay_s=restart_delay_s))
-        self.fleet.start()
+        where = WorkerPlace(**self.place())
+        self.label = f"{where.hostname} GPU {where.gpu} (node {where.node_id[:8]})"
         self._events: queue.Queue[WorkerEvent] = queue.Queue()
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
-        me = self.instance.name
         self.worker = HttpWorker(name, self.instance.url, self.label, client_id=client_id, emit=self._events.put,
-                                 sink=self._keep, is_gone=lambda: self.fleet.is_gone(me),
-                                 is_ready=lambda: self.fleet.is_ready(me), on_restart=lambda: self.fleet.restart(me))
+                                 sink=self._keep, is_gone=self.is_gone, is_ready=self.is_ready, on_restart=self.restart)
         self.worker.start()
 
     def _keep(self, job: str, node: str, n: int, source: str, chunks: bytes | Iterable[bytes]) -> OutputFile:
@@ -110,7 +73,7 @@ class ComfyActor:
 
     # -- called by the driver ------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, "url": self.instance.url, "pid": os.getpid()}
+        return {"name": self.name, "label": self.label, **self.place()}
 
     def send(self, command: WorkerCommand) -> None:
         self.worker.send(command)
@@ -143,22 +106,39 @@ class ComfyActor:
 
     def shutdown(self) -> None:
         self.worker.stop()
-        self.fleet.stop()
+        super().shutdown()
+
+
+def endpoint_url(info: Mapping[str, Any]) -> str:
+    """The worker's URL as journals and reports carry it: its node (host, node id), its GPU
+    there, and its ComfyUI's URL on that node (which changes when the actor restarts)."""
+    return f"ray://{info['host']}/{info['node_id'][:12]}/gpu{info['gpu']}/{info['url']}"
 
 
 class RayEndpoint:
-    """The driver's side of one actor: forwards commands, relays events, writes outputs."""
+    """The driver's side of one actor: forwards commands, relays events, writes outputs.
 
-    def __init__(self, ray: Any, actor: Any, name: str, url: str, label: str, emit: Emit,
+    After any failure of the actor it asks the actor where it runs again (a restarted actor
+    has a new URL, maybe on another node), so ``url``, ``node_id`` and ``host`` are current.
+    Gone (down longer than ``gone_after_s``) is not the end: the actor restarts when a node
+    with a free GPU (re)joins, and then the worker comes up again."""
+
+    def __init__(self, ray: Any, actor: Any, info: Mapping[str, Any], emit: Emit,
                  sink: OutputSink, *, gone_after_s: float = 60.0) -> None:
-        self.name, self.url, self.label = name, url, label
+        self.name = str(info["name"])
         self._ray = ray
         self.actor = actor
         self._emit = emit
         self._sink = sink
         self._gone_after = gone_after_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._relay, name=f"ray-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._relay, name=f"ray-{self.name}", daemon=True)
+        self.failing = False
+        self._set_place(info)
+
+    def _set_place(self, info: Mapping[str, Any]) -> None:
+        self.url, self.label = endpoint_url(info), str(info["label"])
+        self.node_id, self.host = str(info["node_id"]), str(info["host"])
 
     def start(self) -> None:
         self._thread.start()
@@ -174,21 +154,32 @@ class RayEndpoint:
         self._thread.join(timeout)
 
     def _relay(self) -> None:
+        ray = self._ray
         failing_since: float | None = None
+        gone = False
+        ref = None
         while not self._stop.is_set():
             try:
-                batch = self._ray.get(self.actor.poll.remote(0.5), timeout=30)
+                # One call in flight: a restarting actor queues it, and it answers once back.
+                ref = ref or self.actor.poll.remote(0.5)
+                batch = ray.get(ref, timeout=5 if failing_since is not None else 30)
+                ref = None
+                if failing_since is not None:
+                    self._set_place(ray.get(self.actor.describe.remote(), timeout=30))
             except Exception as exc:  # noqa: BLE001 - RayActorError, ActorDiedError, GetTimeoutError...
+                if exc.__class__.__name__ != "GetTimeoutError":
+                    ref = None
                 now = time.monotonic()
+                self.failing = True
                 if failing_since is None:
                     failing_since = now
                     self._emit(WorkerDown(self.name, f"Ray actor failed: {exc.__class__.__name__}"))
-                elif now - failing_since > self._gone_after:
+                elif not gone and now - failing_since > self._gone_after:
+                    gone = True
                     self._emit(WorkerDown(self.name, f"Ray actor did not come back: {exc.__class__.__name__}", gone=True))
-                    return
                 self._stop.wait(0.5)
                 continue
-            failing_since = None
+            failing_since, gone, self.failing = None, False, False
             for event, blobs in batch:
                 self._emit(self._store(event, blobs))
 
@@ -206,38 +197,58 @@ class RayEndpoint:
 
 class RayBackend:
     """``--ray auto`` joins the running cluster (``ray start --head`` on the head, ``ray start
-    --address HEAD:6379`` on each worker node); ``--ray ADDRESS`` names it. One actor per GPU."""
+    --address HEAD:6379`` on each worker node); ``--ray ADDRESS`` names it. One actor per GPU.
+
+    Actors restart without limit (``max_restarts=-1``): one whose node was lost comes back when
+    a node with a free GPU joins. At ``stop`` the actors that are down are killed first, so
+    their pending restart cannot take a GPU the others free."""
 
     kind = "ray"
 
     def __init__(self, address: str | None, settings: Settings, *, actors: int | None = None, gpus_per_actor: float = 1.0,
-                 max_restarts: int = 3) -> None:
+                 max_restarts: int = -1, gone_after_s: float = 60.0, stop_wait_s: float = 20.0) -> None:
         self.ray = require_ray()
         self.address = address
         self.settings = settings
         self.count = actors
         self.gpus_per_actor = gpus_per_actor
         self.max_restarts = max_restarts
+        self.gone_after_s = gone_after_s
+        self.stop_wait_s = stop_wait_s
         self.actors: list[Any] = []
         self.info: list[dict[str, Any]] = []
+        self._endpoints: list[RayEndpoint] = []
+        self._joined = False  # this backend called ray.init (so it leaves the cluster at stop)
         if settings.comfyui_dir.value is None:
             raise ConfigError("--ray needs --comfyui-dir (or COMFYUI_DIR): the ComfyUI folder, the same path on every node.")
 
+    def _connect(self) -> None:
+        if not self.ray.is_initialized():
+            connect(self.ray, self.address, self.settings.environ)
+            self._joined = True
+
     def members(self) -> list[tuple[str, str, str]]:
+        """The workers: once started, each actor's place; before (a dry run), one per GPU of
+        the cluster's live nodes, from its resources (joining the cluster, starting nothing)."""
+        if self._endpoints:
+            return [(e.name, e.url, e.label) for e in self._endpoints]
         if self.info:
-            return [(i["name"], i["url"], i["label"]) for i in self.info]
-        return [(f"ray-{n}", "(on a Ray node)", "1 GPU") for n in range(self.count or 0)]
+            return [(i["name"], endpoint_url(i), i["label"]) for i in self.info]
+        self._connect()
+        try:
+            nodes = cluster_gpus(self.ray)
+        finally:
+            self.leave()  # a dry run joined only to look
+        rows: list[tuple[str, str, str]] = []
+        for node in nodes:
+            for g in range(int(node.gpus // self.gpus_per_actor)):
+                rows.append((f"ray-{len(rows)}", f"ray://{node.host}/{node.node_id[:12]}/(GPU {g + 1} of {node.gpus})",
+                             f"{node.hostname} (node {node.node_id[:8]})"))
+        return rows[: self.count] if self.count else rows
 
     def start(self, client_id: str, reporter: Reporter[BatchEvent] = discard) -> None:
         ray = self.ray
-        if not ray.is_initialized():
-            try:
-                ray.init(address=self.address if self.address else "auto", log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise LaunchError(
-                    f"Cannot join the Ray cluster at {self.address or 'auto'}: {exc}",
-                    hint="Start it first: 'ray start --head' on the head node, 'ray start --address HEAD:6379' on the others.",
-                ) from exc
+        self._connect()
         count = self.count or int(ray.cluster_resources().get("GPU", 0) // self.gpus_per_actor)
         if count < 1:
             raise LaunchError("The Ray cluster has no GPU for a ComfyUI actor (ray.cluster_resources() lists none).")
@@ -256,8 +267,9 @@ class RayBackend:
             raise LaunchError(f"A Ray actor could not start ComfyUI: {exc}") from exc
 
     def endpoints(self, emit: Emit, sink: OutputSink) -> list[Endpoint]:
-        return [RayEndpoint(self.ray, actor, i["name"], f"ray://{i['label']}/{i['url']}", i["label"], emit, sink)
-                for actor, i in zip(self.actors, self.info, strict=True)]
+        self._endpoints = [RayEndpoint(self.ray, actor, i, emit, sink, gone_after_s=self.gone_after_s)
+                           for actor, i in zip(self.actors, self.info, strict=True)]
+        return list(self._endpoints)
 
     def object_info(self, timeout_s: float) -> dict[str, Any]:
         ray = self.ray
@@ -275,8 +287,35 @@ class RayBackend:
 
     def stop(self) -> None:
         ray = self.ray
+        failing = {id(e.actor) for e in self._endpoints if e.failing}
+        # First the actors that are down (a lost node's, waiting for a GPU to restart on): killed
+        # before any GPU is freed, their restart never starts a ComfyUI for nothing.
         for actor in self.actors:
+            if id(actor) in failing:
+                with contextlib.suppress(Exception):
+                    ray.kill(actor, no_restart=True)
+        live = [a for a in self.actors if id(a) not in failing]
+        refs: dict[Any, Any] = {}
+        for actor in live:
             with contextlib.suppress(Exception):  # already dead
-                ray.get(actor.shutdown.remote(), timeout=60)
+                refs[actor.shutdown.remote()] = actor
+        done: list[Any] = []
+        if refs:
+            # All at once, bounded: one that lost its node just now does not stall the others.
+            with contextlib.suppress(Exception):
+                done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=self.stop_wait_s)
+        # An actor holds its GPU until it is killed: those that did not answer (lost meanwhile)
+        # go first, so their restart finds no GPU freed by the others.
+        answered = {id(refs[r]) for r in done}
+        for actor in sorted(self.actors, key=lambda a: id(a) in answered):
             with contextlib.suppress(Exception):  # killed with it
                 ray.kill(actor, no_restart=True)
+        self.leave()
+
+    def leave(self) -> None:
+        """Disconnect from the cluster if this backend joined it: now, while the caller still
+        routes Ray's prints (``--json`` keeps stdout for the JSON), not at interpreter exit."""
+        if self._joined:
+            self._joined = False
+            with contextlib.suppress(Exception):
+                self.ray.shutdown()

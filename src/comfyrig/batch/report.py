@@ -60,7 +60,7 @@ def build_report(journal: Journal, job_ids: Collection[str] | None, result: Batc
         "stopped_because": result.gave_up,
         "workers": [
             {
-                "name": w.name, "gpu": w.label, "url": w.url, "device": w.device, "jobs": w.done,
+                "name": w.name, "gpu": w.label, "url": w.url, "node_id": w.node_id, "host": w.host, "device": w.device, "jobs": w.done,
                 "failed": w.failed, "retried": w.requeued,
                 "mean_s": None if w.mean_s is None else round(w.mean_s, 3),
             }

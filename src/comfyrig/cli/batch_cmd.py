@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +39,7 @@ def batch_cmd(
     seed: Annotated[str | None, typer.Option("--seed", metavar="random|increment", help="Sampler seeds (inputs named seed/noise_seed): random per job (drawn once per --out folder, kept on resume), or the workflow's seed + job number.", rich_help_panel="Variations", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the job count and the first jobs; start nothing.")] = False,
     url: Annotated[Many, typer.Option("--url", metavar="URL", help="Use this running ComfyUI instead of starting a fleet (repeatable).", rich_help_panel="Workers", show_default=False)] = None,
-    ray: Annotated[str | None, typer.Option("--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster: one actor per GPU, each with its own ComfyUI (pip install 'comfyrig[ray]').", rich_help_panel="Workers", show_default=False)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster: one actor per GPU, each with its own ComfyUI (pip install 'comfyrig\\[ray]').", rich_help_panel="Workers", show_default=False)] = None,
     job_timeout: Annotated[float, typer.Option("--job-timeout", callback=o.bounded("--job-timeout", o.SECONDS), help="Seconds without progress before a running job is interrupted and re-run elsewhere (0: never).", rich_help_panel="Faults")] = 600.0,
     retries: Annotated[int, typer.Option("--retries", callback=o.bounded("--retries", o.Bounds(minimum=0, maximum=100)), help="Re-runs of a job after system failures (a worker died or hung); application errors are never retried.", rich_help_panel="Faults")] = 2,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On resume, run the jobs that failed before again.", rich_help_panel="Faults")] = False,
@@ -95,8 +97,14 @@ def batch_cmd(
     console = make_console(settings.environ)
     # With --json, stdout carries only the JSON: progress goes to stderr.
     progress = make_console(settings.environ, stderr=True) if json_out else console
-    view = BatchView(console, progress=progress, live=not (plain or json_out) and progress.is_terminal, json_out=json_out)
+    view = BatchView(console, progress=progress, live=not (plain or json_out) and progress.is_terminal, json_out=json_out,
+                     out=sys.stdout if json_out else None)  # the real stdout, taken before the redirect below
     try:
-        return run_batch(request, backend, view)
+        if not json_out:
+            return run_batch(request, backend, view)
+        # stdout carries the JSON alone: anything else printed there while the batch runs (Ray's
+        # driver prints "(raylet) ... marked dead" there when a node is lost) goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            return run_batch(request, backend, view)
     finally:
         view.close()
