@@ -63,6 +63,8 @@ else
     limit=$(min "${PYTEST_LIMIT_S:-200}" "$(left)")
     start=$SECONDS
     # shellcheck disable=SC2086  # PYTEST_PATHS is a list on purpose
+    # PYTEST_COMFYUI_DIR: the ComfyUI tree the tests start (e.g. /tmp/comfyui-0.24.0 from a bundle's extra tree).
+    COMFYUI_DIR="${PYTEST_COMFYUI_DIR:-${COMFYUI_DIR:-}}" \
     timeout -k 10 "$limit" python3 -m pytest -m "${PYTEST_MARKERS:-gpu or comfyui}" -v -p no:cacheprovider -n 0 ${PYTEST_PATHS:-tests/} \
         --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/pytest.log"
     rc=${PIPESTATUS[0]}

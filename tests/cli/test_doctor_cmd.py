@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,11 @@ def test_a_failure_exits_1(fake_gpus: dict[str, Any], tmp_path: Path, capsys: Ca
     assert (code, failed) == (1, ["comfyui.args"])
 
 
-def test_table(fake_gpus: dict[str, Any], tmp_path: Path, capsys: Capture) -> None:
+def test_table(fake_gpus: dict[str, Any], tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A port nothing holds: 8188 may be taken on a shared machine, which makes net.port a warning.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("COMFYUI_PORT", str(s.getsockname()[1]))
     code, out, _ = run_cli(capsys, "doctor", "--no-torch")
     assert code == 1  # no ComfyUI directory here
     assert "comfyrig doctor" in out and "No ComfyUI found" in out

@@ -6,7 +6,7 @@ import pytest
 
 from comfyrig.comfy.args import FlagTable, parse_comfy_args
 from comfyrig.comfy.checkout import flag_table_from_source
-from comfyrig.comfy.vram import VramFacts, lowvram_given, medvram_instead, oom_advice, vram_facts
+from comfyrig.comfy.vram import VramFacts, lowvram_given, medvram_instead, oom_advice, speed_advice, vram_facts
 
 from .cli_args_versions import cli_args_text
 
@@ -125,3 +125,22 @@ def test_oom_advice_when_the_log_says_dynamic_vram_did_not_run() -> None:
     # An older ComfyUI has no dynamic VRAM to turn off: the log changes nothing.
     old = parse_comfy_args([], table("0.3.76"))
     assert oom_advice(old, dynamic_vram=False) == oom_advice(old)
+
+
+@pytest.mark.parametrize(("flags", "args", "advised"), [
+    ("0.24.0", "", True),  # dynamic VRAM by default: measured 1.74-1.87 s vs 1.09-1.20 s per SD1.5 image (issue #17)
+    ("0.24.0", "--disable-dynamic-vram", False),
+    ("0.24.0", "--gpu-only", False),  # also turns dynamic VRAM off
+    ("0.24.0", "--highvram", False),
+    ("0.3.76", "", False),  # loads by estimate: nothing to advise
+])
+def test_speed_advice_names_disable_dynamic_vram_only_while_dynamic_vram_is_on(flags: str, args: str, advised: bool) -> None:
+    tip = speed_advice(facts(table(flags), args))
+    if not advised:
+        assert tip is None
+        return
+    assert tip is not None and "--disable-dynamic-vram" in tip and "larger than the GPU" in tip
+
+
+def test_speed_advice_says_nothing_without_a_checkout() -> None:
+    assert speed_advice(facts(None)) is None

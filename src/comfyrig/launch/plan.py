@@ -17,7 +17,7 @@ from typing import Any
 from ..comfy.args import ArgProblem, ComfyArgs, FlagTable, comfy_args, effective_listen
 from ..comfy.multigpu import CheckoutMultiGpu
 from ..comfy.urls import local_url
-from ..comfy.vram import REMOVED_FLAGS, lowvram_given, medvram_instead, oom_advice, vram_facts
+from ..comfy.vram import REMOVED_FLAGS, lowvram_given, medvram_instead, oom_advice, speed_advice, vram_facts
 from ..config.modes import ModeLabel, Selection
 from ..config.settings import Settings
 from ..secrets import mask_argv, mask_env
@@ -330,6 +330,10 @@ def _flag_warnings(
         note = lowvram_given(vram_facts(args, version))
         if note is not None:
             warnings.append(f"{note}.")
+    if not selection.is_cpu and version is not None:  # measured: docs/performance.md, issue #17
+        tip = speed_advice(vram_facts(args, version))
+        if tip is not None:
+            warnings.append(f"Speed: {tip}.")
     warnings.extend(_problem_text(p, args, version) for p in args.problems)
 
 
