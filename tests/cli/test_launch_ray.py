@@ -44,3 +44,21 @@ def test_an_address_where_nothing_answers_is_said_at_once(cli: Cli) -> None:
 def test_max_workers_needs_ray(cli: Cli) -> None:
     done = cli("--workers", "--max-workers", "2")
     assert done.returncode != 0 and "--max-workers" in done.stderr and "--ray" in done.stderr
+
+
+def test_status_lists_the_ray_workers_with_their_node() -> None:
+    import io
+
+    from rich.console import Console
+
+    from comfyrig.cli.status_cmd import _print_ray
+
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    _print_ray(console, {"url": "http://127.0.0.1:8188", "pid": 1, "ray": "10.0.0.1:6379", "answering": True, "workers": [
+        {"name": "ray-0", "node": "head 10.0.0.1 aaaaaaaaaaaa", "url": "http://127.0.0.1:40001", "live": True,
+         "in_flight": 1, "completed": 7, "failed": 0},
+        {"name": "ray-1.1", "node": "gpu2 10.0.0.3 bbbbbbbbbbbb", "url": "http://10.0.0.3:40002", "live": False,
+         "in_flight": 0, "completed": 2, "failed": 1}]})
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "Workers on the Ray cluster 10.0.0.1:6379 behind http://127.0.0.1:8188" in text
+    assert "gpu2 10.0.0.3 bbbbbbbbbbbb" in text and "ray-1.1" in text
