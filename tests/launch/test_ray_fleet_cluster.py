@@ -138,3 +138,15 @@ def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster:
                f"history kept {kept}; after the node rejoined, {on_new} of 8 later prompts ran on it; "
                f"{ {k: round(v, 1) for k, v in marks.items()} }")
     Path(os.environ.get("COMFYRIG_RAY_GATEWAY_SUMMARY", tmp_path / "summary.txt")).write_text(summary + "\n")
+
+
+def test_dry_run_lists_a_worker_per_gpu_of_both_nodes(cluster: Cluster, tmp_path: Path) -> None:  # noqa: F811
+    env = _driver_env(cluster, COMFYRIG_STATE_DIR=str(tmp_path / "state"))
+    done = subprocess.run([sys.executable, "-m", "comfyrig", "--workers", "--ray", cluster.address, "--dry-run", "--json",
+                           "--comfyui-dir", str(FAKE_DIR)], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = json.loads(done.stdout)
+    assert len(plan["workers"]) == 4 and len({w["node_id"] for w in plan["workers"]}) == 2
+    assert {w["listen"] for w in plan["workers"]} == {"127.0.0.1"}  # every node is this machine
+    assert plan["gateway"] == {"listen": "127.0.0.1", "port": 8188, "auth": False}
