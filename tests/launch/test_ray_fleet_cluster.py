@@ -118,6 +118,15 @@ def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster:
             on_new = sum(b["completed"] for b in _fleet(http, url)["backends"] if b["name"] in renamed)
             assert on_new >= 1
             marks["later done"] = time.monotonic() - started
+
+            # A node with GPUs beyond every actor joins: new actors start there and are routed.
+            cluster.join_node()
+            grown = harness.wait_until(lambda: [b for b in _fleet(http, url)["backends"] if b["live"]]
+                                       if sum(b["live"] for b in _fleet(http, url)["backends"]) == 6 else None,
+                                       120, "six workers routable")
+            marks["grown to 6"] = time.monotonic() - started
+            assert {b["name"] for b in grown} - {b["name"] for b in back} == {"ray-4", "ray-5"}
+            assert len({b["node"] for b in grown}) == 3
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -135,7 +144,8 @@ def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster:
         per_node[node_of[name][-12:]] = per_node.get(node_of[name][-12:], 0) + count
     summary = (f"two-node gateway: {total} prompts of one client, all succeeded; done per node before the loss "
                f"{per_node}; {moved} re-submitted after the loss; "
-               f"history kept {kept}; after the node rejoined, {on_new} of 8 later prompts ran on it; "
+               f"history kept {kept}; after the node rejoined, {on_new} of 8 later prompts ran on it; a third node "
+               "joined and got 2 new workers; "
                f"{ {k: round(v, 1) for k, v in marks.items()} }")
     Path(os.environ.get("COMFYRIG_RAY_GATEWAY_SUMMARY", tmp_path / "summary.txt")).write_text(summary + "\n")
 
@@ -147,6 +157,8 @@ def test_dry_run_lists_a_worker_per_gpu_of_both_nodes(cluster: Cluster, tmp_path
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     plan = json.loads(done.stdout)
-    assert len(plan["workers"]) == 4 and len({w["node_id"] for w in plan["workers"]}) == 2
+    nodes = {w["node_id"] for w in plan["workers"]}
+    # Both nodes (or, after the other test, the head and the nodes that joined): two GPUs each.
+    assert len(nodes) >= 2 and len(plan["workers"]) == 2 * len(nodes), plan["workers"]
     assert {w["listen"] for w in plan["workers"]} == {"127.0.0.1"}  # every node is this machine
     assert plan["gateway"] == {"listen": "127.0.0.1", "port": 8188, "auth": False}
