@@ -252,6 +252,25 @@ def test_a_lost_node_takes_its_workers_off_and_a_node_that_joins_brings_them_bac
     assert [e.new_workers for e in events if isinstance(e, NodeJoined)] == [0]
 
 
+def test_a_node_that_joins_before_the_lost_one_is_marked_dead_gets_the_lost_actors_not_new_ones() -> None:
+    ray = FakeRay({"head": 1, "w1": 1})
+    f, router, _ = fleet(ray)
+    f.start()
+    ready_all(ray)
+    f.step()
+    f.step()
+    gpus = dict(ray.gpus)
+    ray.lose("w1")
+    ray.gpus["w1"] = gpus["w1"]  # Ray still lists it alive: heartbeats not yet missed
+    f.step()
+    f.step()
+    ray.join("w2", 1)
+    ready_all(ray)
+    for _ in range(3):
+        f.step()
+    assert len(ray.actors) == 2 and sorted(router.specs) == ["ray-0", "ray-1.1"]
+
+
 def test_a_node_that_joins_with_more_gpus_gets_new_actors() -> None:
     ray = FakeRay({"head": 1})
     f, router, events = fleet(ray)

@@ -210,6 +210,7 @@ class RayFleet:
     _remote: Any = None
     _nodes: dict[str, NodeGpus] = field(default_factory=dict)
     _joined: bool = False
+    _suspect: set[str] = field(default_factory=set)  # nodes where an actor failed and none answered since
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- start ------------------------------------------------------------------------------------
@@ -295,6 +296,7 @@ class RayFleet:
             # A new incarnation (Ray restarted the actor) that the failure did not announce.
             self._unroute(slot, "its Ray actor restarted")
         slot.place = place
+        self._suspect.discard(place.node_id)  # an actor answers from it: alive after all
         if answer["gone"]:
             if slot.backend is not None:
                 self._unroute(slot, "its ComfyUI gave up (restart limit reached)")
@@ -316,6 +318,8 @@ class RayFleet:
             slot.state = "failed"  # its constructor raised: Ray does not restart that
             self.reporter(WorkerFailed(slot.name, _first_line(text)))
             return
+        if slot.place is not None:
+            self._suspect.add(slot.place.node_id)
         if slot.backend is not None:
             self._unroute(slot, f"its Ray actor failed ({exc.__class__.__name__}: its node lost, or the actor died)")
         slot.state = "failing"
@@ -338,7 +342,11 @@ class RayFleet:
             if node_id not in now:
                 del self._nodes[node_id]
                 self.reporter(NodeLeft(node))
-        want = sum(n.gpus for n in nodes)
+        # A node whose actors just failed may still be listed alive (Ray marks a lost node dead
+        # only after missed heartbeats): its GPUs do not count, or a node joining meanwhile would
+        # get new actors while the lost ones wait for its GPUs, forever.
+        self._suspect &= set(now)
+        want = sum(n.gpus for n in nodes if n.node_id not in self._suspect)
         if self.options.max_workers:
             want = min(want, self.options.max_workers)
         new = [n for n in nodes if n.node_id not in self._nodes]
