@@ -117,11 +117,13 @@ def cluster() -> Iterator[Cluster]:
         "COMFYRIG_FAKE_GPUS": json.dumps([{"name": "sim", "memory_total_mib": 1024, "cpu_affinity": cpus}] * 2),
         "FAKE_COMFYUI_JOB_SECONDS": "0.3",
     })
-    port = _free_port()
+    port, client_port = _free_port(), _free_port()
     head = [str(RAY_CLI), "start", "--head", "--port", str(port), "--temp-dir", head_dir, "--include-dashboard=false",
-            "--dashboard-port", str(_free_port()), "--ray-client-server-port", str(_free_port()), *COMMON]
+            "--dashboard-port", str(_free_port()), "--ray-client-server-port", str(client_port), *COMMON]
     worker = [str(RAY_CLI), "start", "--address", f"127.0.0.1:{port}", "--temp-dir", worker_dir, *COMMON]
-    dirs = [head_dir, worker_dir]
+    # The temp dirs name almost every process of the cluster; Ray's client-server proxy names only
+    # the head's address and its own port (it outlived a run once, reparented to init).
+    dirs = [head_dir, worker_dir, f":{port} --", f"--port={client_port} "]
     try:
         for argv in (head, worker):
             try:
