@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -181,11 +182,7 @@ def snapshot() -> dict[str, str]:
 
 
 def median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
+    return statistics.median(values) if values else None
 
 
 def r3(v: float | None) -> float | None:

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -64,11 +65,7 @@ def comfyrig() -> list[str]:
 
 
 def median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
+    return statistics.median(values) if values else None
 
 
 def run_clients(comfy_dir: Path, addresses: list[str], clients: int, per_client: int, workflow: dict[str, Any],
