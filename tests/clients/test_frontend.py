@@ -79,11 +79,11 @@ async def drive(url: str, executable: str, workflow: dict[str, Any], shot: Path)
         await page.evaluate(LISTEN)
         await page.evaluate("(wf) => window.app.loadApiJson(wf, 'clients-test.json')", workflow)
         await page.evaluate("() => window.app.queuePrompt(0, 1)")
+        # The outcome comes after every node's events (ComfyUI sends execution_success or
+        # execution_error once the last node ran): waiting for it, nothing is still on its way.
         await page.wait_for_function(
-            """() => window.__seen.some(e => e.type === 'executing' && e.detail === null)
-                  || window.__seen.some(e => e.type === 'execution_success' || e.type === 'execution_error')""",
+            "() => window.__seen.some(e => e.type === 'execution_success' || e.type === 'execution_error')",
             timeout=120_000, polling=250)
-        await asyncio.sleep(0.5)  # the rest of the events of the run
         seen = await page.evaluate("() => window.__seen.map(e => ({type: e.type, detail: e.detail}))")
         await page.screenshot(path=str(shot))
         return {"client_id": client_id, "posted": posted, "seen": seen}

@@ -33,7 +33,8 @@ def gateway_cmd(
     env_file: o.EnvFile = None,
 ) -> int:
     from ..gateway.server import GatewayOptions, GatewayServer
-    from ..gateway.service import backend_specs, gateway_token, needs_token
+    from ..gateway.service import backend_specs, gateway_token
+    from ..launch.plan import is_loopback
     from ..launch.registry import state_dir
     from ..ui.gateway_view import describe_gateway
 
@@ -47,7 +48,7 @@ def gateway_cmd(
         specs = [type(s)(s.name, s.url, "shared") for s in specs]
     if auth and insecure_no_auth:
         raise ConfigError("--auth and --insecure-no-auth contradict each other: choose one.")
-    if needs_token(listen) and not auth and not insecure_no_auth:
+    if not is_loopback(listen) and not auth and not insecure_no_auth:
         raise ConfigError(
             f"The gateway would listen on {listen}, and ComfyUI has no authentication of its own: anyone who reaches "
             "that address could run code on the servers behind it.",
@@ -56,7 +57,7 @@ def gateway_cmd(
     if auth:
         token, source = gateway_token(settings.environ, state_dir(settings.environ))
         console.print(Text(f"Clients need the gateway's token, from {source}.", style="yellow"))
-    elif needs_token(listen):
+    elif not is_loopback(listen):
         console.print(Text(f"⚠ The gateway listens on {listen} without a token: anyone who reaches it can run code "
                            "on the servers behind it.", style="bold yellow"))
 

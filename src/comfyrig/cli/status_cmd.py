@@ -56,8 +56,12 @@ def _gateway(url: str) -> dict[str, Any]:
     """What a gateway says of its workers (``/comfyrig/fleet``), or that it does not answer."""
     import httpx
 
+    from ..comfy.client import probe_http_client
+
     try:
-        view = httpx.get(url + "/comfyrig/fleet", timeout=2.0, trust_env=False).json()
+        # The one proxy rule and probe timeout every ComfyUI probe uses (doctor's gateway check too).
+        with probe_http_client(url) as http:
+            view = http.get(url + "/comfyrig/fleet").raise_for_status().json()
         backends = view["backends"]
         return {"url": url, "answering": True, "routable": sum(1 for b in backends if b["live"]),
                 "workers": len(backends), "queue_remaining": view["queue_remaining"], "clients": view["clients"],

@@ -76,6 +76,16 @@ def _error(status: int, kind: str, message: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
+async def _decoded(response: aiohttp.ClientResponse) -> tuple[int, Any]:
+    """A worker's answer: its status and its JSON (None for an empty body; the text for a body
+    that is not JSON, so an error a worker wrote as text reaches the client as it was)."""
+    raw = await response.read()
+    try:
+        return response.status, json.loads(raw) if raw else None
+    except ValueError:
+        return response.status, raw.decode(errors="replace")
+
+
 class GatewayServer:
     """The gateway on one asyncio loop: ``await start()``, ``await stop()``."""
 
@@ -227,11 +237,7 @@ class GatewayServer:
                     params: dict[str, str] | None = None) -> tuple[int, Any]:
         session = self.sessions.for_url(backend.url)
         async with session.request(method, backend.url + path, json=body, params=params, timeout=API_TIMEOUT) as response:
-            raw = await response.read()
-            try:
-                return response.status, json.loads(raw) if raw else None
-            except ValueError:
-                return response.status, raw.decode(errors="replace")
+            return await _decoded(response)
 
     async def _each(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None,
                     names: Sequence[str] | None = None) -> list[tuple[str, int, Any]]:
@@ -482,11 +488,7 @@ class GatewayServer:
             form.add_field(key, value)
         session = self.sessions.for_url(backend.url)
         async with session.post(backend.url + path, data=form, timeout=API_TIMEOUT) as response:
-            raw = await response.read()
-            try:
-                return response.status, json.loads(raw) if raw else None
-            except ValueError:
-                return response.status, None
+            return await _decoded(response)
 
     async def view(self, request: web.Request) -> web.StreamResponse:
         query = request.query

@@ -18,7 +18,6 @@ from concurrent.futures import Future
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..comfy.urls import is_local_host
 from ..errors import ConfigError, PortInUseError
 from ..events import Reporter, discard
 from ..launch.registry import StateDir
@@ -26,7 +25,7 @@ from .backends import BackendSpec
 from .events import GatewayEvent, GatewayStarted
 from .server import GatewayOptions, GatewayServer
 
-__all__ = ["GatewayThread", "backend_specs", "gateway_token", "needs_token"]
+__all__ = ["GatewayThread", "backend_specs", "gateway_token"]
 
 TOKEN_VARIABLE = "COMFYRIG_AUTH_TOKEN"
 TOKEN_FILE = "gateway-token"
@@ -49,11 +48,6 @@ def backend_specs(local: Sequence[tuple[str, str, tuple[int, ...]]], urls: Seque
         base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         specs.append(BackendSpec(f"url-{n}", base, f"url-{n}"))
     return specs
-
-
-def needs_token(listen: str) -> bool:
-    """Beyond loopback ComfyUI has no protection of its own; the gateway asks for a token there."""
-    return not all(is_local_host(host) and host.strip() not in ("0.0.0.0", "::") for host in listen.split(","))
 
 
 def gateway_token(environ: Mapping[str, str], state: StateDir) -> tuple[str, str]:
