@@ -39,3 +39,10 @@ def test_dry_run_table_says_where_each_worker_listens() -> None:
     text = render(ray_plan_table([PlannedWorker("ray-0", local, "127.0.0.1"), PlannedWorker("ray-1", NODE, "10.0.0.2")],
                                  "10.0.0.1:6379"))
     assert "127.0.0.1 (this machine)" in text and "10.0.0.2 (the node's cluster address)" in text
+
+
+def test_a_worker_beyond_loopback_is_routed_with_a_warning() -> None:
+    remote = describe_ray(WorkerRouted("ray-1", PLACE, False))
+    assert "no authentication and listens on 10.0.0.2" in remote and "only from this machine" in remote
+    here = WorkerPlace("b" * 56, "10.0.0.1", "head", "0", "http://127.0.0.1:40002", 78)
+    assert "no authentication" not in describe_ray(WorkerRouted("ray-0", here, False))

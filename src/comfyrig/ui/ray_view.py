@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from rich.table import Table
 
+from ..comfy.urls import is_local_host
 from ..launch.ray_fleet import (
     ClusterJoined,
     NodeJoined,
@@ -35,7 +37,11 @@ def describe_ray(event: RayFleetEvent) -> str:
                     f"starting {workers} worker(s), each routed once its ComfyUI is ready")
         case WorkerRouted(name=name, place=place, restarted=restarted):
             again = " again (its actor restarted)" if restarted else ""
-            return f"ray: {name} on {_where(place)} at {place.url} is behind the gateway{again}"
+            host = urlsplit(place.url).hostname or ""
+            exposed = "" if is_local_host(host) else (
+                f"; ComfyUI has no authentication and listens on {host}, which anyone who reaches that node can use:"
+                " allow its port only from this machine (docs/gateway.md, 'what listens where')")
+            return f"ray: {name} on {_where(place)} at {place.url} is behind the gateway{again}{exposed}"
         case WorkerLost(name=name, place=place, reason=reason):
             return (f"ray: {name} on {_where(place)} is off the gateway: {reason}; its prompts go to other "
                     "workers, and Ray restarts it where a GPU is free")
