@@ -85,3 +85,33 @@ def test_cluster_gpus_lists_live_nodes_with_gpus() -> None:
 
     [node] = cluster_gpus(Nodes())
     assert (node.host, node.hostname, node.gpus) == ("10.0.0.1", "h1", 2)
+
+
+class AuthenticationError(Exception):
+    """Named as Ray's own (ray.exceptions.AuthenticationError): the class name is what counts."""
+
+
+class TokenRefusingRay(RefusingRay):
+    """A head that refuses this machine's token on the first GCS call."""
+
+    class _raylet:  # noqa: N801 - Ray's module name
+        class GcsClient:
+            def __init__(self, address: str) -> None:
+                raise AuthenticationError("RPC error: InvalidAuthToken: Authentication token is missing or incorrect")
+
+
+def test_a_refused_token_is_said_at_once_without_ray_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from comfyrig.launch import ray_worker
+
+    monkeypatch.setattr(ray_worker, "TOKEN_FILE", tmp_path / "no-such-token")
+    token = tmp_path / "tok"
+    token.write_text("not the head's")
+    ray = TokenRefusingRay()
+    with pytest.raises(LaunchError) as info:
+        connect(ray, "127.0.0.1:1", {"RAY_AUTH_TOKEN_PATH": str(token), "RAY_AUTH_MODE": "token"})
+    assert ray.calls == []  # ray.init would retry the refusal for ~20 s
+    assert f"refused this machine's token ({token}" in info.value.message
+    with pytest.raises(LaunchError) as info:
+        connect(ray, "127.0.0.1:1", {"RAY_AUTH_MODE": "disabled"})
+    assert "asks for a token and this machine has none" in info.value.message
+    assert ray.calls == []

@@ -78,11 +78,33 @@ def connect(ray: Any, address: str | None, environ: Mapping[str, str]) -> None:
         _token_mode()
         mode = "token"
     with _quiet_retries():
+        if target != "auto":
+            _refused_token(ray, target, mode, token)
         try:
             ray.init(address=target, log_to_driver=False, configure_logging=False)
         except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, AuthenticationError...
             answers = target != "auto" and _answers(target)
             raise LaunchError(connect_error(target, exc, mode, token, answers=answers)) from None
+
+
+def _refused_token(ray: Any, target: str, mode: str | None, token: str | None) -> None:
+    """One attempt to reach the head's GCS with this machine's token: a refusal is known in a
+    fraction of a second, where ``ray.init`` would retry it for about 20. Anything else (an
+    older Ray without the client class, the GCS busy) is left to ``ray.init``."""
+    try:
+        gcs_client = ray._raylet.GcsClient
+    except AttributeError:
+        return
+    try:
+        gcs_client(address=target)
+    except Exception as exc:  # noqa: BLE001 - AuthenticationError is the one that counts here
+        if _is_auth_error(exc):
+            raise LaunchError(connect_error(target, exc, mode, token, answers=True)) from None
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return exc.__class__.__name__ == "AuthenticationError" or "nauthenticated" in text or "InvalidAuthToken" in text
 
 
 RETRY_NOISE = ("Failed to get cluster ID from GCS server", "Unauthenticated")
@@ -135,7 +157,7 @@ def _answers(target: str) -> bool:
 def connect_error(target: str, exc: BaseException, mode: str | None, token: str | None, *, answers: bool = False) -> str:
     """The one paragraph for a failed ``ray.init``: no cluster, a wrong address, or a token problem."""
     text = str(exc)
-    auth = exc.__class__.__name__ == "AuthenticationError" or "nauthenticated" in text or "InvalidAuthToken" in text
+    auth = _is_auth_error(exc)
     first = text.strip().splitlines()[0] if text.strip() else exc.__class__.__name__
     if auth or (answers and mode == "token"):
         if token is None:
