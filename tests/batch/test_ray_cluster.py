@@ -249,7 +249,7 @@ def test_batch_runs_on_both_nodes_survives_losing_one_and_uses_it_again(cluster:
         if folder == "ct" and not (tmp_path / folder).exists():
             continue  # a ComfyUI that never wrote a temp file
         tags = {p.name for p in (tmp_path / folder).iterdir()}
-        assert len(tags) == 6 and len({t.split("-")[0] for t in tags}) == 3, tags
+        assert len(tags) == 6 and len({t.split("-")[1] for t in tags}) == 3, tags
     restarted = {a["worker"] for a in attempts(out) if a["outcome"] in ("requeued", "released")}
     summary = (f"two-node batch: {total} jobs, done per node {per_node}, requeued from {sorted(restarted)}, "
                f"{ {k: round(v, 1) for k, v in marks.items()} }, wall {wall:.1f} s, report wall_s {report['wall_s']}")

@@ -62,3 +62,26 @@ def test_status_lists_the_ray_workers_with_their_node() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "Workers on the Ray cluster 10.0.0.1:6379 behind http://127.0.0.1:8188" in text
     assert "gpu2 10.0.0.3 bbbbbbbbbbbb" in text and "ray-1.1" in text
+
+
+@pytest.mark.parametrize(("flags", "restart"), [((), "on-failure"), (("--restart", "no"), "no"),
+                                                (("--restart", "always"), "always")])
+def test_launchs_supervision_flags_reach_every_ray_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          flags: tuple[str, ...], restart: str) -> None:
+    """--restart, --ready-timeout, --hang-timeout, --stop-timeout, --restart-delay and --log-dir
+    apply to the workers on the cluster as to local ones (on-failure by default there: nobody
+    watches a cluster's consoles)."""
+    from comfyrig.cli import main, ray_launch
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(ray_launch, "run_ray_workers", lambda settings, address, console, **kw: seen.update(kw) or 0)
+    monkeypatch.setenv("COMFYRIG_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "main.py").write_text("")
+    code = main(["--workers", "--ray", "auto", "--comfyui-dir", str(tmp_path), "--python", sys.executable, "--ready-timeout", "42",
+                 "--hang-timeout", "7", "--stop-timeout", "3", "--restart-delay", "2", "--log-dir", str(tmp_path / "logs"),
+                 *flags])
+    assert code == 0
+    sup = seen["supervisor"]
+    assert (sup.restart, sup.ready_timeout_s, sup.hang_timeout_s, sup.stop_timeout_s, sup.restart_delay_s) == (  # type: ignore[attr-defined]
+        restart, 42.0, 7.0, 3.0, 2.0)
+    assert seen["log_dir"] == tmp_path / "logs"

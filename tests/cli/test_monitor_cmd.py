@@ -22,7 +22,8 @@ def test_once_json_with_an_instance(fake_gpus: dict[str, Any], comfy_stub: Stub,
     assert [g["utilization_pct"] for g in data["gpus"]] == [45, None]
     assert data["gpus"][0]["owner_ports"] == [8188]
     assert data["instances"] == [
-        {"url": comfy_stub.url, "state": "up", "running": 1, "pending": 3, "last_error": None, "port": comfy_stub.port}
+        {"url": comfy_stub.url, "state": "up", "running": 1, "pending": 3, "last_error": None, "port": comfy_stub.port,
+         "label": None}
     ]
     assert data["host"]["cpu_count"] >= 1
     assert comfy_stub.state.requests == ["/prompt"]

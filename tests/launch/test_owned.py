@@ -133,6 +133,37 @@ def test_worker_folders_follow_base_directory_and_stay_out_of_temp(tmp_path: Pat
     assert argv_flags(users.instances[1].argv, "--database-url") == ["sqlite:////srv/users/comfyui-gpu1.db"]
 
 
+def test_a_ray_actors_tag_names_its_folders_and_database(tmp_path: Path) -> None:
+    """Every Ray actor sees its GPU as index 0: named by node and GPU instead, actors of nodes
+    sharing one checkout (NFS) never share an output or temp folder or a database."""
+    from dataclasses import replace
+
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    (comfy / "comfy" / "cli_args.py").write_text((FAKE_DIR / "comfy" / "cli_args.py").read_text())
+
+    def actor(tag: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+        s = settings(tmp_path, {"CUDA_VISIBLE_DEVICES": "0"}, extra_args=extra, comfyui_dir=comfy, python="/usr/bin/python3")
+        (inst,) = compose(s, replace(facts(2), flags=TABLE), LaunchRequest(workers=True, worker_tag=tag), ports=Ports()).instances
+        return inst.argv
+
+    a, b = actor("ray-aaaaaaaaaaaa-gpu0"), actor("ray-bbbbbbbbbbbb-gpu0")
+    assert argv_flags(a, "--output-directory") == ["output/ray-aaaaaaaaaaaa-gpu0"]
+    assert argv_flags(a, "--temp-directory") == ["comfyrig-temp/ray-aaaaaaaaaaaa-gpu0"]
+    assert argv_flags(a, "--database-url") == [f"sqlite:///{comfy.absolute()}/user/comfyui-ray-aaaaaaaaaaaa-gpu0.db"]
+    for flag in ("--output-directory", "--temp-directory", "--database-url"):
+        assert argv_flags(a, flag) != argv_flags(b, flag)
+    # A folder the user gave becomes the parent of each actor's own.
+    given = actor("ray-n-gpu1", ("--output-directory", "/data/out", "--temp-directory=/scratch"))
+    assert argv_flags(given, "--output-directory") == ["/data/out/ray-n-gpu1"]
+    assert argv_flags(given, "--temp-directory") == ["/scratch/ray-n-gpu1"]
+    # A tag names one worker's folders: a plan of several workers refuses it.
+    with pytest.raises(ValueError, match="worker_tag"):
+        compose(settings(tmp_path, comfyui_dir=comfy, python="/usr/bin/python3"), replace(facts(2), flags=TABLE),
+                LaunchRequest(workers=True, worker_tag="x"), ports=Ports())
+
+
 def test_folders_comfyrig_never_passes_are_kept(tmp_path: Path) -> None:
     extra = ("--input-directory", "/in", "--user-directory", "/u", "--base-directory", "/b")
     (inst,) = composed(tmp_path, extra=extra, single=0).instances

@@ -30,7 +30,7 @@ from comfyrig.launch.ray_fleet import (
     listen_for,
     plan_workers,
 )
-from comfyrig.launch.ray_worker import NodeGpus
+from comfyrig.launch.ray_worker import RAY_SUPERVISOR, NodeGpus
 
 
 class ActorDiedError(Exception):
@@ -204,7 +204,8 @@ def test_one_actor_per_gpu_each_routed_once_ready_with_its_node() -> None:
     f.start()
     assert ray.options == {"num_gpus": 1, "max_restarts": -1, "max_concurrency": 4}
     assert len(ray.actors) == 3 and ray.started[0] == (("/c", "/py", ["--lowvram"]),
-                                                       {"local_ip": "10.0.0.1", "restart_delay_s": 0.5})
+                                                       {"local_ip": "10.0.0.1", "supervisor": RAY_SUPERVISOR,
+                                                        "log_dir": None})
     assert isinstance(events[0], ClusterJoined) and events[0].workers == 3
     f.step()
     assert router.specs == {}  # nothing ready yet

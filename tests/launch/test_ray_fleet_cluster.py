@@ -66,7 +66,7 @@ def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster:
             status = subprocess.run([sys.executable, "-m", "comfyrig", "status", "--json"], env=env,
                                     capture_output=True, text=True, timeout=60, check=False)
             assert status.returncode == 0, status.stderr
-            ray_status = json.loads(status.stdout)["ray"]
+            [ray_status] = json.loads(status.stdout)["ray"]
             assert {w["name"]: w["node"] for w in ray_status["workers"]} == node_of
 
             client = uuid.uuid4().hex

@@ -1,4 +1,4 @@
-"""The reusable Ray piece without a cluster: folders per node, the token, the join errors."""
+"""The reusable Ray piece without a cluster: the token, the join errors."""
 
 from __future__ import annotations
 
@@ -8,19 +8,7 @@ from typing import Any
 import pytest
 
 from comfyrig.errors import LaunchError
-from comfyrig.launch.ray_worker import cluster_gpus, connect, connect_error, node_dirs, token_available
-
-
-def test_actors_of_nodes_sharing_a_checkout_get_their_own_folders() -> None:
-    root = Path("/nfs/ComfyUI")
-    a = node_dirs(root, [], "aaaaaaaaaaaa-gpu0")
-    b = node_dirs(root, [], "bbbbbbbbbbbb-gpu0")
-    assert a == ["--output-directory", "/nfs/ComfyUI/output/ray/aaaaaaaaaaaa-gpu0",
-                 "--temp-directory", "/nfs/ComfyUI/comfyrig-temp/ray/aaaaaaaaaaaa-gpu0"]
-    assert set(a).isdisjoint(b[1::2])
-    # A folder the user gave becomes the parent of each actor's own.
-    given = node_dirs(root, ["--lowvram", "--output-directory", "/data/out", "--temp-directory=/scratch"], "n-gpu1")
-    assert given == ["--lowvram", "--output-directory", "/data/out/n-gpu1", "--temp-directory=/scratch/n-gpu1"]
+from comfyrig.launch.ray_worker import cluster_gpus, connect, connect_error, token_available
 
 
 def test_token_sources(tmp_path: Path) -> None:
@@ -94,7 +82,7 @@ class AuthenticationError(Exception):
 class TokenRefusingRay(RefusingRay):
     """A head that refuses this machine's token on the first GCS call."""
 
-    class _raylet:  # noqa: N801 - Ray's module name
+    class _raylet:
         class GcsClient:
             def __init__(self, address: str) -> None:
                 raise AuthenticationError("RPC error: InvalidAuthToken: Authentication token is missing or incorrect")

@@ -50,3 +50,28 @@ def test_normalise_url(given: str, url: str) -> None:
 def test_bad_urls(given: str) -> None:
     with pytest.raises(ConfigError, match="is not the URL of a ComfyUI"):
         normalise_url(given)
+
+
+def test_discovered_instances_come_and_go_with_their_labels() -> None:
+    """The workers behind a Ray gateway: asked each tick, since Ray restarts a worker elsewhere
+    under a new URL; a tick where the gateway cannot say keeps the last list."""
+    lists: list[dict[str, str] | None] = [
+        {"http://10.0.0.2:40001": "ray-0 on head 10.0.0.2 aaaa", "http://10.0.0.3:40002": "ray-1 on w1 10.0.0.3 bbbb"},
+        None,
+        {"http://10.0.0.2:40001": "ray-0 on head 10.0.0.2 aaaa", "http://10.0.0.4:40009": "ray-1.1 on w2 10.0.0.4 cccc"},
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"exec_info": {"queue_remaining": 0}})
+
+    poller = InstancePoller(["http://127.0.0.1:8188"], http=lambda url: httpx.Client(transport=httpx.MockTransport(handler)),
+                            labels={"http://127.0.0.1:8188": "gateway (Ray auto)"}, discover=lambda: lists.pop(0))
+    try:
+        ticks = [{s.url: s.label for s in poller.poll()} for _ in range(3)]
+    finally:
+        poller.close()
+    assert ticks[0] == {"http://127.0.0.1:8188": "gateway (Ray auto)", "http://10.0.0.2:40001": "ray-0 on head 10.0.0.2 aaaa",
+                        "http://10.0.0.3:40002": "ray-1 on w1 10.0.0.3 bbbb"}
+    assert ticks[1] == ticks[0]
+    assert list(ticks[2]) == ["http://127.0.0.1:8188", "http://10.0.0.2:40001", "http://10.0.0.4:40009"]
+    assert ticks[2]["http://10.0.0.4:40009"] == "ray-1.1 on w2 10.0.0.4 cccc"

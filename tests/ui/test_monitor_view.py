@@ -112,3 +112,16 @@ def test_dmon_format(two_3090: dict[str, Any]) -> None:
         " 22:13:20     0   250    65    45    20 12288  9501  1980",
         " 22:13:20     1     -     -     -     -     0     -     -",
     ]
+
+
+def test_cluster_workers_show_what_they_are_and_their_node(two_3090: dict[str, Any]) -> None:
+    labelled = (
+        InstanceSample("http://127.0.0.1:8188", "up", running=1, pending=3, port=8188, label="gateway (Ray 10.0.0.1:6379)"),
+        InstanceSample("http://10.0.0.3:40002", "up", running=1, pending=0, port=40002, label="ray-1 on w1 10.0.0.3 bbbbbbbbbbbb"),
+    )
+    lines = render(monitor_view(snapshot(two_3090, instances=labelled)), width=120).splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("URL"))
+    assert header.split()[:3] == ["URL", "what", "state"]
+    assert any("http://10.0.0.3:40002" in line and "ray-1 on w1 10.0.0.3 bbbbbbbbbbbb" in line for line in lines)
+    # Without labels the table is as it was (no empty column).
+    assert "what" not in render(monitor_view(snapshot(two_3090, instances=INSTANCES)))

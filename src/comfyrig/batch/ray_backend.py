@@ -27,6 +27,7 @@ from ..config.settings import Settings
 from ..errors import ConfigError, LaunchError
 from ..events import Reporter, discard
 from ..launch.ray_worker import RAY_HINT, ComfyWorker, WorkerPlace, cluster_gpus, connect, require_ray
+from ..launch.supervisor import SupervisorOptions
 from .events import ActorsStarting, BatchEvent
 from .journal import OutputFile
 from .protocol import (
@@ -47,10 +48,10 @@ class ComfyActor(ComfyWorker):
     plus the batch's HttpWorker talking to it. Plain class; ``RayBackend`` wraps it with ``ray.remote``."""
 
     def __init__(self, name: str, comfyui_dir: str, python: str, comfyui_args: list[str], client_id: str,
-                 restart_delay_s: float = 0.5) -> None:
+                 supervisor: SupervisorOptions | None = None) -> None:
         from .worker import HttpWorker
 
-        super().__init__(comfyui_dir, python, comfyui_args, restart_delay_s=restart_delay_s)
+        super().__init__(comfyui_dir, python, comfyui_args, supervisor=supervisor)
         self.name = name
         where = WorkerPlace(**self.place())
         self.label = f"{where.hostname} GPU {where.gpu} (node {where.node_id[:8]})"
@@ -206,7 +207,8 @@ class RayBackend:
     kind = "ray"
 
     def __init__(self, address: str | None, settings: Settings, *, actors: int | None = None, gpus_per_actor: float = 1.0,
-                 max_restarts: int = -1, gone_after_s: float = 60.0, stop_wait_s: float = 20.0) -> None:
+                 max_restarts: int = -1, gone_after_s: float = 60.0, stop_wait_s: float = 20.0,
+                 supervisor: SupervisorOptions | None = None) -> None:
         self.ray = require_ray()
         self.address = address
         self.settings = settings
@@ -215,6 +217,7 @@ class RayBackend:
         self.max_restarts = max_restarts
         self.gone_after_s = gone_after_s
         self.stop_wait_s = stop_wait_s
+        self.supervisor = supervisor  # each actor's ComfyUI: restart policy, ready timeout
         self.actors: list[Any] = []
         self.info: list[dict[str, Any]] = []
         self._endpoints: list[RayEndpoint] = []
@@ -258,7 +261,8 @@ class RayBackend:
         settings = self.settings
         args = [*settings.comfyui_args.value, *settings.extra_args]
         self.actors = [
-            remote.remote(f"ray-{n}", str(settings.comfyui_dir.value), str(settings.python.value), args, client_id)
+            remote.remote(f"ray-{n}", str(settings.comfyui_dir.value), str(settings.python.value), args, client_id,
+                          supervisor=self.supervisor)
             for n in range(count)
         ]
         try:

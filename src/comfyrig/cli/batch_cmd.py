@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -75,8 +76,9 @@ def batch_cmd(
         backend = UrlBackend([comfy_url(u, "--url") for u in url])
     elif ray:
         from ..batch.ray_backend import RayBackend
+        from ..launch.ray_worker import RAY_SUPERVISOR
 
-        backend = RayBackend(ray, settings)
+        backend = RayBackend(ray, settings, supervisor=dataclasses.replace(RAY_SUPERVISOR, ready_timeout_s=ready_timeout))
     else:
         from ..launch.compose import LaunchRequest, compose, gather_facts
         from ..launch.supervisor import SupervisorOptions

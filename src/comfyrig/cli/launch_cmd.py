@@ -63,7 +63,7 @@ def launch_cmd(
     urls: Annotated[list[str] | None, typer.Option("--url", help="Also put this ComfyUI server (http://HOST:PORT), not started by comfyrig, behind the gateway. Repeatable.", show_default=False)] = None,
     auth: Annotated[bool, typer.Option("--auth", help="The gateway asks every client for a token (COMFYRIG_AUTH_TOKEN, or one comfyrig keeps in its state folder); required with a --listen beyond loopback.")] = False,
     insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="Serve the gateway beyond loopback without a token (anyone who reaches it can run code here).")] = False,
-    restart: Annotated[str, typer.Option("--restart", help="Restart policy: no, on-failure or always.")] = "no",
+    restart: Annotated[str | None, typer.Option("--restart", help="Restart policy: no, on-failure or always (default: no; on-failure for workers on a Ray cluster, which nobody watches).", show_default=False)] = None,
     restart_delay: Annotated[float, typer.Option("--restart-delay", callback=o.bounded("--restart-delay", o.SECONDS), help="First restart delay in seconds; doubles per failure.")] = 1.0,
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", callback=o.bounded("--ready-timeout", o.POSITIVE_SECONDS), help="Seconds to wait for ComfyUI's HTTP API.")] = 300.0,
     stop_timeout: Annotated[float, typer.Option("--stop-timeout", callback=o.bounded("--stop-timeout", o.SECONDS), help="Seconds between SIGINT and SIGKILL on stop.")] = 10.0,
@@ -95,6 +95,7 @@ def launch_cmd(
             "or one line per event with --plain.",
             hint="Use 'comfyrig launch --dry-run --json', or 'comfyrig status --json' for what is running.",
         )
+    restart = restart if restart is not None else ("on-failure" if ray is not None else "no")
     if restart not in RESTART_POLICIES:
         raise ConfigError(f"--restart {restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
     log_dir = None
@@ -113,6 +114,15 @@ def launch_cmd(
         raise ConfigError("--auth and --insecure-no-auth contradict each other: choose one.")
     if urls and not (workers and gateway):
         raise ConfigError("--url puts a server behind the gateway: it needs --workers (and not --no-gateway).")
+    from ..launch.supervisor import SupervisorOptions
+
+    options = SupervisorOptions(
+        restart=restart,  # checked above
+        ready_timeout_s=ready_timeout,
+        stop_timeout_s=stop_timeout,
+        restart_delay_s=restart_delay,
+        hang_timeout_s=hang_timeout,
+    )
     if max_workers is not None and ray is None:
         raise ConfigError("--max-workers caps the workers on a Ray cluster: it needs --ray.")
     if ray is not None:
@@ -127,7 +137,7 @@ def launch_cmd(
 
         return run_ray_workers(settings, ray, make_console(settings.environ), dry_run=dry_run, json_out=json_out,
                                auth=auth, insecure_no_auth=insecure_no_auth, urls=tuple(urls or ()),
-                               max_workers=max_workers)
+                               max_workers=max_workers, supervisor=options, log_dir=log_dir)
     request = LaunchRequest(
         workers=workers, placement=placement,  # type: ignore[arg-type]  # checked above
         cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker, log_dir=log_dir,
@@ -157,17 +167,9 @@ def launch_cmd(
     from .. import __version__
     from ..launch.fleet import Fleet, check_ports
     from ..launch.signals import capture_signals
-    from ..launch.supervisor import SupervisorOptions
     from ..ui.dashboard import dashboard
     from ..ui.launch_view import PlainLaunchView, exit_report
 
-    options = SupervisorOptions(
-        restart=restart,  # checked above
-        ready_timeout_s=ready_timeout,
-        stop_timeout_s=stop_timeout,
-        restart_delay_s=restart_delay,
-        hang_timeout_s=hang_timeout,
-    )
     check_ports(plan)  # before anything is drawn: PortInUseError names the holder
     plain_view = PlainLaunchView(plan, console) if plain or not console.is_terminal else None
     gateway_thread = _start_gateway(plan, settings.environ, console, plain_view is not None, settings.fake_gpus)

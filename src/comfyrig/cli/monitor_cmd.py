@@ -12,8 +12,9 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,7 +29,7 @@ from ..monitor.collect import MIN_INTERVAL_S, Monitor, run_ticks
 from ..monitor.csvlog import CsvLog
 from ..monitor.history import History
 from ..monitor.host import MIN_WINDOW_S, HostSampler
-from ..monitor.instances import InstancePoller, normalise_url
+from ..monitor.instances import Discover, InstancePoller, normalise_url
 from ..monitor.sampler import open_sampler
 from ..monitor.snapshot import Snapshot
 from ..ui.console import make_console
@@ -39,29 +40,63 @@ from .app import command
 __all__: list[str] = []
 
 
-def _watched(settings: Settings, urls: list[str] | None) -> tuple[list[str], tuple[str, ...]]:
+@dataclass
+class Watched:
+    """What the monitor polls: fixed URLs (with what each is), and the workers behind Ray
+    gateways, asked again each tick (Ray restarts a worker elsewhere, under a new URL)."""
+
+    urls: list[str]
+    notes: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    discover: Discover | None = None
+
+
+def _watched(settings: Settings, urls: list[str] | None) -> Watched:
     """The URLs to poll: those given; else every gateway and ComfyUI comfyrig started that still
-    runs (launch, a batch fleet, Ray actors here); else the configured port, if it answers."""
+    runs (launch, a batch fleet, the workers of a Ray cluster behind a gateway here); else the
+    configured port, if it answers."""
     if urls:
-        return [normalise_url(u) for u in urls], ()
+        return Watched([normalise_url(u) for u in urls])
     if settings.port.source != "cli":
+        from ..launch.ray_record import ray_records
         from ..launch.registry import state_dir
 
-        records = [r for r in state_dir(settings.environ).records() if r.matches_process()]
+        state = state_dir(settings.environ)
+        records = [r for r in state.records() if r.matches_process()]
+        rays = ray_records(state)
         # A gateway first: its queue is the fleet's (GET /prompt sums every worker's).
-        recorded = [*dict.fromkeys(r.gateway for r in records if r.gateway), *(r.url for r in records)]
+        gateways = [*dict.fromkeys(r.gateway for r in records if r.gateway)]
+        recorded = [*gateways, *(r.url for r in rays), *(r.url for r in records)]
         if recorded:
-            notes = tuple(f"{g} is the gateway: its queue counts every worker behind it." for g in dict.fromkeys(
-                r.gateway for r in records if r.gateway))
-            return recorded, notes
+            notes = tuple(f"{g} is the gateway: its queue counts every worker behind it." for g in gateways)
+            notes += tuple(f"{r.url} is the gateway of the Ray cluster {r.ray}: its queue counts every worker "
+                           "behind it, listed with its node." for r in rays)
+            labels = dict.fromkeys(gateways, "gateway") | {r.url: f"gateway (Ray {r.ray})" for r in rays}
+            return Watched(recorded, notes, labels, _ray_workers(state, rays, settings.environ) if rays else None)
     port = settings.port.value if isinstance(settings.port.value, int) else DEFAULT_PORT
     url = local_url(str(settings.listen.value), port)
     with ComfyClient(url, timeout_s=PROBE_TIMEOUT_S) as client:
         try:
             client.prompt_counts()
         except ComfyAPIError:
-            return [], (f"No ComfyUI answers at {url}; watch instances with --url URL (repeatable).",)
-    return [url], ()
+            return Watched([], (f"No ComfyUI answers at {url}; watch instances with --url URL (repeatable).",))
+    return Watched([url])
+
+
+def _ray_workers(state: Any, rays: list[Any], environ: Any) -> Discover:
+    """Each tick: the workers behind the Ray gateways, URL -> "worker on node"."""
+    from ..launch.ray_record import fleet_workers
+
+    def discover() -> dict[str, str] | None:
+        found: dict[str, str] = {}
+        for record in rays:
+            workers = fleet_workers(record, state, environ)
+            if workers is None:
+                return None  # the gateway busy or gone: the last list stays
+            found |= {w["url"]: f"{w['name']} on {w['node']}" for w in workers}
+        return found
+
+    return discover
 
 
 def _check_flags(interval: float, json_out: bool, dmon: bool, plot: Path | None, others: dict[str, bool]) -> None:
@@ -104,13 +139,15 @@ def monitor_cmd(
     if plot is not None:
         return _plot(plot, out, console)
 
-    urls, notes = _watched(settings, url)
+    watched = _watched(settings, url)
     sampler = open_sampler(settings.fake_gpus)
     host = HostSampler()
     if once:
         # One figure only: let it describe the machine over a short idle wait, not comfyrig starting up.
         time.sleep(MIN_WINDOW_S)
-    monitor = Monitor(sampler, host=host, poller=InstancePoller(urls) if urls else None, notes=notes)
+    poller = (InstancePoller(watched.urls, labels=watched.labels, discover=watched.discover)
+              if watched.urls else None)
+    monitor = Monitor(sampler, host=host, poller=poller, notes=watched.notes)
     csv_log = CsvLog(csv_path) if csv_path is not None else None
     ticks = 1 if once else count
     history = History(interval=interval)

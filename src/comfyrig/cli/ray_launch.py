@@ -8,10 +8,9 @@ signal handler that only enqueues) stops the actors, then the gateway.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -25,15 +24,16 @@ if TYPE_CHECKING:
     from ..config.settings import Settings
     from ..gateway.events import GatewayEvent
     from ..launch.ray_fleet import RayFleetEvent
+    from ..launch.supervisor import SupervisorOptions
 
-__all__ = ["RAY_GATEWAY_RECORD", "run_ray_workers"]
+__all__ = ["run_ray_workers"]
 
-RAY_GATEWAY_RECORD = "ray-gateway.json"  # in comfyrig's state folder: what 'comfyrig status' reads
 DEFAULT_GATEWAY_PORT = 8188
 
 
 def run_ray_workers(settings: Settings, address: str, console: Console, *, dry_run: bool, json_out: bool,
-                    auth: bool, insecure_no_auth: bool, urls: tuple[str, ...], max_workers: int | None) -> int:
+                    auth: bool, insecure_no_auth: bool, urls: tuple[str, ...], max_workers: int | None,
+                    supervisor: SupervisorOptions, log_dir: Path | None = None) -> int:
     """Raises ConfigError (no Ray, a bad flag) and LaunchError (cluster unreachable, no GPUs)."""
     from ..gateway.service import backend_specs
     from ..launch.ray_fleet import RayFleet, RayFleetOptions, plan_workers
@@ -57,7 +57,9 @@ def run_ray_workers(settings: Settings, address: str, console: Console, *, dry_r
         # Absolute: the actors' working folder is Ray's, not ours (the same path on every node).
         address=None if address == "auto" else address, comfyui_dir=str(comfyui_dir.absolute() if comfyui_dir else ""),
         python=str(settings.python.value), comfyui_args=(*settings.comfyui_args.value, *settings.extra_args),
-        max_workers=max_workers,
+        max_workers=max_workers, supervisor=supervisor,
+        # The same path on every node, as the ComfyUI folder: each worker's log is its own file there.
+        log_dir=str(log_dir.absolute()) if log_dir is not None else None,
     )
     if dry_run:
         fleet = RayFleet(ray, options, _NoRouter(), environ=settings.environ)
@@ -92,6 +94,7 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
     from ..gateway.server import GatewayOptions
     from ..gateway.service import GatewayThread, gateway_token
     from ..launch.ray_fleet import RayFleet
+    from ..launch.ray_record import write_record
     from ..launch.registry import state_dir
     from ..launch.signals import capture_signals
     from ..ui.gateway_view import describe_gateway
@@ -119,8 +122,7 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
         say(f"the gateway listens on {listen}: clients need its token, from {source}")
     gateway = GatewayThread(extra, GatewayOptions(host=listen, port=port, token=token), on_gateway)
     gateway.start()  # PortInUseError before any actor starts
-    record = state.write_private(RAY_GATEWAY_RECORD, json.dumps(
-        {"url": gateway.url, "pid": os.getpid(), "ray": options.address or "auto", "auth": auth}) + "\n")
+    record = write_record(state, gateway.url, options.address or "auto", auth)
     fleet = RayFleet(ray, options, gateway, on_fleet, environ=settings.environ)
     signals: queue.Queue[int] = queue.Queue()
     stop = threading.Event()

@@ -71,38 +71,16 @@ def _gateway(url: str) -> dict[str, Any]:
         return {"url": url, "answering": False}
 
 
-def _ray_gateway(state: Any, environ: Any) -> dict[str, Any] | None:
-    """The Ray workers behind a gateway that 'launch --workers --ray' runs here: each with its
-    node, from the gateway's fleet view (its token sent when it asks for one)."""
-    import json
+def _ray_gateways(state: Any, environ: Any) -> list[dict[str, Any]]:
+    """The Ray workers behind each gateway that 'launch --workers --ray' runs here: each with
+    its node and current URL, from the gateway's fleet view."""
+    from ..launch.ray_record import fleet_workers, ray_records
 
-    import httpx
-
-    from .ray_launch import RAY_GATEWAY_RECORD
-
-    text = state.read_private(RAY_GATEWAY_RECORD)
-    if not text:
-        return None
-    try:
-        record: dict[str, Any] = json.loads(text)
-        url, pid = str(record["url"]), int(record["pid"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not pid_alive(pid):
-        return None
-    headers = {}
-    if record.get("auth"):
-        token = (environ.get("COMFYRIG_AUTH_TOKEN") or state.read_private("gateway-token") or "").strip()
-        headers["Authorization"] = f"Bearer {token}"
-    found: dict[str, Any] = {"url": url, "pid": pid, "ray": record.get("ray"), "answering": False, "workers": []}
-    try:
-        view = httpx.get(url + "/comfyrig/fleet", timeout=2.0, trust_env=False, headers=headers).json()
-        found["workers"] = [{"name": b["name"], "node": b.get("node", ""), "url": b["url"], "live": b["live"],
-                             "in_flight": b["in_flight"], "completed": b["completed"], "failed": b["failed"]}
-                            for b in view["backends"]]
-        found["answering"] = True
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        pass
+    found = []
+    for record in ray_records(state):
+        workers = fleet_workers(record, state, environ)
+        found.append({"url": record.url, "port": record.port, "pid": record.pid, "ray": record.ray,
+                      "answering": workers is not None, "workers": workers or []})
     return found
 
 
@@ -119,14 +97,14 @@ def status_cmd(json_out: o.JsonOut = False) -> int:
             continue
         rows.append(info)
     gateways = [_gateway(url) for url in dict.fromkeys(r["gateway"] for r in rows if r["gateway"])]
-    ray = _ray_gateway(state, settings.environ)
+    rays = _ray_gateways(state, settings.environ)
     if json_out:
-        print_json({"instances": rows, "gateways": gateways, **({"ray": ray} if ray else {})})
+        print_json({"instances": rows, "gateways": gateways, "ray": rays})
         return 0
     console = make_console(settings.environ)
-    if ray is not None:
+    for ray in rays:
         _print_ray(console, ray)
-    if not rows and ray is None:
+    if not rows and not rays:
         console.print("No ComfyUI started by comfyrig is running.")
         return 0
     table = Table(title="ComfyUI instances started by comfyrig")
@@ -162,6 +140,28 @@ def _print_ray(console: Any, ray: dict[str, Any]) -> None:
     console.print(table)
 
 
+# What the Ray launch needs after its SIGINT: each worker's ComfyUI stops on its node (its
+# actor waits up to 20 s for that), then the gateway. Only then SIGKILL, after which Ray ends
+# the launch's actors itself and each worker's sentinel kills its ComfyUI.
+RAY_STOP_GRACE_S = 30.0
+
+
+def _stop_ray(record: Any, timeout: float, console: Any) -> None:
+    """Stop a 'launch --workers --ray': its process stops every worker on the cluster, then the
+    gateway, as on Ctrl-C; SIGKILL after ``timeout`` plus the time the workers may take."""
+    import os
+
+    os.kill(record.pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout + RAY_STOP_GRACE_S
+    while record.matches_process() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    forced = record.matches_process()
+    if forced:
+        os.kill(record.pid, signal.SIGKILL)
+    console.print(f"port {record.port}: stopped the gateway of the Ray cluster {record.ray} (pid {record.pid}) and "
+                  f"its workers{' (SIGKILL after the grace period: Ray ends the workers)' if forced else ''}.")
+
+
 @command("stop", help="Stop ComfyUI instances comfyrig started (whole process group, SIGINT then SIGKILL); "
          "their supervisor does not restart them, whatever its --restart policy.")
 def stop_cmd(
@@ -177,6 +177,13 @@ def stop_cmd(
     # A gateway's port stops every worker behind it (the launch that serves it then ends).
     records = [r for r in state.records() if all_ or r.port == port or
                (r.gateway is not None and r.gateway.rsplit(":", 1)[-1] == str(port))]
+    from ..launch.ray_record import ray_records
+
+    rays = [r for r in ray_records(state) if all_ or r.port == port]
+    for ray in rays:
+        _stop_ray(ray, timeout, console)
+    if not records and rays:
+        return 0
     if not records:
         console.print(f"No comfyrig-started ComfyUI {'is running' if all_ else f'on port {port}'}.")
         return 0 if all_ else 1

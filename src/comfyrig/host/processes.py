@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cmdline", "group_alive", "group_of", "pid_alive", "signal_group", "start_time"]
+__all__ = ["cmdline", "group_alive", "group_of", "is_zombie", "pid_alive", "signal_group", "start_time"]
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -39,6 +39,17 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def is_zombie(pid: int, proc_root: Path = Path("/proc")) -> bool:
+    """True when ``pid`` has ended and waits for its parent to reap it (state Z): it still
+    answers signal 0, but nothing runs there any more."""
+    try:
+        raw = (proc_root / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    fields = raw.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] == "Z"
 
 
 def cmdline(pid: int, proc_root: Path = Path("/proc")) -> list[str] | None:

@@ -78,6 +78,10 @@ class LaunchRequest:
     auth: bool = False  # the gateway asks every client for a token (required beyond loopback)
     insecure_no_auth: bool = False  # a gateway beyond loopback without a token (warned)
     look_only: bool = False  # nothing is started (doctor): an interpreter that was not found is no error
+    # The name of a worker's own output/temp folders and database (default "gpuN", N its GPU's
+    # index). A Ray actor passes its node and GPU: every actor sees its GPU as index 0, so
+    # "gpu0" would be one folder and one database for actors of nodes sharing a checkout (NFS).
+    worker_tag: str | None = None
 
 
 class PortPicker:
@@ -165,7 +169,8 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
     placements, notes = _placements(selection.gpus, facts, request, workers)
     try:
         # Before the ports are picked: a --port among ComfyUI's flags is comfyrig's.
-        owned = take_over(settings, facts.flags, fleet=workers and count > 1)
+        # A tagged worker is one of a fleet started one by one (Ray actors).
+        owned = take_over(settings, facts.flags, fleet=workers and (count > 1 or request.worker_tag is not None))
     except ConfigError:
         if not request.look_only:
             raise
@@ -190,6 +195,7 @@ def compose(settings: Settings, facts: HostFacts, request: LaunchRequest, *, por
         checkout=facts.checkout,
         gateway=gateway,
         fleet_dirs=owned.dirs,
+        worker_tag=request.worker_tag,
         notes=owned.notes,
     )
 

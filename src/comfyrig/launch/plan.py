@@ -149,9 +149,11 @@ def _child_env(settings: Settings, cuda_visible_devices: str) -> dict[str, str]:
     return env
 
 
-def _worker_dirs(
-    indices: tuple[int, ...], args: ComfyArgs, comfyui_dir: Path | None, parents: Mapping[str, str]
-) -> list[str]:
+def _gpu_tag(indices: tuple[int, ...]) -> str:
+    return "gpu" + "-".join(str(i) for i in indices)
+
+
+def _worker_dirs(tag: str, args: ComfyArgs, comfyui_dir: Path | None, parents: Mapping[str, str]) -> list[str]:
     """Own output and temp folders per worker, and its own database.
 
     Two ComfyUIs writing to one output folder race for file names (each picks
@@ -171,7 +173,6 @@ def _worker_dirs(
     takes an absolute path: under ``--user-directory`` or the base's ``user/`` when given.
     """
     extra: list[str] = []
-    tag = "gpu" + "-".join(str(i) for i in indices)
     base = args.value("--base-directory")
     root = Path(base) if base else Path()
     for flag, default_parent in (("--output-directory", root / "output"), ("--temp-directory", root / "comfyrig-temp")):
@@ -210,6 +211,7 @@ def plan_launch(
     gateway: GatewayPlan | None = None,
     fleet_dirs: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
+    worker_tag: str | None = None,
 ) -> LaunchPlan:
     """Plan the processes. ``ports`` are the concrete ports, one per instance.
 
@@ -221,12 +223,15 @@ def plan_launch(
     (its version too), which the panel and the advice use. With a ``gateway`` the
     instances listen on loopback only: the gateway is their one way in. ``fleet_dirs``:
     folders the user gave for every worker (``owned.take_over``), each worker's own goes
-    under them; ``notes`` are shown with the warnings.
+    under them; ``notes`` are shown with the warnings. ``worker_tag`` names a lone worker's
+    own folders and database instead of its GPU index (a Ray actor: node and GPU).
     """
     groups: list[tuple[str, tuple[int, ...], str]]
     if workers and not selection.is_cpu:
         names = selection.cuda_visible_devices.split(",")
         groups = [(f"worker-{n}", (g.index,), names[n]) for n, g in enumerate(selection.gpus)]
+        if worker_tag is not None and len(groups) != 1:
+            raise ValueError(f"worker_tag names one worker's folders, and this plan has {len(groups)}")
     else:
         groups = [("comfyui", tuple(g.index for g in selection.gpus), selection.cuda_visible_devices)]
     if len(ports) != len(groups):
@@ -258,7 +263,7 @@ def plan_launch(
             cuda_visible_devices=cvd,
             gpu_indices=indices,
             argv=(settings.python.value, "main.py", "--listen", listen, "--port", str(port), *args.tokens,
-                  *(_worker_dirs(indices, args, comfyui_dir, fleet_dirs or {}) if workers and not selection.is_cpu else ())),
+                  *(_worker_dirs(worker_tag or _gpu_tag(indices), args, comfyui_dir, fleet_dirs or {}) if workers and not selection.is_cpu else ())),
             env=_with_threads(_child_env(settings, cvd), placed, settings.environ),
             cwd=comfyui_dir,
             placement=placed,

@@ -36,7 +36,8 @@ from typing import Any, Literal, Protocol
 from ..errors import LaunchError
 from ..events import Reporter, discard
 from ..gateway.backends import BackendSpec
-from .ray_worker import ComfyWorker, NodeGpus, WorkerPlace, _answers, cluster_gpus, connect, connect_error
+from .ray_worker import RAY_SUPERVISOR, ComfyWorker, NodeGpus, WorkerPlace, _answers, cluster_gpus, connect, connect_error
+from .supervisor import SupervisorOptions
 
 __all__ = [
     "ClusterJoined", "GatewayWorker", "NodeJoined", "NodeLeft", "PlannedWorker", "RayFleet", "RayFleetEvent",
@@ -52,12 +53,12 @@ class GatewayWorker(ComfyWorker):
     actor, since Ray may restart it on another node. Plain class; wrap it with ``ray.remote``."""
 
     def __init__(self, comfyui_dir: str, python: str, comfyui_args: list[str], *, local_ip: str,
-                 restart_delay_s: float = 0.5) -> None:
+                 supervisor: SupervisorOptions | None = None, log_dir: str | None = None) -> None:
         import ray
 
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        super().__init__(comfyui_dir, python, comfyui_args, listen=listen_for(ip, local_ip),
-                         restart_delay_s=restart_delay_s)
+        super().__init__(comfyui_dir, python, comfyui_args, listen=listen_for(ip, local_ip), supervisor=supervisor,
+                         log_dir=log_dir)
 
     def state(self) -> dict[str, Any]:
         """One answer per poll: where it runs, and whether its ComfyUI is ready or gave up."""
@@ -169,7 +170,8 @@ class RayFleetOptions:
     max_workers: int | None = None
     poll_s: float = 2.0
     stop_wait_s: float = 20.0  # seconds for the actors to stop their ComfyUI together
-    restart_delay_s: float = 0.5
+    supervisor: SupervisorOptions = RAY_SUPERVISOR  # each worker's restart policy and timeouts (launch's flags)
+    log_dir: str | None = None  # the same path on every node; default: the checkout's user/comfyrig-ray
 
 
 SlotState = Literal["starting", "routed", "waiting", "failing", "failed"]
@@ -247,7 +249,7 @@ class RayFleet:
         opts = self.options
         for _ in range(count):
             actor = self._remote.remote(opts.comfyui_dir, opts.python, list(opts.comfyui_args), local_ip=self.local_ip,
-                                        restart_delay_s=opts.restart_delay_s)
+                                        supervisor=opts.supervisor, log_dir=opts.log_dir)
             self.slots.append(Slot(len(self.slots), actor))
 
     # -- watch ------------------------------------------------------------------------------------

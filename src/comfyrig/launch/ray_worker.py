@@ -27,19 +27,23 @@ import os
 import shlex
 import socket
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LaunchError
+from .supervisor import SupervisorOptions
 
 __all__ = [
-    "RAY_HINT", "ComfyWorker", "NodeGpus", "WorkerPlace", "cluster_gpus", "connect", "node_dirs",
+    "RAY_HINT", "RAY_SUPERVISOR", "ComfyWorker", "NodeGpus", "WorkerPlace", "cluster_gpus", "connect",
     "require_ray", "token_available",
 ]
 
 RAY_HINT = "pip install 'comfyrig[ray]'"
+# A worker on a cluster has nobody watching its console: its ComfyUI restarts when it fails,
+# unless the command says otherwise (launch's --restart).
+RAY_SUPERVISOR = SupervisorOptions(restart="on-failure", restart_delay_s=0.5)
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 
 
@@ -215,25 +219,6 @@ class WorkerPlace:
         return f"{self.node_id[:12]}-gpu{self.gpu}"
 
 
-def node_dirs(comfyui_dir: Path, args: Sequence[str], tag: str) -> list[str]:
-    """``args`` with the output and temp folders made this actor's own: every actor sees its GPU
-    as CUDA_VISIBLE_DEVICES=0, so the planner's per-GPU folders ('gpu0') would be one folder for
-    all actors of nodes sharing a checkout (NFS). A folder the user gave becomes the parent."""
-    out = list(args)
-    for flag, default in (("--output-directory", comfyui_dir / "output" / "ray"),
-                          ("--temp-directory", comfyui_dir / "comfyrig-temp" / "ray")):
-        for i, arg in enumerate(out):
-            if arg == flag and i + 1 < len(out):
-                out[i + 1] = str(Path(out[i + 1]) / tag)
-                break
-            if arg.startswith(flag + "="):
-                out[i] = f"{flag}={Path(arg.split('=', 1)[1]) / tag}"
-                break
-        else:
-            out += [flag, str(default / tag)]
-    return out
-
-
 class ComfyWorker:
     """Runs inside a Ray actor that holds one GPU: a supervised ComfyUI (restart on failure).
 
@@ -241,14 +226,13 @@ class ComfyWorker:
     binds (127.0.0.1: reachable on its node only)."""
 
     def __init__(self, comfyui_dir: str, python: str, comfyui_args: list[str], *, listen: str = "127.0.0.1",
-                 restart_delay_s: float = 0.5) -> None:
+                 supervisor: SupervisorOptions | None = None, log_dir: str | None = None) -> None:
         import ray
 
         from ..config.settings import CliOverrides, resolve_settings
         from .compose import LaunchRequest, compose, gather_facts
         from .fleet import Fleet
         from .placement import THREAD_VARIABLES
-        from .supervisor import SupervisorOptions
 
         context = ray.get_runtime_context()
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
@@ -263,23 +247,23 @@ class ComfyWorker:
         cvd = environ.get("CUDA_VISIBLE_DEVICES", "")
         self.listen = listen
         root = Path(comfyui_dir)
-        args = node_dirs(root, comfyui_args, self.tag)
         # The GPU Ray assigned arrives as CUDA_VISIBLE_DEVICES, which the settings read as a
         # selection like any other; the node's NVML names it (or refuses a GPU it lacks).
         settings = resolve_settings(
-            CliOverrides(comfyui_dir=root, python=python, comfyui_args=shlex.join(args), listen=listen),
+            CliOverrides(comfyui_dir=root, python=python, comfyui_args=shlex.join(comfyui_args), listen=listen),
             environ, root,
         )
         # Several actors share a node: the kernel picks each port, and each takes its GPU's
         # share of the node's CPU placement, as 'launch --workers' would place them. Logs are
-        # per node id and GPU, never shared by actors of nodes on one NFS checkout.
+        # per node id and GPU, never shared by actors of nodes on one NFS checkout; so are its
+        # output and temp folders and its database (worker_tag: every actor's GPU is "gpu0").
         request = LaunchRequest(
             workers=True, ports="ephemeral", share_node=bool(cvd), owner="ray",
-            log_dir=root / "user" / "comfyrig-ray" / self.tag,
+            log_dir=(Path(log_dir) if log_dir else root / "user" / "comfyrig-ray") / self.tag, worker_tag=f"ray-{self.tag}" if cvd else None,
         )
         plan = compose(settings, gather_facts(settings), request)
         self.instance = plan.instances[0]
-        self.fleet = Fleet(plan, environ, SupervisorOptions(restart="on-failure", restart_delay_s=restart_delay_s))
+        self.fleet = Fleet(plan, environ, supervisor or RAY_SUPERVISOR)
         self.fleet.start()
 
     @property

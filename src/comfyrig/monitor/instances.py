@@ -10,7 +10,7 @@ the probe timeout, not by the timeout times the number of instances.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -35,12 +35,18 @@ def _port(url: str) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+Discover = Callable[[], Mapping[str, str] | None]
+
+
 class InstancePoller:
     """Keeps each instance's last error across ticks.
 
     ``http`` builds the httpx client for a URL (tests pass one over MockTransport); the
     default applies comfyrig's proxy rule with the probe timeout. Raises ConfigError for
-    a proxy setting that cannot be used for one of the URLs.
+    a proxy setting that cannot be used for one of the URLs. ``labels`` say what a URL is;
+    ``discover`` (asked each tick) gives instances that come and go, URL -> label: the
+    workers behind a Ray gateway, whose URLs change when Ray restarts them elsewhere (None:
+    it could not say this tick, the last list is kept).
     """
 
     def __init__(
@@ -48,17 +54,39 @@ class InstancePoller:
         urls: Sequence[str],
         http: Callable[[str], httpx.Client] = probe_http_client,
         clock: Callable[[], float] = time.time,
+        *,
+        labels: Mapping[str, str] | None = None,
+        discover: Discover | None = None,
     ) -> None:
-        self.urls = tuple(urls)
+        self.fixed = tuple(urls)
+        self.urls = self.fixed
+        self._http = http
+        self._labels = dict(labels or {})
+        self._discover = discover
         self._clients = {url: ComfyClient(url, http=http(url)) for url in self.urls}
         self._clock = clock
         self._last_error: dict[str, str] = {}
-        self._pool = ThreadPoolExecutor(max_workers=min(len(self.urls), 8)) if len(self.urls) > 1 else None
+        many = len(self.urls) > 1 or discover is not None
+        self._pool = ThreadPoolExecutor(max_workers=8 if discover else min(len(self.urls), 8)) if many else None
 
     def poll(self) -> tuple[InstanceSample, ...]:
+        self._refresh()
         if self._pool is None:
             return tuple(self._one(url) for url in self.urls)
         return tuple(self._pool.map(self._one, self.urls))
+
+    def _refresh(self) -> None:
+        found = self._discover() if self._discover is not None else None
+        if found is None:
+            return
+        self._labels.update(found)
+        urls = (*self.fixed, *(u for u in found if u not in self.fixed))
+        for url in set(self._clients) - set(urls):
+            self._clients.pop(url).close()
+        for url in urls:
+            if url not in self._clients:
+                self._clients[url] = ComfyClient(url, http=self._http(url))
+        self.urls = urls
 
     def _one(self, url: str) -> InstanceSample:
         try:
@@ -68,7 +96,8 @@ class InstancePoller:
             stamp = time.strftime("%H:%M:%S", time.localtime(self._clock()))
             # The table shows the URL already; keep the route and the reason.
             self._last_error[url] = f"{stamp} {exc.message.removeprefix(url)}"
-            return InstanceSample(url=url, state=state, last_error=self._last_error[url], port=_port(url))
+            return InstanceSample(url=url, state=state, last_error=self._last_error[url], port=_port(url),
+                                  label=self._labels.get(url))
         return InstanceSample(
             url=url,
             state="up",
@@ -76,6 +105,7 @@ class InstancePoller:
             pending=counts.pending,
             last_error=self._last_error.get(url),
             port=_port(url),
+            label=self._labels.get(url),
         )
 
     def close(self) -> None:

@@ -74,6 +74,7 @@ class InstanceSample:
     pending: int | None = None
     last_error: str | None = None  # the most recent failure, kept after recovery
     port: int | None = None
+    label: str | None = None  # what it is: "gateway", or a cluster worker's name and node
 
 
 @dataclass(frozen=True)

@@ -219,10 +219,14 @@ def instance_table(snapshot: Snapshot, *, width: int = _FULL_WIDTH) -> Text | No
     if not snapshot.instances:
         return None
     url_width = min(max(len(i.url) for i in snapshot.instances), 40)
-    fixed = [_Col("URL", url_width), _Col("state", 5), _Col("running", 7, True), _Col("pending", 7, True), _Col("GPUs", 5)]
+    # What each one is (the gateway, a cluster worker and its node), when any says.
+    label_width = min(max(len(i.label or "") for i in snapshot.instances), 48)
+    labelled = [_Col("what", label_width)] if label_width else []
+    fixed = [_Col("URL", url_width), *labelled, _Col("state", 5), _Col("running", 7, True), _Col("pending", 7, True),
+             _Col("GPUs", 5)]
     cols = [*fixed, _Col("last error", _width_left(width, fixed, 10, 200))]
     lines: list[list[Cell]] = [
-        [inst.url, Text(inst.state, style=_STATE_STYLE[inst.state]),
+        [inst.url, *([inst.label or ""] if labelled else []), Text(inst.state, style=_STATE_STYLE[inst.state]),
          "-" if inst.running is None else str(inst.running), "-" if inst.pending is None else str(inst.pending),
          _instance_gpus(inst, snapshot.gpus), inst.last_error or ""]
         for inst in snapshot.instances
