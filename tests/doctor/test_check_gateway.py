@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from comfyrig.comfy.catalog import Catalog
 from comfyrig.doctor.checks_net import check_gateway
 from comfyrig.doctor.context import DoctorContext, GatewayState
 
@@ -16,21 +17,25 @@ def test_no_gateway_is_a_skip() -> None:
 
 
 def test_every_worker_routable_with_the_same_nodes_passes() -> None:
-    nodes = frozenset({"EmptyImage", "SaveImage"})
+    same = Catalog(frozenset({"EmptyImage", "SaveImage"}), frozenset({"sd15.safetensors"}))
     ctx = DoctorContext(environ={}, gateways=(GatewayState("http://127.0.0.1:8188", view=view(True, True),
-                                                           nodes={"worker-0": nodes, "worker-1": nodes}),))
+                                                           catalogs={"worker-0": same, "worker-1": same}),))
     result = check_gateway(ctx)
     assert result.status == "pass" and "2 worker(s) routable" in result.message
 
 
-def test_a_worker_down_or_lacking_nodes_is_named() -> None:
+def test_a_worker_down_or_lacking_nodes_or_models_is_named() -> None:
     ctx = DoctorContext(environ={}, gateways=(GatewayState(
         "http://127.0.0.1:8188", view=view(True, False, True),
-        nodes={"worker-0": frozenset({"A", "B", "KSampler"}), "worker-1": None, "worker-2": frozenset({"A", "Extra"})}),))
+        catalogs={"worker-0": Catalog(frozenset({"A", "B", "KSampler"}), frozenset({"sd15.safetensors", "x.gguf"})),
+                  "worker-1": None,
+                  "worker-2": Catalog(frozenset({"A", "Extra"}), frozenset({"sd15.safetensors"}))}),))
     result = check_gateway(ctx)
     assert result.status == "warn"
     assert "worker-1 not routable" in result.message
-    assert "worker-2 lacks B, KSampler; has Extra that worker-0 lacks" in result.message
+    assert ("worker-2 lacks node type(s) B, KSampler; lacks model(s) x.gguf; has node type(s) worker-0 lacks: Extra"
+            in result.message)
+    assert "models on every worker" in (result.fix or "")
 
 
 def test_a_gateway_that_does_not_answer_is_a_warning() -> None:

@@ -12,11 +12,16 @@ import time
 from typing import Optional, Tuple
 
 base_path = output_directory = input_directory = temp_directory = user_directory = custom_nodes_directory = ""
+models_dir = ""
+# ComfyUI's supported_pt_extensions: the files a model folder lists.
+supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 
 
 def _set_base(path: str) -> None:
     global base_path, output_directory, input_directory, temp_directory, user_directory, custom_nodes_directory
+    global models_dir
     base_path = path
+    models_dir = os.path.join(path, "models")
     output_directory = os.path.join(path, "output")
     input_directory = os.path.join(path, "input")
     temp_directory = os.path.join(path, "temp")
@@ -45,6 +50,18 @@ def apply_custom_paths(args) -> None:
     if args.user_directory:
         user_directory = os.path.abspath(args.user_directory)
         logging.info(f"Setting user directory to: {user_directory}")
+
+
+def get_filename_list(folder_name: str) -> list:
+    """The model files of one folder under models/ (sub-folders included, '/'-separated), sorted,
+    as ComfyUI lists them in a loader's options; no folder, no files."""
+    root = os.path.join(models_dir, folder_name)
+    found = []
+    for dirpath, _, files in os.walk(root, followlinks=True):
+        for name in files:
+            if os.path.splitext(name)[1].lower() in supported_pt_extensions:
+                found.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+    return sorted(found)
 
 
 def set_temp_directory(path: str) -> None:

@@ -270,15 +270,31 @@ CHECKPOINT_TOOLTIPS = ("The model used for denoising latents.",
                        "The VAE model used for encoding and decoding images to and from latent space.")
 
 
+MODEL_FOLDER_OF = {"ckpt_name": "checkpoints", "unet_name": "diffusion_models", "vae_name": "vae",
+                   "clip_name": "text_encoders", "clip_name1": "text_encoders", "clip_name2": "text_encoders",
+                   "control_net_name": "controlnet"}
+
+
 def _loader(name: str, category: str, returns: tuple, required: dict, optional: Optional[dict] = None,
-            description: str = "", tooltips: Optional[tuple] = None) -> type:
+            description: str = "", tooltips: Optional[tuple] = None, folders: Optional[dict] = None) -> type:
+    folders = folders or {}
+
     def load(self, **kwargs):
         raise RuntimeError(f"{name}: the fake ComfyUI has no models")
 
     inputs = {"required": required}
     if optional:
         inputs["optional"] = optional
-    attrs = {"INPUT_TYPES": classmethod(lambda cls: json.loads(json.dumps(inputs))), "RETURN_TYPES": returns,
+
+    def input_types(cls):
+        # As ComfyUI's loaders: the options are the files of the input's model folder, listed now.
+        found = json.loads(json.dumps(inputs))
+        for key, spec in found["required"].items():
+            if spec and spec[0] == [] and key in MODEL_FOLDER_OF:
+                spec[0] = folder_paths.get_filename_list(folders.get(key, MODEL_FOLDER_OF[key]))
+        return found
+
+    attrs = {"INPUT_TYPES": classmethod(input_types), "RETURN_TYPES": returns,
              "FUNCTION": "load", "CATEGORY": category, "DESCRIPTION": description, "load": load}
     if tooltips:
         attrs["OUTPUT_TOOLTIPS"] = tooltips
@@ -299,7 +315,8 @@ LOADERS = {
     "DualCLIPLoader": _loader("DualCLIPLoader", "advanced/loaders", ("CLIP",), {
         "clip_name1": ([],), "clip_name2": ([],), "type": (DUAL_CLIP_TYPES,)},
         {"device": (["default", "cpu"], {"advanced": True})}),
-    "CLIPVisionLoader": _loader("CLIPVisionLoader", "loaders", ("CLIP_VISION",), {"clip_name": ([],)}),
+    "CLIPVisionLoader": _loader("CLIPVisionLoader", "loaders", ("CLIP_VISION",), {"clip_name": ([],)},
+                                folders={"clip_name": "clip_vision"}),
     "ControlNetLoader": _loader("ControlNetLoader", "loaders", ("CONTROL_NET",), {"control_net_name": ([],)}),
 }
 

@@ -206,7 +206,7 @@ class PromptServer:
     async def get_models(self, request):
         if request.match_info["folder"] not in MODEL_FOLDERS:
             return web.Response(status=404)
-        return web.json_response([])
+        return web.json_response(folder_paths.get_filename_list(request.match_info["folder"]))
 
     async def view_image(self, request):
         """A file from output/input/temp. Unlike the real route it does not convert (preview=, channel=)."""

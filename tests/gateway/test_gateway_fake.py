@@ -83,7 +83,8 @@ def events_until_done(socket: ClientConnection, prompt_ids: set[str], timeout: f
 
 @contextlib.contextmanager
 def rig(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None, token: str | None = None,
-        envs: list[dict[str, str]] | None = None, reporter: Any = None) -> Iterator[Rig]:
+        envs: list[dict[str, str]] | None = None, reporter: Any = None,
+        args: list[list[str]] | None = None) -> Iterator[Rig]:
     inputs = tmp_path / "input"
     inputs.mkdir(exist_ok=True)
     (tmp_path / "user").mkdir(exist_ok=True)
@@ -92,7 +93,8 @@ def rig(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = None, 
             stack.enter_context(harness.running_fake(
                 env={"FAKE_COMFYUI_JOBS_API": "1", **(env or {}), **(envs[n] if envs else {})},
                 args=["--cpu", "--output-directory", str(tmp_path / f"out{n}"), "--input-directory", str(inputs),
-                      "--temp-directory", str(tmp_path / f"tmp{n}"), "--user-directory", str(tmp_path / "user")],
+                      "--temp-directory", str(tmp_path / f"tmp{n}"), "--user-directory", str(tmp_path / "user"),
+                      *(args[n] if args else [])],
             ))
             for n in range(workers)
         ]
@@ -341,14 +343,27 @@ def test_a_restarted_gateway_adopts_the_prompts_in_flight(tmp_path: Path) -> Non
     assert {e["data"]["prompt_id"] for e in events if e["type"] == "execution_success"} == {running, waiting}
 
 
-def test_workers_with_different_nodes_are_named_at_start(tmp_path: Path) -> None:
+def test_workers_with_different_nodes_or_models_are_named_at_start(tmp_path: Path) -> None:
     from comfyrig.gateway.events import NodesDiffer
+    from comfyrig.ui.gateway_view import describe_gateway
 
+    # Each worker's own models folder (as on machines without a shared disk), one model apart.
+    for n, models in enumerate((["sd15.safetensors", "vae/ae.safetensors"], ["sd15.safetensors"])):
+        for model in models:
+            folder = "checkpoints" if "/" not in model else ""
+            path = tmp_path / f"base{n}" / "models" / folder / model
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+        (tmp_path / f"base{n}" / "custom_nodes").mkdir()
     seen: list[object] = []
-    with rig(tmp_path, envs=[{}, {"FAKE_COMFYUI_NODE_PACKS": "multigpu"}], reporter=seen.append):
+    with rig(tmp_path, envs=[{}, {"FAKE_COMFYUI_NODE_PACKS": "multigpu"}], reporter=seen.append,
+             args=[["--base-directory", str(tmp_path / f"base{n}")] for n in range(2)]):
         differ = harness.wait_until(lambda: [e for e in seen if isinstance(e, NodesDiffer)], 10, "the node comparison")
-    assert len(differ) == 1 and differ[0].name == "worker-1"
-    assert differ[0].missing == () and "UNETLoaderMultiGPU" in differ[0].extra and differ[0].extra_count == 14
+    assert len(differ) == 1 and (differ[0].name, differ[0].reference) == ("worker-1", "worker-0")
+    diff = differ[0].diff
+    assert diff.missing_nodes == () and "UNETLoaderMultiGPU" in diff.extra_nodes and len(diff.extra_nodes) == 14
+    assert (diff.missing_models, diff.extra_models) == (("ae.safetensors",), ())
+    assert "worker-1 lacks model(s) ae.safetensors" in describe_gateway(differ[0])
 
 
 def test_workers_join_and_leave_while_prompts_run(tmp_path: Path) -> None:

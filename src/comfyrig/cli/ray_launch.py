@@ -8,7 +8,9 @@ signal handler that only enqueues) stops the actors, then the gateway.
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,8 +129,12 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
     signals: queue.Queue[int] = queue.Queue()
     stop = threading.Event()
     watcher = threading.Thread(target=fleet.run, args=(stop,), name="comfyrig-ray-watcher", daemon=True)
+    # stdout carries comfyrig's lines alone: Ray's driver prints its own notices there ("(raylet)
+    # The node ... has been marked dead ..."), which go to stderr instead (the event line
+    # "node ... left the cluster" says it in comfyrig's words).
+    console.file = sys.stdout
     try:
-        with capture_signals(signals.put):
+        with capture_signals(signals.put), contextlib.redirect_stdout(sys.stderr):
             fleet.start()
             watcher.start()
             while watcher.is_alive():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..comfy.args import effective_listen
+from ..comfy.catalog import CatalogDiff
 from ..launch.plan import is_loopback
 from .context import DoctorContext
 from .result import CheckResult
@@ -77,19 +78,17 @@ def check_gateway(ctx: DoctorContext) -> CheckResult:
         down = [b["name"] for b in backends if not b.get("live")]
         if down:
             problems.append(f"{gw.url}: {', '.join(down)} not routable (starting, restarting or lost).")
-        known = {name: nodes for name, nodes in gw.nodes.items() if nodes is not None}
+        known = {name: catalog for name, catalog in gw.catalogs.items() if catalog is not None}
         if len(known) > 1:
             reference_name, reference = next(iter(known.items()))
-            for name, nodes in known.items():
-                missing, extra = sorted(reference - nodes), sorted(nodes - reference)
-                if missing or extra:
-                    said = [f"lacks {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}" if missing else "",
-                            f"has {', '.join(extra[:10])}{' ...' if len(extra) > 10 else ''} that {reference_name} lacks" if extra else ""]
-                    problems.append(f"{gw.url}: {name} {'; '.join(p for p in said if p)}.")
+            for name, catalog in known.items():
+                if diff := CatalogDiff.between(reference, catalog):
+                    problems.append(f"{gw.url}: {name} {diff.describe(reference_name)}.")
         if not down:
             passes.append(f"{gw.url}: {len(backends)} worker(s) routable, queue {gw.view.get('queue_remaining')}")
     if problems:
         return CheckResult("net.gateway", title, "warn", " ".join(problems),
-                           "A prompt that uses a node some workers lack fails only where it is routed: install the same "
-                           "custom nodes on every worker. 'comfyrig status' shows each worker.")
-    return CheckResult("net.gateway", title, "pass", "; ".join(passes) + "; every worker has the same node types.")
+                           "A prompt that uses a node or model some workers lack fails only where it is routed: install "
+                           "the same custom nodes and models on every worker (on a cluster without a shared disk, on "
+                           "every node). 'comfyrig status' shows each worker and its node.")
+    return CheckResult("net.gateway", title, "pass", "; ".join(passes) + "; every worker has the same node types and models.")

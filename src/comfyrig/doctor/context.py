@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from ..comfy.args import ComfyArgs, FlagTable, comfy_args, effective_listen, effective_port, parse_comfy_args, user_args
+from ..comfy.catalog import Catalog, catalog_of
 from ..comfy.checkout import comfyui_version, flag_table
 from ..comfy.client import ComfyClient, probe_http_client
 from ..comfy.multigpu import CheckoutMultiGpu, MultiGpuFinding, finding_from, read_checkout
@@ -63,7 +64,7 @@ class GatewayState:
     url: str
     view: Mapping[str, Any] | None = None  # GET /comfyrig/fleet
     error: str | None = None
-    nodes: Mapping[str, frozenset[str] | None] = field(default_factory=dict)  # worker name -> its node types
+    catalogs: Mapping[str, Catalog | None] = field(default_factory=dict)  # worker -> its node types and models
 
 
 @dataclass(frozen=True)
@@ -174,31 +175,37 @@ def gather(
 
 
 def _gateways(environ: Mapping[str, str], probes: Probes) -> tuple[GatewayState, ...]:
-    """Each running gateway's fleet view, and every worker's node types behind it (to name the
-    nodes some workers lack: a prompt using one fails only where it is routed there)."""
+    """Each running gateway's fleet view (local workers', and a Ray cluster's), and every
+    worker's node types and models behind it, read from each worker directly (to name what
+    some workers lack: a prompt using it fails only where it is routed)."""
+    from ..launch.ray_record import ray_records
     from ..launch.registry import state_dir
 
     try:
-        urls = dict.fromkeys(r.gateway for r in state_dir(environ).records() if r.gateway and r.matches_process())
+        state = state_dir(environ)
+        urls: dict[str, dict[str, str]] = {r.gateway: {} for r in state.records() if r.gateway and r.matches_process()}
+        for ray in ray_records(state):
+            token = (environ.get("COMFYRIG_AUTH_TOKEN") or state.read_private("gateway-token") or "").strip()
+            urls[ray.url] = {"Authorization": f"Bearer {token}"} if ray.auth else {}
     except ComfyrigError:
         return ()
     found = []
-    for url in urls:
-        assert url is not None
+    for url, headers in urls.items():
         try:
             with probes.http_client(url) as http:
-                view = http.get(url + "/comfyrig/fleet").raise_for_status().json()
+                view = http.get(url + "/comfyrig/fleet", headers=headers).raise_for_status().json()
         except (httpx.HTTPError, ValueError) as exc:
             found.append(GatewayState(url, error=str(exc) or type(exc).__name__))
             continue
-        nodes: dict[str, frozenset[str] | None] = {}
+        catalogs: dict[str, Catalog | None] = {}
         for backend in view.get("backends") or []:
             try:
                 with probes.http_client(backend["url"]) as http:
-                    nodes[backend["name"]] = frozenset(http.get(backend["url"] + "/object_info").raise_for_status().json())
+                    info = http.get(backend["url"] + "/object_info").raise_for_status().json()
+                catalogs[backend["name"]] = catalog_of(info) if isinstance(info, dict) else None
             except (httpx.HTTPError, ValueError, TypeError):
-                nodes[backend["name"]] = None
-        found.append(GatewayState(url, view=view, nodes=nodes))
+                catalogs[backend["name"]] = None
+        found.append(GatewayState(url, view=view, catalogs=catalogs))
     return tuple(found)
 
 

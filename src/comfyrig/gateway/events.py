@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..comfy.catalog import CatalogDiff
+
 __all__ = [
     "BackendDown",
     "BackendUp",
@@ -37,14 +39,12 @@ class BackendDown:
 
 @dataclass(frozen=True)
 class NodesDiffer:
-    """A worker lacks node types the home worker has (or has extra ones): prompts using them
-    fail there. Names are capped for display; the counts are exact."""
+    """A worker lacks node types or model files the first worker (``reference``) lists, or has
+    ones it lacks: prompts using them fail only where they are routed."""
 
     name: str
-    missing: tuple[str, ...]
-    extra: tuple[str, ...]
-    missing_count: int
-    extra_count: int
+    reference: str
+    diff: CatalogDiff
 
 
 @dataclass(frozen=True)

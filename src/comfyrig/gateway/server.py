@@ -39,6 +39,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ..comfy.catalog import Catalog, CatalogDiff, catalog_of
 from ..events import Reporter, discard
 from .auth import COOKIE, auth_middleware, origin_middleware
 from .backends import Backend, BackendSpec, Sessions
@@ -119,7 +120,7 @@ class GatewayServer:
         self._sessions: Sessions | None = None
         self._retired: dict[str, float] = {}  # backends removed for good -> when their grace ended
         self._upstreams: dict[str, asyncio.Task[None]] = {}
-        self._nodes: dict[str, frozenset[str]] = {}  # node types per backend, from /object_info
+        self._catalogs: dict[str, Catalog] = {}  # node types and model files per backend, from /object_info
         self._reported: set[tuple[str, str]] = set()
         self._submit_lock = asyncio.Lock()
         self.counters = {"prompts": 0, "prompts_moved": 0, "prompts_failed": 0, "upstream_reconnects": 0}
@@ -789,23 +790,23 @@ class GatewayServer:
         self.ledger.finished(entry.prompt_id)
 
     async def _compare_nodes(self, backend: Backend) -> None:
-        """Warn when a worker's node types differ from the first worker's: a prompt that uses a
-        node one worker lacks fails there and not elsewhere, which looks random to a client."""
+        """Warn when a worker's node types or model files differ from the first worker's: a
+        prompt that uses a node or model one worker lacks fails there and not elsewhere, which
+        looks random to a client (workers on machines without a shared disk drift apart)."""
         try:
             status, info = await self._json(backend, "GET", "/object_info")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return
         if status != 200 or not isinstance(info, dict):
             return
-        self._nodes[backend.name] = frozenset(info)
-        reference = next(n for n in self.order if n in self._nodes)
-        others = [n for n in self._nodes if n != reference] if backend.name == reference else [backend.name]
+        self._catalogs[backend.name] = catalog_of(info)
+        reference = next(n for n in self.order if n in self._catalogs)
+        others = [n for n in self._catalogs if n != reference] if backend.name == reference else [backend.name]
         for name in others:
-            missing = sorted(self._nodes[reference] - self._nodes[name])
-            extra = sorted(self._nodes[name] - self._nodes[reference])
-            if (missing or extra) and (reference, name) not in self._reported:
+            diff = CatalogDiff.between(self._catalogs[reference], self._catalogs[name])
+            if diff and (reference, name) not in self._reported:
                 self._reported.add((reference, name))
-                self.report(NodesDiffer(name, tuple(missing[:20]), tuple(extra[:20]), len(missing), len(extra)))
+                self.report(NodesDiffer(name, reference, diff))
 
     # -- observability ------------------------------------------------------------------------------
     def fleet_view(self, gpus: list[dict[str, Any]] | None = None) -> dict[str, Any]:

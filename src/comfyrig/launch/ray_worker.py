@@ -250,7 +250,10 @@ class ComfyWorker:
         # The GPU Ray assigned arrives as CUDA_VISIBLE_DEVICES, which the settings read as a
         # selection like any other; the node's NVML names it (or refuses a GPU it lacks).
         settings = resolve_settings(
-            CliOverrides(comfyui_dir=root, python=python, comfyui_args=shlex.join(comfyui_args), listen=listen),
+            # Flags the command was given (or this machine's COMFYUI_ARGS) go to every worker; with
+            # none, each node's own COMFYUI_ARGS (its raylet's environment) applies there.
+            CliOverrides(comfyui_dir=root, python=python, comfyui_args=shlex.join(comfyui_args) if comfyui_args else None,
+                         listen=listen),
             environ, root,
         )
         # Several actors share a node: the kernel picks each port, and each takes its GPU's

@@ -24,14 +24,9 @@ def describe_gateway(event: GatewayEvent) -> str:
         case BackendDown(name=name, in_flight=count):
             moved = f"; its {count} prompt(s) go to another worker if it does not come back" if count else ""
             return f"gateway: lost {name}{moved}"
-        case NodesDiffer(name=name, missing=missing, extra=extra, missing_count=m, extra_count=x):
-            parts = []
-            if m:
-                parts.append(f"lacks {m} node type(s) the first worker has: {', '.join(missing)}{' ...' if m > len(missing) else ''}")
-            if x:
-                parts.append(f"has {x} the first worker lacks: {', '.join(extra)}{' ...' if x > len(extra) else ''}")
-            return (f"gateway: warning: {name} {'; '.join(parts)}. A prompt using them fails when routed there: "
-                    "install the same custom nodes on every worker.")
+        case NodesDiffer(name=name, reference=reference, diff=diff):
+            return (f"gateway: warning: {name} {diff.describe(reference)} (compared with {reference}). A prompt using "
+                    "them fails when routed there: install the same custom nodes and models on every worker.")
         case PromptMoved(prompt_id=pid, source=source, target=target):
             return f"gateway: prompt {pid} re-submitted from {source} to {target}"
         case PromptFailed(prompt_id=pid, reason=reason):
