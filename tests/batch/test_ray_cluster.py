@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -95,12 +96,28 @@ class Cluster:
         return pid
 
     def join_node(self) -> None:
-        """Another node joins (a lost one coming back: Ray gives it a new node id)."""
+        """Another node joins (a lost one coming back: Ray gives it a new node id), with a disk
+        of its own."""
         folder = tempfile.mkdtemp(prefix="crC", dir="/tmp")
         self.dirs.append(folder)
         done = subprocess.run([str(RAY_CLI), "start", "--address", self.address, "--temp-dir", folder, *COMMON],
-                              env=self.env, capture_output=True, text=True, timeout=90, check=False)
+                              env={**self.env, **own_disk(Path(folder))}, capture_output=True, text=True, timeout=90,
+                              check=False)
         assert done.returncode == 0, done.stderr[-2000:]
+
+
+def own_disk(folder: Path, *models: str) -> dict[str, str]:
+    """A node without a shared disk: its ComfyUI (the same checkout path, here the fake's) keeps
+    its input, output, user folders and models under a base folder of the node's own, given in
+    the node's environment (COMFYUI_ARGS of its raylet, which its workers read when the command
+    gives no ComfyUI flags)."""
+    base = folder / "base"
+    (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    for model in models:
+        path = base / "models" / "checkpoints" / model
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    return {"COMFYUI_ARGS": f"--base-directory {base}"}
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +142,12 @@ def cluster() -> Iterator[Cluster]:
     # the head's address and its own port (it outlived a run once, reparented to init).
     dirs = [head_dir, worker_dir, f":{port} --", f"--port={client_port} "]
     try:
-        for argv in (head, worker):
+        # Each node its own disk: the worker node holds one model the head lacks.
+        disks = (own_disk(Path(head_dir), "sd15.safetensors"),
+                 own_disk(Path(worker_dir), "sd15.safetensors", "only-on-b.safetensors"))
+        for argv, disk in zip((head, worker), disks, strict=True):
             try:
-                done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=90, check=False)
+                done = subprocess.run(argv, env={**env, **disk}, capture_output=True, text=True, timeout=90, check=False)
             except subprocess.TimeoutExpired:
                 pytest.skip(f"'ray start' did not finish within 90 s: {' '.join(argv[:3])}")
             if done.returncode != 0:
@@ -135,6 +155,9 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(f"127.0.0.1:{port}", head_dir, worker_dir, env, token, dirs)
     finally:
         _kill(_cluster_pids(dirs))
+        for folder in dirs:
+            if folder.startswith("/tmp/cr"):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _comfyrig(cluster: Cluster, *args: str) -> list[str]:

@@ -45,14 +45,15 @@ def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster:
     url = f"http://127.0.0.1:{port}"
     out = tmp_path / "stdout.txt"
     env = _driver_env(cluster, COMFYRIG_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1", COLUMNS="200")
+    # No ComfyUI flags: each node's own (its --base-directory, a disk of its own) apply there.
     argv = [sys.executable, "-m", "comfyrig", "--workers", "--ray", cluster.address, "--port", str(port), "--plain",
-            "--comfyui-dir", str(FAKE_DIR), "--python", sys.executable,
-            "--comfyui-args", f"--output-directory {tmp_path / 'co'} --temp-directory {tmp_path / 'ct'}"]
+            "--comfyui-dir", str(FAKE_DIR), "--python", sys.executable]
     started = time.monotonic()
     marks: dict[str, float] = {}
     total = 24
-    with open(out, "w") as sink, httpx.Client(trust_env=False, timeout=20) as http:
-        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    err = tmp_path / "stderr.txt"
+    with open(out, "w") as sink, open(err, "w") as err_sink, httpx.Client(trust_env=False, timeout=20) as http:
+        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=err_sink, text=True)
         try:
             def routed() -> list[dict[str, Any]]:
                 assert proc.poll() is None, "the launch ended: " + out.read_text()[-3000:]
@@ -68,6 +69,28 @@ def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster:
             assert status.returncode == 0, status.stderr
             [ray_status] = json.loads(status.stdout)["ray"]
             assert {w["name"]: w["node"] for w in ray_status["workers"]} == node_of
+            # monitor watches the gateway and each worker, named with its node.
+            watched = subprocess.run([sys.executable, "-m", "comfyrig", "monitor", "--once", "--json"], env=env,
+                                     capture_output=True, text=True, timeout=60, check=False)
+            assert watched.returncode == 0, watched.stderr
+            labels = {i["label"] for i in json.loads(watched.stdout)["instances"]}
+            assert {f"{name} on {node}" for name, node in node_of.items()} <= labels
+            assert f"gateway (Ray {cluster.address})" in labels
+
+            # No shared disk: an upload through the gateway reaches each node's own input folder,
+            # through ComfyUI's /upload/image.
+            picture = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+            answer = http.post(url + "/upload/image", files={"image": ("from-gateway.png", picture, "image/png")},
+                               data={"overwrite": "true"})
+            assert answer.status_code == 200, answer.text
+            for node_dir in (cluster.head_dir, cluster.worker_dir):
+                assert (Path(node_dir) / "base" / "input" / "from-gateway.png").read_bytes() == picture
+            # The model only the second node holds is named: at start, and by doctor.
+            harness.wait_until(lambda: "only-on-b.safetensors" in out.read_text(), 30, "the model difference said")
+            doctor = subprocess.run([sys.executable, "-m", "comfyrig", "doctor", "--json", "--no-torch"], env=env,
+                                    capture_output=True, text=True, timeout=120, check=False)
+            [check] = [c for c in json.loads(doctor.stdout)["checks"] if c["id"] == "net.gateway"]
+            assert check["status"] == "warn" and "only-on-b.safetensors" in check["message"], check
 
             client = uuid.uuid4().hex
             with connect(url.replace("http", "ws") + f"/ws?clientId={client}", proxy=None, max_size=2**24) as socket:
@@ -127,6 +150,11 @@ def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster:
             marks["grown to 6"] = time.monotonic() - started
             assert {b["name"] for b in grown} - {b["name"] for b in back} == {"ray-4", "ray-5"}
             assert len({b["node"] for b in grown}) == 3
+            # 'comfyrig stop --port' stops it as Ctrl-C would: every worker, then the gateway.
+            stopped = subprocess.run([sys.executable, "-m", "comfyrig", "stop", "--port", str(port)], env=env,
+                                     capture_output=True, text=True, timeout=120, check=False)
+            assert stopped.returncode == 0 and "stopped the gateway of the Ray cluster" in stopped.stdout, stopped
+            proc.wait(10)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -137,15 +165,19 @@ def test_gateway_on_both_nodes_keeps_every_prompt_when_one_node_is_lost(cluster:
                     proc.wait()
     log = out.read_text()
     marks["stopped"] = time.monotonic() - started
-    assert proc.returncode == 0, log[-3000:]
+    assert proc.returncode == 0, log[-3000:] + err.read_text()[-3000:]
     assert "is off the gateway" in log and "comfyrig: stopped" in log, log[-3000:]
+    # stdout is comfyrig's lines alone: Ray's own notices ("(raylet) ... marked dead") go to stderr.
+    assert "(raylet)" not in log and all(line.startswith("comfyrig: ") for line in log.splitlines()), log[-3000:]
+    raylet_said = "marked dead" in err.read_text()
     per_node: dict[str, int] = {}
     for name, count in done_before_loss.items():
         per_node[node_of[name][-12:]] = per_node.get(node_of[name][-12:], 0) + count
     summary = (f"two-node gateway: {total} prompts of one client, all succeeded; done per node before the loss "
                f"{per_node}; {moved} re-submitted after the loss; "
                f"history kept {kept}; after the node rejoined, {on_new} of 8 later prompts ran on it; a third node "
-               "joined and got 2 new workers; "
+               "joined and got 2 new workers; an upload reached both nodes' own input folders; the model only "
+               f"one node holds was named; Ray's node notice went to stderr: {raylet_said}; "
                f"{ {k: round(v, 1) for k, v in marks.items()} }")
     Path(os.environ.get("COMFYRIG_RAY_GATEWAY_SUMMARY", tmp_path / "summary.txt")).write_text(summary + "\n")
 
