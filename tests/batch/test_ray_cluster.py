@@ -32,7 +32,7 @@ except ImportError:
 
 RAY_CLI = Path(sys.executable).with_name("ray")
 # Small nodes: this machine has 2 cores, shared; every port but the head's GCS port is Ray's pick.
-COMMON = ["--num-cpus", "2", "--num-gpus", "2", "--disable-usage-stats", "--object-store-memory", "80000000",
+COMMON = ["--num-cpus", "2", "--disable-usage-stats", "--object-store-memory", "80000000",
           "--dashboard-agent-listen-port", "0"]
 
 pytestmark = [
@@ -89,6 +89,7 @@ class Cluster:
     env: dict[str, str]
     token: Path
     dirs: list[str]  # every node's temp dir: teardown kills their processes
+    gpus: int = 2  # per node (simulated)
 
     def raylet_of_worker_node(self) -> int:
         [pid] = [p for p in _cluster_pids([self.worker_dir])
@@ -100,7 +101,8 @@ class Cluster:
         of its own."""
         folder = tempfile.mkdtemp(prefix="crC", dir="/tmp")
         self.dirs.append(folder)
-        done = subprocess.run([str(RAY_CLI), "start", "--address", self.address, "--temp-dir", folder, *COMMON],
+        done = subprocess.run([str(RAY_CLI), "start", "--address", self.address, "--temp-dir", folder, *COMMON,
+                               "--num-gpus", str(self.gpus)],
                               env={**self.env, **own_disk(Path(folder))}, capture_output=True, text=True, timeout=90,
                               check=False)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -122,6 +124,14 @@ def own_disk(folder: Path, *models: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
+    with two_nodes() as started:
+        yield started
+
+
+@contextlib.contextmanager
+def two_nodes(gpus: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A head and a worker node on this machine, ``gpus`` simulated GPUs each; skips where Ray
+    cannot start."""
     head_dir = tempfile.mkdtemp(prefix="crA", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     worker_dir = tempfile.mkdtemp(prefix="crB", dir="/tmp")
     token = Path(head_dir) / "auth_token"
@@ -131,13 +141,16 @@ def cluster() -> Iterator[Cluster]:
     env.update({
         "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
         # Inherited by the raylets, so by the actors and their (fake) ComfyUI.
-        "COMFYRIG_FAKE_GPUS": json.dumps([{"name": "sim", "memory_total_mib": 1024, "cpu_affinity": cpus}] * 2),
+        "COMFYRIG_FAKE_GPUS": json.dumps([{"name": "sim", "memory_total_mib": 1024, "cpu_affinity": cpus}] * gpus),
         "FAKE_COMFYUI_JOB_SECONDS": "0.3",
+        **(extra_env or {}),
     })
     port, client_port = _free_port(), _free_port()
     head = [str(RAY_CLI), "start", "--head", "--port", str(port), "--temp-dir", head_dir, "--include-dashboard=false",
-            "--dashboard-port", str(_free_port()), "--ray-client-server-port", str(client_port), *COMMON]
-    worker = [str(RAY_CLI), "start", "--address", f"127.0.0.1:{port}", "--temp-dir", worker_dir, *COMMON]
+            "--dashboard-port", str(_free_port()), "--ray-client-server-port", str(client_port), *COMMON,
+            "--num-gpus", str(gpus)]
+    worker = [str(RAY_CLI), "start", "--address", f"127.0.0.1:{port}", "--temp-dir", worker_dir, *COMMON,
+              "--num-gpus", str(gpus)]
     # The temp dirs name almost every process of the cluster; Ray's client-server proxy names only
     # the head's address and its own port (it outlived a run once, reparented to init).
     dirs = [head_dir, worker_dir, f":{port} --", f"--port={client_port} "]
@@ -152,7 +165,7 @@ def cluster() -> Iterator[Cluster]:
                 pytest.skip(f"'ray start' did not finish within 90 s: {' '.join(argv[:3])}")
             if done.returncode != 0:
                 pytest.skip(f"Ray cannot start here ({' '.join(argv[1:3])}): {done.stderr.strip()[-400:]}")
-        yield Cluster(f"127.0.0.1:{port}", head_dir, worker_dir, env, token, dirs)
+        yield Cluster(f"127.0.0.1:{port}", head_dir, worker_dir, env, token, dirs, gpus)
     finally:
         _kill(_cluster_pids(dirs))
         for folder in dirs:

@@ -27,6 +27,7 @@ from comfyrig.launch.ray_fleet import (
     WorkerFailed,
     WorkerLost,
     WorkerRouted,
+    WorkerTrouble,
     listen_for,
     plan_workers,
 )
@@ -65,6 +66,9 @@ class FakeActor:
     failing: bool = False  # its node was lost: calls fail once, then queue until it restarts
     killed: bool = False
     calls: list[str] = field(default_factory=list)
+    phase: str = "starting"  # its supervisor's, as GatewayWorker.state() reports it
+    message: str = ""
+    restarts: int = 0
 
     def answer(self) -> Ref:
         if self.broken:
@@ -77,7 +81,8 @@ class FakeActor:
             return Ref(ready=False)
         place = {"node_id": self.node, "host": self.ray.hosts[self.node], "hostname": "h", "gpu": "0",
                  "url": f"http://{self.ray.hosts[self.node]}:{self.port}", "pid": self.pid}
-        return Ref({"place": place, "ready": self.ready, "gone": self.gone})
+        return Ref({"place": place, "ready": self.ready, "gone": self.gone, "phase": self.phase,
+                    "message": self.message, "restarts": self.restarts, "log": f"/c/user/comfyrig-ray/{self.node}-gpu0/x.log"})
 
 
 class Method:
@@ -391,3 +396,32 @@ def test_plan_and_listen_address() -> None:
         ("ray-0", "head", "127.0.0.1"), ("ray-1", "head", "127.0.0.1"), ("ray-2", "w1", "10.0.0.2")]
     assert len(plan_workers(nodes, "10.0.0.1", limit=2)) == 2
     assert listen_for("10.0.0.9", "10.0.0.1") == "10.0.0.9"
+
+
+def test_a_workers_comfyui_failing_on_its_node_is_said_once_per_failure() -> None:
+    """Before, a bad flag on the nodes showed nothing: the workers never became routable and the
+    launch said only that it was starting them."""
+    from comfyrig.ui.ray_view import describe_ray
+
+    ray = FakeRay({"head": 1})
+    f, router, events = fleet(ray)
+    f.start()
+    actor = ray.actors[0]
+    actor.phase, actor.message, actor.restarts = "backoff", "crash: exit code 1 (CUDA error: out of memory)", 0
+    f.step()
+    f.step()
+    f.step()
+    actor.restarts = 1
+    f.step()
+    f.step()
+    actor.phase, actor.message, actor.gone = "failed", "bad flag: main.py: error: argument --user-directory: no such path", True
+    f.step()
+    f.step()
+    f.step()
+    trouble = [e for e in events if isinstance(e, WorkerTrouble)]
+    assert [(t.restarts, t.gave_up) for t in trouble] == [(0, False), (1, False), (1, True)]
+    assert router.specs == {}
+    line = describe_ray(trouble[-1])
+    assert "ray-0 on h (10.0.0.1, node head) GPU 0: ComfyUI ended: bad flag: main.py: error: argument --user-directory" in line
+    assert "supervisor gave up" in line and "its log on that node: /c/user/comfyrig-ray/head-gpu0/x.log" in line
+    assert "restart 2" in describe_ray(trouble[1])

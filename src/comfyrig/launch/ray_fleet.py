@@ -41,7 +41,8 @@ from .supervisor import SupervisorOptions
 
 __all__ = [
     "ClusterJoined", "GatewayWorker", "NodeJoined", "NodeLeft", "PlannedWorker", "RayFleet", "RayFleetEvent",
-    "RayFleetOptions", "Router", "WatchTrouble", "WorkerFailed", "WorkerLost", "WorkerRouted", "WorkersStopping", "plan_workers",
+    "RayFleetOptions", "Router", "WatchTrouble", "WorkerFailed", "WorkerLost", "WorkerRouted", "WorkerTrouble",
+    "WorkersStopping", "plan_workers",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -61,8 +62,12 @@ class GatewayWorker(ComfyWorker):
                          log_dir=log_dir)
 
     def state(self) -> dict[str, Any]:
-        """One answer per poll: where it runs, and whether its ComfyUI is ready or gave up."""
-        return {"place": self.place(), "ready": self.is_ready(), "gone": self.is_gone()}
+        """One answer per poll: where it runs, whether its ComfyUI is ready or gave up, and its
+        supervisor's phase, last message, restarts and log (what a person needs to see why)."""
+        view = self.fleet.snapshot().view(self.instance.name)
+        return {"place": self.place(), "ready": self.is_ready(), "gone": self.is_gone(),
+                "phase": view.phase if view else "starting", "message": view.message if view else "",
+                "restarts": view.restarts if view else 0, "log": str(self.instance.log_file or "")}
 
 
 def listen_for(node_ip: str, local_ip: str) -> str:
@@ -106,6 +111,20 @@ class WorkerFailed:
 
 
 @dataclass(frozen=True)
+class WorkerTrouble:
+    """A worker's ComfyUI ended on its node: its supervisor restarts it (``gave_up`` False) or
+    gave up (the restart policy or a bad flag). Said once per new failure, with its log's path
+    on that node."""
+
+    name: str
+    place: WorkerPlace
+    message: str
+    restarts: int
+    gave_up: bool
+    log: str
+
+
+@dataclass(frozen=True)
 class NodeJoined:
     node: NodeGpus
     new_workers: int
@@ -128,8 +147,8 @@ class WatchTrouble:
     reason: str
 
 
-RayFleetEvent = (ClusterJoined | WorkerRouted | WorkerLost | WorkerFailed | NodeJoined | NodeLeft | WorkersStopping
-                 | WatchTrouble)
+RayFleetEvent = (ClusterJoined | WorkerRouted | WorkerLost | WorkerFailed | WorkerTrouble | NodeJoined | NodeLeft
+                 | WorkersStopping | WatchTrouble)
 
 
 # -- planning (pure) ------------------------------------------------------------------------------
@@ -189,6 +208,7 @@ class Slot:
     routed_times: int = 0
     ref: Any = None  # the one call in flight
     restarts_seen: int = 0
+    trouble_said: tuple[Any, ...] | None = None  # the last failure said (incarnation, restarts, message)
 
     @property
     def name(self) -> str:
@@ -299,6 +319,7 @@ class RayFleet:
             self._unroute(slot, "its Ray actor restarted")
         slot.place = place
         self._suspect.discard(place.node_id)  # an actor answers from it: alive after all
+        self._trouble(slot, place, answer)
         if answer["gone"]:
             if slot.backend is not None:
                 self._unroute(slot, "its ComfyUI gave up (restart limit reached)")
@@ -313,6 +334,19 @@ class RayFleet:
             self.reporter(WorkerRouted(name, place, slot.routed_times > 1))
         elif slot.backend is None:
             slot.state = "starting" if slot.routed_times == 0 else "waiting"
+
+    def _trouble(self, slot: Slot, place: WorkerPlace, answer: Mapping[str, Any]) -> None:
+        """Say once why a worker's ComfyUI ended (before, a bad flag on a node showed nothing
+        while the worker never became routable)."""
+        phase = answer.get("phase")
+        if phase not in ("backoff", "exited", "failed"):
+            return
+        key = (place.pid, answer.get("restarts", 0), answer.get("message", ""), bool(answer["gone"]))
+        if key == slot.trouble_said:
+            return
+        slot.trouble_said = key
+        self.reporter(WorkerTrouble(slot.name, place, str(answer.get("message") or f"ComfyUI {phase}"),
+                                    int(answer.get("restarts", 0)), bool(answer["gone"]), str(answer.get("log") or "")))
 
     def _failure(self, slot: Slot, exc: BaseException) -> None:
         text = str(exc)

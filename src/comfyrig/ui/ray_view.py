@@ -19,6 +19,7 @@ from ..launch.ray_fleet import (
     WorkerLost,
     WorkerRouted,
     WorkersStopping,
+    WorkerTrouble,
 )
 from ..launch.ray_worker import WorkerPlace
 
@@ -47,6 +48,11 @@ def describe_ray(event: RayFleetEvent) -> str:
                     "workers, and Ray restarts it where a GPU is free")
         case WorkerFailed(worker=worker, reason=reason):
             return f"ray: {worker} could not start ComfyUI: {reason}"
+        case WorkerTrouble(name=name, place=place, message=message, restarts=restarts, gave_up=gave_up, log=log):
+            then = ("its supervisor gave up (its --restart policy, or a failure a restart cannot mend)" if gave_up
+                    else f"restarting it (restart {restarts + 1})")
+            where = f"; its log on that node: {log}" if log else ""
+            return f"ray: {name} on {_where(place)}: ComfyUI ended: {message}; {then}{where}"
         case NodeJoined(node=node, new_workers=new):
             what = f"{new} new worker(s) start there" if new else "workers waiting for a GPU restart there"
             return f"ray: node {node.hostname} ({node.host}, {node.node_id[:12]}) joined with {node.gpus} GPU(s): {what}"
