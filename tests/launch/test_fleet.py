@@ -91,3 +91,22 @@ def test_records_are_json_a_person_can_read(tmp_path: Path) -> None:
     path = next((tmp_path / "state" / "instances").glob("*.json"))
     data = json.loads(path.read_text())
     assert data["owner"] == "launch" and data["argv"][1] == "main.py"
+
+
+def test_a_run_that_ends_before_its_first_tick_still_shows_its_last_state(tmp_path: Path) -> None:
+    """Every instance failed to start: the supervisor's loop never ticked, and the snapshot that
+    is_gone, a Ray worker's state and the exit report read stayed "starting" for good (a Ray
+    worker with a wrong interpreter sat there without a word)."""
+
+    def no_interpreter(*args: object, **kwargs: object) -> object:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    plan = fleet_plan(tmp_path)
+    fleet = Fleet(plan, {"COMFYRIG_STATE_DIR": str(tmp_path / "state")}, SupervisorOptions(), probes=Answers().probes(),
+                  spawner=no_interpreter, clock=Clock(), beside=lambda fn: fn())
+    fleet.start()
+    assert fleet._thread is not None
+    fleet._thread.join(10)
+    name = plan.instances[0].name
+    assert fleet.is_gone(name)
+    assert "could not start" in fleet.why_gone(name) and "No such file" in fleet.why_gone(name)

@@ -103,3 +103,14 @@ def test_a_refused_token_is_said_at_once_without_ray_init(tmp_path: Path, monkey
         connect(ray, "127.0.0.1:1", {"RAY_AUTH_MODE": "disabled"})
     assert "asks for a token and this machine has none" in info.value.message
     assert ray.calls == []
+
+
+def test_the_interpreter_is_made_absolute_for_the_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative --python named another file (or none) in an actor's working folder, which is
+    Ray's: the workers then sat in 'starting' without a word."""
+    from comfyrig.launch.ray_worker import node_python
+
+    monkeypatch.chdir(tmp_path)
+    assert node_python(".venv/bin/python") == str(tmp_path / ".venv" / "bin" / "python")
+    assert node_python("/opt/py/bin/python") == "/opt/py/bin/python"
+    assert node_python("python3") == "python3"  # found on each node's PATH

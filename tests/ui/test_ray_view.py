@@ -46,3 +46,28 @@ def test_a_worker_beyond_loopback_is_routed_with_a_warning() -> None:
     assert "no authentication and listens on 10.0.0.2" in remote and "only from this machine" in remote
     here = WorkerPlace("b" * 56, "10.0.0.1", "head", "0", "http://127.0.0.1:40002", 78)
     assert "no authentication" not in describe_ray(WorkerRouted("ray-0", here, False))
+
+
+def test_the_live_view_shows_each_worker_with_its_node_state_and_work() -> None:
+    from comfyrig.ui.ray_view import ray_dashboard
+    from tests.conftest import render
+
+    workers = [
+        {"worker": "ray-0", "backend": "ray-0", "state": "routed", "node_id": "a" * 28, "host": "10.0.0.1",
+         "hostname": "head", "url": "http://127.0.0.1:40001"},
+        {"worker": "ray-1", "backend": None, "state": "waiting", "node_id": "b" * 28, "host": "10.0.0.3",
+         "hostname": "gpu2", "url": "http://10.0.0.3:40002"},
+        {"worker": "ray-2", "backend": None, "state": "starting", "node_id": None, "host": None, "hostname": None,
+         "url": None},
+    ]
+    view = {"queue_remaining": 3, "clients": 1, "counters": {"prompts": 9, "prompts_moved": 2},
+            "backends": [{"name": "ray-0", "live": True, "in_flight": 2, "completed": 7, "failed": 0}]}
+    text = render(ray_dashboard("10.0.0.1:6379", "http://127.0.0.1:8188", workers, view), width=140)
+    assert "One ComfyUI URL: http://127.0.0.1:8188" in text and "2 node(s), 3 worker(s)" in text
+    assert "1 routable · queue 3 · 1 client(s) · 9 prompt(s) routed · 2 re-submitted" in text
+    rows = {line.split()[1]: line for line in text.splitlines() if line.strip("│ ").startswith("ray-")}
+    assert "head 10.0.0.1 aaaaaaaaaaaa" in rows["ray-0"] and "routed" in rows["ray-0"] and rows["ray-0"].split()[-4:-1] == ["2", "7", "0"]
+    assert "waiting for a GPU" in rows["ray-1"] and "gpu2 10.0.0.3 bbbbbbbbbbbb" in rows["ray-1"]
+    assert "starting" in rows["ray-2"]
+    # The gateway not answering in time: the table still shows the workers.
+    assert "ray-2" in render(ray_dashboard("auto", "http://127.0.0.1:8188", workers, None), width=140)

@@ -26,7 +26,7 @@ from typing import Any
 from ..config.settings import Settings
 from ..errors import ConfigError, LaunchError
 from ..events import Reporter, discard
-from ..launch.ray_worker import RAY_HINT, ComfyWorker, WorkerPlace, cluster_gpus, connect, require_ray
+from ..launch.ray_worker import RAY_HINT, ComfyWorker, WorkerPlace, cluster_gpus, connect, node_python, require_ray
 from ..launch.supervisor import SupervisorOptions
 from .events import ActorsStarting, BatchEvent
 from .journal import OutputFile
@@ -260,11 +260,11 @@ class RayBackend:
         reporter(ActorsStarting(count))
         settings = self.settings
         args = [*settings.comfyui_args.value, *settings.extra_args]
-        self.actors = [
-            remote.remote(f"ray-{n}", str(settings.comfyui_dir.value), str(settings.python.value), args, client_id,
-                          supervisor=self.supervisor)
-            for n in range(count)
-        ]
+        # Absolute paths: an actor's working folder is Ray's, not the command's.
+        comfyui_dir = str(settings.comfyui_dir.value.absolute()) if settings.comfyui_dir.value else ""
+        python = node_python(str(settings.python.value))
+        self.actors = [remote.remote(f"ray-{n}", comfyui_dir, python, args, client_id, supervisor=self.supervisor)
+                       for n in range(count)]
         try:
             self.info = ray.get([a.describe.remote() for a in self.actors], timeout=300)
         except Exception as exc:

@@ -137,7 +137,8 @@ def launch_cmd(
 
         return run_ray_workers(settings, ray, make_console(settings.environ), dry_run=dry_run, json_out=json_out,
                                auth=auth, insecure_no_auth=insecure_no_auth, urls=tuple(urls or ()),
-                               max_workers=max_workers, supervisor=options, log_dir=log_dir)
+                               max_workers=max_workers, supervisor=options, log_dir=log_dir,
+                               plain=plain)
     request = LaunchRequest(
         workers=workers, placement=placement,  # type: ignore[arg-type]  # checked above
         cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker, log_dir=log_dir,

@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.text import Text
 
 from ..errors import ConfigError
@@ -35,11 +36,11 @@ DEFAULT_GATEWAY_PORT = 8188
 
 def run_ray_workers(settings: Settings, address: str, console: Console, *, dry_run: bool, json_out: bool,
                     auth: bool, insecure_no_auth: bool, urls: tuple[str, ...], max_workers: int | None,
-                    supervisor: SupervisorOptions, log_dir: Path | None = None) -> int:
+                    supervisor: SupervisorOptions, log_dir: Path | None = None, plain: bool = False) -> int:
     """Raises ConfigError (no Ray, a bad flag) and LaunchError (cluster unreachable, no GPUs)."""
     from ..gateway.service import backend_specs
     from ..launch.ray_fleet import RayFleet, RayFleetOptions, plan_workers
-    from ..launch.ray_worker import require_ray
+    from ..launch.ray_worker import node_python, require_ray
 
     listen = str(settings.listen.value)
     port = DEFAULT_GATEWAY_PORT if settings.port.value == "auto" else int(settings.port.value)
@@ -58,7 +59,7 @@ def run_ray_workers(settings: Settings, address: str, console: Console, *, dry_r
     options = RayFleetOptions(
         # Absolute: the actors' working folder is Ray's, not ours (the same path on every node).
         address=None if address == "auto" else address, comfyui_dir=str(comfyui_dir.absolute() if comfyui_dir else ""),
-        python=str(settings.python.value), comfyui_args=(*settings.comfyui_args.value, *settings.extra_args),
+        python=node_python(str(settings.python.value)), comfyui_args=(*settings.comfyui_args.value, *settings.extra_args),
         max_workers=max_workers, supervisor=supervisor,
         # The same path on every node, as the ComfyUI folder: each worker's log is its own file there.
         log_dir=str(log_dir.absolute()) if log_dir is not None else None,
@@ -79,7 +80,7 @@ def run_ray_workers(settings: Settings, address: str, console: Console, *, dry_r
             console.print(ray_plan_table(rows, address))
             console.print(f"One URL for every GPU: http://{listen.split(',')[0]}:{port} (the gateway, on this machine)")
         return 0
-    return _serve(settings, ray, options, console, listen=listen, port=port, auth=auth, extra=extra)
+    return _serve(settings, ray, options, console, listen=listen, port=port, auth=auth, extra=extra, plain=plain)
 
 
 class _NoRouter:
@@ -91,7 +92,7 @@ class _NoRouter:
 
 
 def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, listen: str, port: int, auth: bool,
-           extra: list[Any]) -> int:
+           extra: list[Any], plain: bool) -> int:
     from ..gateway.events import GatewayStarted
     from ..gateway.server import GatewayOptions
     from ..gateway.service import GatewayThread, gateway_token
@@ -100,7 +101,7 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
     from ..launch.registry import state_dir
     from ..launch.signals import capture_signals
     from ..ui.gateway_view import describe_gateway
-    from ..ui.ray_view import describe_ray
+    from ..ui.ray_view import describe_ray, ray_dashboard
 
     lock = threading.Lock()
 
@@ -133,11 +134,20 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
     # The node ... has been marked dead ..."), which go to stderr instead (the event line
     # "node ... left the cluster" says it in comfyrig's words).
     console.file = sys.stdout
+    # In a terminal (without --plain) a live table of the workers under the event lines, which
+    # stay in the scrollback; in a pipe, the lines alone.
+    live = None if plain or not console.is_terminal else Live(console=console, refresh_per_second=2)
+
+    def frame() -> RenderableType:
+        return ray_dashboard(options.address or "auto", gateway.url, fleet.workers(), gateway.view())
+
     try:
-        with capture_signals(signals.put), contextlib.redirect_stdout(sys.stderr):
+        with capture_signals(signals.put), contextlib.redirect_stdout(sys.stderr), live or contextlib.nullcontext():
             fleet.start()
             watcher.start()
             while watcher.is_alive():
+                if live is not None:
+                    live.update(frame())
                 try:
                     signals.get(timeout=0.5)
                 except queue.Empty:

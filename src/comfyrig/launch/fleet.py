@@ -128,6 +128,10 @@ class Fleet:
                 on_tick(snapshot)
 
         self.exit_code = self.supervisor.run(on_tick=tick)
+        # The last state, always: a run can end before its first tick (every instance failed to
+        # start), and then the snapshot others ask for (is_gone, a Ray worker's state, the exit
+        # report) stayed "starting" for good.
+        tick(self.supervisor.snapshot())
         return self.exit_code
 
     def signal(self, signum: int) -> None:

@@ -36,7 +36,7 @@ from ..errors import ConfigError, LaunchError
 from .supervisor import SupervisorOptions
 
 __all__ = [
-    "RAY_HINT", "RAY_SUPERVISOR", "ComfyWorker", "NodeGpus", "WorkerPlace", "cluster_gpus", "connect",
+    "RAY_HINT", "RAY_SUPERVISOR", "ComfyWorker", "NodeGpus", "WorkerPlace", "cluster_gpus", "connect", "node_python",
     "require_ray", "token_available",
 ]
 
@@ -181,6 +181,14 @@ def connect_error(target: str, exc: BaseException, mode: str | None, token: str 
                 "node, 'ray start --address HEAD:6379' on the others, or pass --ray HEAD:6379.")
     return (f"Nothing answers at {target} ({first}). Check the address (the head's 'ray start --head --port' "
             "port, 6379 by default) and that the port is open from here.")
+
+
+def node_python(python: str) -> str:
+    """The interpreter as every node should find it: a path (``.venv/bin/python``) made absolute
+    from where the command runs, as the user meant it (an actor's working folder is Ray's, and a
+    relative path there named another file, or none); a bare name (``python3``) is looked up on
+    each node's PATH."""
+    return str(Path(python).absolute()) if os.sep in python else python
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from ..comfy.urls import is_local_host
 from ..launch.ray_fleet import (
@@ -23,7 +28,7 @@ from ..launch.ray_fleet import (
 )
 from ..launch.ray_worker import WorkerPlace
 
-__all__ = ["describe_ray", "ray_plan_table"]
+__all__ = ["describe_ray", "ray_dashboard", "ray_plan_table"]
 
 
 def _where(place: WorkerPlace) -> str:
@@ -72,3 +77,37 @@ def ray_plan_table(rows: Sequence[PlannedWorker], address: str) -> Table:
         listen = "127.0.0.1 (this machine)" if row.listen == "127.0.0.1" else f"{row.listen} (the node's cluster address)"
         table.add_row(row.worker, row.node.hostname, row.node.host, row.node.node_id[:12], listen)
     return table
+
+
+_STATE_STYLE = {"routed": "green", "starting": "cyan", "waiting": "yellow", "failing": "red", "failed": "bold red"}
+_STATE_WORDS = {"routed": "routed", "starting": "starting", "waiting": "waiting for a GPU",
+                "failing": "lost", "failed": "failed"}
+
+
+def ray_dashboard(address: str, url: str, workers: Sequence[Mapping[str, Any]],
+                  view: Mapping[str, Any] | None) -> RenderableType:
+    """The live view of ``--workers --ray``: the gateway's line, then one row per worker with its
+    node, state, URL and what it has done (``workers``: ``RayFleet.workers()``; ``view``: the
+    gateway's fleet view, None when it did not answer in time)."""
+    backends = {b["name"]: b for b in (view or {}).get("backends", [])}
+    nodes = {w["node_id"] for w in workers if w["node_id"]}
+    head = Text(f"One ComfyUI URL: {url}", style="bold")
+    head.append(f"  ·  Ray cluster {address}  ·  {len(nodes)} node(s), {len(workers)} worker(s)", style="dim")
+    if view is not None:
+        routed = sum(1 for b in backends.values() if b["live"])
+        counters = view.get("counters", {})
+        head.append(f"\n{routed} routable · queue {view.get('queue_remaining', 0)} · {view.get('clients', 0)} client(s) · "
+                    f"{counters.get('prompts', 0)} prompt(s) routed", style="dim")
+        if counters.get("prompts_moved"):
+            head.append(f" · {counters['prompts_moved']} re-submitted after a worker was lost", style="yellow")
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
+    for column, right in (("worker", False), ("node", False), ("state", False), ("URL", False), ("in flight", True),
+                          ("done", True), ("failed", True)):
+        table.add_column(column, justify="right" if right else "left", no_wrap=column in ("URL", "worker"))
+    for w in workers:
+        backend = backends.get(w["backend"] or "") or {}
+        node = f"{w['hostname']} {w['host']} {w['node_id'][:12]}" if w["node_id"] else "-"
+        state = Text(_STATE_WORDS.get(w["state"], w["state"]), style=_STATE_STYLE.get(w["state"], ""))
+        table.add_row(w["backend"] or w["worker"], node, state, w["url"] or "-", str(backend.get("in_flight", "")),
+                      str(backend.get("completed", "")), str(backend.get("failed", "")))
+    return Panel(Group(head, table), title="comfyrig · workers on Ray", box=box.ROUNDED, border_style="green")
