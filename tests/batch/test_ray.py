@@ -190,3 +190,13 @@ def test_stop_kills_a_lost_actor_before_any_gpu_is_freed(monkeypatch: pytest.Mon
 def test_ray_help_shows_the_install_command(run: Any) -> None:
     result = run("batch", "--help")
     assert "pip install 'comfyrig[ray]'" in " ".join(result.stdout.split())
+
+
+def test_gone_after_is_for_ray_workers(run: Any, tmp_path: Path) -> None:
+    wf = tmp_path / "wf.json"
+    wf.write_text('{"1": {"class_type": "EmptyImage", "inputs": {}}}')
+    result = run("batch", str(wf), "--out", str(tmp_path / "o"), "--gone-after", "5", "--dry-run")
+    assert result.returncode == 2 and "--gone-after" in result.stderr and "--ray" in result.stderr
+    for bad in ("0", "-1", "nan", "1e400"):
+        result = run("batch", str(wf), "--out", str(tmp_path / "o"), "--ray", "auto", "--gone-after", bad, "--dry-run")
+        assert result.returncode == 2 and "--gone-after" in result.stderr and "Traceback" not in result.stderr

@@ -242,6 +242,7 @@ def test_batch_runs_on_both_nodes_survives_losing_one_and_uses_it_again(cluster:
         proc = subprocess.Popen(
             _comfyrig(cluster, str(wf), "--out", str(out), "--sweep", f"1.color=1..{total}", "--set", "4.seconds=0.4",
                       "--json", "--plain", "--retries", "3", "--job-timeout", "30", "--ready-timeout", "120",
+                      "--gone-after", "5",
                       "--comfyui-args", f"--output-directory {tmp_path / 'co'} --temp-directory {tmp_path / 'ct'}"),
             env=_driver_env(cluster), stdout=subprocess.PIPE, stderr=stderr_file, text=True,
         )
@@ -254,6 +255,11 @@ def test_batch_runs_on_both_nodes_survives_losing_one_and_uses_it_again(cluster:
             # Ray announces the dead node on the driver's stdout; comfyrig routes it to stderr.
             harness.wait_until(lambda: "marked dead" in err.read_text() or proc.poll() is not None, 90, "node marked dead")
             marks["marked dead"] = time.monotonic() - started
+            # Its workers count as gone (--gone-after 5) before the node comes back: a node that
+            # rejoins after that must still be used again.
+            harness.wait_until(lambda: err.read_text().count(": gone: ") >= 2 or proc.poll() is not None, 60,
+                               "the lost node's workers gone")
+            marks["gone"] = time.monotonic() - started
             cluster.join_node()  # the lost node comes back (with a new node id)
             marks["rejoined"] = time.monotonic() - started
             harness.wait_until(lambda: len(_done_nodes(out) - first_nodes) >= 1 or proc.poll() is not None, 90,

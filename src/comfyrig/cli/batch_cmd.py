@@ -45,6 +45,7 @@ def batch_cmd(
     retries: Annotated[int, typer.Option("--retries", callback=o.bounded("--retries", o.Bounds(minimum=0, maximum=100)), help="Re-runs of a job after system failures (a worker died or hung); application errors are never retried.", rich_help_panel="Faults")] = 2,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On resume, run the jobs that failed before again.", rich_help_panel="Faults")] = False,
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", callback=o.bounded("--ready-timeout", o.POSITIVE_SECONDS), help="Seconds to wait for the first worker to answer.", rich_help_panel="Workers")] = 300.0,
+    gone_after: Annotated[float | None, typer.Option("--gone-after", callback=o.bounded("--gone-after", o.POSITIVE_SECONDS), help="With --ray: seconds a lost worker may stay away (its node rebooting) before it counts as gone: its finished outputs not fetched yet run again elsewhere, and the batch ends when every worker is gone. It is used again whenever it comes back. Default 60.", rich_help_panel="Workers", show_default=False)] = None,
     auto: o.Auto = False,
     dual: o.Dual = False,
     multi: o.Multi = False,
@@ -69,6 +70,9 @@ def batch_cmd(
     )
     if url and ray:
         raise ConfigError("Choose --url or --ray, not both.")
+    if gone_after is not None and not ray:
+        raise ConfigError("--gone-after is about workers on a Ray cluster, whose node may be lost and come back: it "
+                          "needs --ray.")
     if seed is not None and seed not in ("random", "increment"):
         raise ConfigError(f"--seed {seed!r}: choose random or increment.")
     backend: Backend
@@ -78,7 +82,8 @@ def batch_cmd(
         from ..batch.ray_backend import RayBackend
         from ..launch.ray_worker import RAY_SUPERVISOR
 
-        backend = RayBackend(ray, settings, supervisor=dataclasses.replace(RAY_SUPERVISOR, ready_timeout_s=ready_timeout))
+        backend = RayBackend(ray, settings, supervisor=dataclasses.replace(RAY_SUPERVISOR, ready_timeout_s=ready_timeout),
+                             gone_after_s=60.0 if gone_after is None else gone_after)
     else:
         from ..launch.compose import LaunchRequest, compose, gather_facts
         from ..launch.supervisor import SupervisorOptions
