@@ -92,8 +92,11 @@ class Cluster:
     gpus: int = 2  # per node (simulated)
 
     def raylet_of_worker_node(self) -> int:
-        [pid] = [p for p in _cluster_pids([self.worker_dir])
-                 if b"raylet/raylet" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        return self.raylet_of(self.worker_dir)
+
+    def raylet_of(self, folder: str) -> int:
+        """The raylet of the node started with temp dir ``folder``."""
+        [pid] = [p for p in _cluster_pids([folder]) if b"raylet/raylet" in Path(f"/proc/{p}/cmdline").read_bytes()]
         return pid
 
     def join_node(self) -> None:

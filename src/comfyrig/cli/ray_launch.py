@@ -141,26 +141,28 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
     def frame() -> RenderableType:
         return ray_dashboard(options.address or "auto", gateway.url, fleet.workers(), gateway.view())
 
-    try:
-        with capture_signals(signals.put), contextlib.redirect_stdout(sys.stderr), live or contextlib.nullcontext():
-            fleet.start()
-            watcher.start()
-            while watcher.is_alive():
-                if live is not None:
-                    live.update(frame())
-                try:
-                    signals.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                break
-        stop.set()
-        watcher.join(30)
-    finally:
-        stop.set()
+    # Until Ray is left: its notices keep coming while the actors stop ("Raylet is terminated").
+    with contextlib.redirect_stdout(sys.stderr):
         try:
-            fleet.stop()
+            with capture_signals(signals.put), live or contextlib.nullcontext():
+                fleet.start()
+                watcher.start()
+                while watcher.is_alive():
+                    if live is not None:
+                        live.update(frame())
+                    try:
+                        signals.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    break
+            stop.set()
+            watcher.join(30)
         finally:
-            gateway.stop()
-            record.unlink(missing_ok=True)
+            stop.set()
+            try:
+                fleet.stop()
+            finally:
+                gateway.stop()
+                record.unlink(missing_ok=True)
     say("stopped")
     return 0
