@@ -2,8 +2,10 @@
 
 Parsing is launch_cmd's; here the settings become the fleet's options, the
 gateway binds first (a taken port is an error before any actor starts), the
-fleet's and the gateway's events are printed one line each, and Ctrl-C (a
-signal handler that only enqueues) stops the actors, then the gateway.
+fleet's and the gateway's events are printed one line each (under a live table
+of the workers in a terminal), a record in the state folder tells status,
+monitor and stop where it is, and Ctrl-C or 'comfyrig stop --port' (a signal
+handler that only enqueues) stops the actors, then the gateway.
 """
 
 from __future__ import annotations
