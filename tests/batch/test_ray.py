@@ -100,15 +100,35 @@ class FakeMethod:
         return FakeRef(lambda: self.fn(*args))
 
 
+class EagerMethod(FakeMethod):
+    def remote(self, *args: Any) -> FakeRef:
+        result = self.fn(*args)
+        return FakeRef(lambda: result)
+
+
 class FakeActor:
     def __init__(self, name: str, log: list[str], node: str = "a" * 56) -> None:
         self.name, self.log, self.alive = name, log, True
         self.place = {"name": name, "label": f"vm GPU 0 (node {node[:8]})", "node_id": node, "host": "10.0.0.1",
                       "hostname": "vm", "gpu": "0", "url": "http://127.0.0.1:1000", "pid": 1}
         self.pending: list[Any] = []
+        self.spooled: dict[str, bytes] = {}  # outputs held on its node, by key
+        self.reads = 0
+        self.die_after_reads: int | None = None
         self.poll = FakeMethod(self._poll)
         self.describe = FakeMethod(self._describe)
         self.shutdown = FakeMethod(lambda: log.append(f"shutdown {name}"))
+        self.read = FakeMethod(self._read)
+        # Fire and forget, as Ray runs a call nobody waits for.
+        self.release = EagerMethod(lambda keys: [self.spooled.pop(k, None) for k in keys])
+
+    def _read(self, key: str, offset: int, size: int) -> bytes:
+        self._check()
+        self.reads += 1
+        if self.die_after_reads is not None and self.reads > self.die_after_reads:
+            self.alive = False
+            raise ActorDiedError("node lost mid-transfer")
+        return self.spooled[key][offset:offset + size]
 
     def _check(self) -> None:
         if not self.alive:
@@ -158,7 +178,7 @@ def test_an_actor_back_after_gone_is_used_again_with_its_new_place() -> None:
         harness.wait_until(lambda: any(isinstance(e, WorkerDown) and e.gone for e in events), 10, "gone")
         # A node rejoins: Ray restarts the actor there, with another port.
         actor.place.update(node_id="b" * 56, host="10.0.0.2", url="http://127.0.0.1:2000")
-        actor.pending = [(WorkerUp("ray-0"), None)]
+        actor.pending = [WorkerUp("ray-0")]
         actor.alive = True
         harness.wait_until(lambda: any(isinstance(e, WorkerUp) for e in events), 10, "up again")
         assert endpoint.url == "ray://10.0.0.2/bbbbbbbbbbbb/gpu0/http://127.0.0.1:2000"
@@ -200,3 +220,43 @@ def test_gone_after_is_for_ray_workers(run: Any, tmp_path: Path) -> None:
     for bad in ("0", "-1", "nan", "1e400"):
         result = run("batch", str(wf), "--out", str(tmp_path / "o"), "--ray", "auto", "--gone-after", bad, "--dry-run")
         assert result.returncode == 2 and "--gone-after" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_outputs_are_pulled_in_chunks_checked_and_released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The actor spools each output on its node; the driver pulls it in chunks (never whole in
+    either process), checks it against the actor's sha256 and releases the actor's copy. A pull
+    that fails (the node lost mid-transfer) or arrives different is a SystemFailed: the job runs
+    again, and no file of it stays."""
+    import hashlib
+
+    from comfyrig.batch import ray_backend
+    from comfyrig.batch.journal import OutputFile
+    from comfyrig.batch.protocol import OutputsCollected, SystemFailed
+    from comfyrig.batch.ray_backend import RayEndpoint
+    from comfyrig.batch.worker import LocalSink
+
+    monkeypatch.setattr(ray_backend, "CHUNK_BYTES", 1000)
+    log: list[str] = []
+    actor = FakeActor("ray-0", log)
+    sink = LocalSink(tmp_path)
+    endpoint = RayEndpoint(FakeRay(log), actor, actor.place, lambda e: None, sink)  # type: ignore[arg-type]
+    video = bytes(range(256)) * 40  # 10,240 bytes: 11 chunks
+
+    def collected(prompt: str, data: bytes, sha: str | None = None) -> OutputsCollected:
+        key = f"{prompt}|9|0"
+        actor.spooled[key] = data
+        placeholder = OutputFile(path=key, sha256=sha or hashlib.sha256(data).hexdigest(), bytes=len(data), node="9",
+                                 source="clip.mp4")
+        return OutputsCollected("ray-0", prompt, (placeholder,))
+
+    stored = endpoint._store(collected("job1", video))
+    assert isinstance(stored, OutputsCollected) and actor.reads == 11
+    assert (tmp_path / stored.files[0].path).read_bytes() == video and actor.spooled == {}  # released
+    # Different bytes than the actor computed: not collected, nothing kept.
+    failed = endpoint._store(collected("job2", video, sha="0" * 64))
+    assert isinstance(failed, SystemFailed) and failed.charged and "sha256" in failed.reason
+    # The node lost mid-transfer.
+    actor.reads, actor.die_after_reads = 0, 3
+    failed = endpoint._store(collected("job3", video))
+    assert isinstance(failed, SystemFailed) and "ActorDiedError" in failed.reason
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["job1-9-0.mp4"]  # no partial, no job2/job3

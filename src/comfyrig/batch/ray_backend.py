@@ -3,9 +3,12 @@
 The actor asks for ``num_gpus=1``; Ray sets CUDA_VISIBLE_DEVICES for it, and
 the actor starts ComfyUI with comfyrig's own planner and Supervisor on its
 node (restart policy on-failure), listening on 127.0.0.1 only. Inside, the
-same HttpWorker as for a local fleet talks to that ComfyUI; its events and
-the downloaded output bytes go back to the driver through the actor's
-``poll`` method. The driver keeps the journal and writes every output file.
+same HttpWorker as for a local fleet talks to that ComfyUI; its events go
+back to the driver through the actor's ``poll`` method. Output files are
+spooled to the node's local disk as they come from ComfyUI's /view, and the
+driver pulls them in chunks (``read``; memory bounded on both sides, whatever
+the size of a video) and checks each against the sha256 the actor computed.
+The driver keeps the journal and writes every output file.
 An actor that dies (its node lost, ``ray.kill``) makes the driver-side
 endpoint report the worker down, so its jobs are requeued elsewhere; Ray
 restarts the actor (``max_restarts``), which then comes back up.
@@ -18,9 +21,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from ..config.settings import Settings
@@ -31,10 +37,12 @@ from ..launch.supervisor import SupervisorOptions
 from .events import ActorsStarting, BatchEvent
 from .journal import OutputFile
 from .protocol import (
+    DiscardingSink,
     Emit,
     Endpoint,
     OutputsCollected,
     OutputSink,
+    SystemFailed,
     WorkerCommand,
     WorkerDown,
     WorkerEvent,
@@ -42,6 +50,11 @@ from .protocol import (
 
 # require_ray and RAY_HINT live in launch/ray_worker.py (shared by every Ray path); kept importable here.
 __all__ = ["RAY_HINT", "ComfyActor", "RayBackend", "require_ray"]
+
+# One ``read`` call's bytes: large enough that a call's cost is small beside its transfer, small
+# enough that neither side ever holds much of a large output.
+CHUNK_BYTES = 8 << 20
+
 
 class ComfyActor(ComfyWorker):
     """Runs on a Ray worker node: ``ComfyWorker`` (one supervised ComfyUI on the actor's GPU)
@@ -56,21 +69,36 @@ class ComfyActor(ComfyWorker):
         where = WorkerPlace(**self.place())
         self.label = f"{where.hostname} GPU {where.gpu} (node {where.node_id[:8]})"
         self._events: queue.Queue[WorkerEvent] = queue.Queue()
-        self._blobs: dict[str, bytes] = {}
+        # Outputs wait here, on the node's local disk, until the driver has pulled them.
+        self._spool = Path(tempfile.mkdtemp(prefix="comfyrig-ray-outputs-"))
+        self._spooled: dict[str, Path] = {}
         self._lock = threading.Lock()
         self.worker = HttpWorker(name, self.instance.url, self.label, client_id=client_id, emit=self._events.put,
                                  sink=self._keep, is_gone=self.is_gone, is_ready=self.is_ready, on_restart=self.restart)
         self.worker.start()
 
     def _keep(self, job: str, node: str, n: int, source: str, chunks: bytes | Iterable[bytes]) -> OutputFile:
+        """Spool one output as it streams from ComfyUI; its placeholder names it by key."""
         import hashlib
 
-        # The bytes travel to the driver through Ray's object store, so here they are held whole.
-        data = chunks if isinstance(chunks, bytes) else b"".join(chunks)
         key = f"{job}|{node}|{n}"
+        path = self._spool / f"{len(self._spooled)}-{threading.get_ident()}-{time.monotonic_ns()}"
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(path, "wb") as handle:
+                for chunk in (chunks,) if isinstance(chunks, bytes) else chunks:
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         with self._lock:
-            self._blobs[key] = data
-        return OutputFile(path=key, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), node=node, source=source)
+            old = self._spooled.pop(key, None)
+            self._spooled[key] = path
+        if old is not None:
+            old.unlink(missing_ok=True)  # the same output fetched again (a retried collection)
+        return OutputFile(path=key, sha256=digest.hexdigest(), bytes=size, node=node, source=source)
 
     # -- called by the driver ------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -79,24 +107,35 @@ class ComfyActor(ComfyWorker):
     def send(self, command: WorkerCommand) -> None:
         self.worker.send(command)
 
-    def poll(self, timeout_s: float) -> list[tuple[WorkerEvent, list[bytes] | None]]:
-        """Events since the last call (waits up to ``timeout_s`` for the first); an
-        OutputsCollected comes with the bytes of its files (its files' paths are placeholders)."""
-        out: list[tuple[WorkerEvent, list[bytes] | None]] = []
+    def poll(self, timeout_s: float) -> list[WorkerEvent]:
+        """Events since the last call (waits up to ``timeout_s`` for the first); the files of an
+        OutputsCollected are placeholders whose ``path`` is the key to ``read`` them by."""
+        out: list[WorkerEvent] = []
         try:
-            event = self._events.get(timeout=timeout_s)
+            out.append(self._events.get(timeout=timeout_s))
         except queue.Empty:
             return out
         while True:
-            blobs = None
-            if isinstance(event, OutputsCollected):
-                with self._lock:
-                    blobs = [self._blobs.pop(f.path) for f in event.files]
-            out.append((event, blobs))
             try:
-                event = self._events.get_nowait()
+                out.append(self._events.get_nowait())
             except queue.Empty:
                 return out
+
+    def read(self, key: str, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of a spooled output from ``offset`` (b"" at its end). Raises
+        KeyError for an output this actor does not hold (released, or a restarted actor)."""
+        with self._lock:
+            path = self._spooled[key]
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read(min(size, CHUNK_BYTES))
+
+    def release(self, keys: list[str]) -> None:
+        """The driver has written these outputs: their spooled copies go."""
+        with self._lock:
+            paths = [self._spooled.pop(k) for k in keys if k in self._spooled]
+        for path in paths:
+            path.unlink(missing_ok=True)
 
     def object_info(self, timeout_s: float) -> dict[str, Any]:
         from .backends import wait_object_info
@@ -108,6 +147,7 @@ class ComfyActor(ComfyWorker):
     def shutdown(self) -> None:
         self.worker.stop()
         super().shutdown()
+        shutil.rmtree(self._spool, ignore_errors=True)
 
 
 def endpoint_url(info: Mapping[str, Any]) -> str:
@@ -181,19 +221,44 @@ class RayEndpoint:
                 self._stop.wait(0.5)
                 continue
             failing_since, gone, self.failing = None, False, False
-            for event, blobs in batch:
-                self._emit(self._store(event, blobs))
+            for event in batch:
+                self._emit(self._store(event))
 
-    def _store(self, event: WorkerEvent, blobs: list[bytes] | None) -> WorkerEvent:
-        """An OutputsCollected from the actor names placeholders: write its bytes here, through
-        the driver's sink, and pass on the files as written."""
-        if not isinstance(event, OutputsCollected) or blobs is None:
+    def _store(self, event: WorkerEvent) -> WorkerEvent:
+        """An OutputsCollected from the actor names placeholders: pull each file in chunks, write
+        it here through the driver's sink, check it against the actor's sha256, release the
+        actor's copy, and pass on the files as written. A file that cannot be pulled (the actor
+        died mid-transfer) or arrives different makes it a SystemFailed, as a failed download
+        from a local worker: the job runs again, and none of its files stays."""
+        if not isinstance(event, OutputsCollected):
             return event
-        files = []
-        for placeholder, data in zip(event.files, blobs, strict=True):
-            job, node, n = placeholder.path.split("|")
-            files.append(self._sink(job, node, int(n), placeholder.source, data))
+        files: list[OutputFile] = []
+        try:
+            for placeholder in event.files:
+                job, node, n = placeholder.path.split("|")
+                written = self._sink(job, node, int(n), placeholder.source, self._pull(placeholder.path, placeholder.bytes))
+                files.append(written)
+                if (written.sha256, written.bytes) != (placeholder.sha256, placeholder.bytes):
+                    raise OSError(f"it arrived as {written.bytes} bytes (sha256 {written.sha256[:12]}), the actor "
+                                  f"sent {placeholder.bytes} (sha256 {placeholder.sha256[:12]})")
+        except Exception as exc:  # noqa: BLE001 - RayActorError, GetTimeoutError, OSError...
+            if isinstance(self._sink, DiscardingSink):
+                self._sink.discard(files)
+            why = f"fetching the outputs from the Ray actor {self.name} failed: {exc.__class__.__name__}: {exc}"
+            return SystemFailed(self.name, event.prompt_id, why, charged=True)
+        finally:
+            with contextlib.suppress(Exception):  # an actor gone meanwhile takes its spool with it
+                self.actor.release.remote([f.path for f in event.files])
         return dataclasses.replace(event, files=tuple(files))
+
+    def _pull(self, key: str, size: int) -> Iterator[bytes]:
+        offset = 0
+        while offset < size:
+            chunk: bytes = self._ray.get(self.actor.read.remote(key, offset, CHUNK_BYTES), timeout=120)
+            if not chunk:
+                raise OSError(f"the output ended after {offset} of {size} bytes")
+            offset += len(chunk)
+            yield chunk
 
 
 class RayBackend:
