@@ -260,3 +260,27 @@ def test_outputs_are_pulled_in_chunks_checked_and_released(tmp_path: Path, monke
     failed = endpoint._store(collected("job3", video))
     assert isinstance(failed, SystemFailed) and "ActorDiedError" in failed.reason
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["job1-9-0.mp4"]  # no partial, no job2/job3
+
+
+def test_spools_of_actors_that_are_gone_are_swept(tmp_path: Path) -> None:
+    """Actors killed as lost, restarted by Ray or ended with their driver never run shutdown:
+    the next actor on the node removes their spooled outputs."""
+    import subprocess
+
+    from comfyrig.batch.ray_backend import spool_folder
+
+    base = tmp_path / f"comfyrig-ray-outputs-{os.getuid()}"
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                              check=True).stdout)
+    (base / str(dead)).mkdir(parents=True)
+    (base / str(dead) / "video").write_bytes(b"x" * 100)
+    (base / "1").mkdir()  # init: alive, not ours to sweep
+    mine = spool_folder(tmp_path)
+    assert mine == base / str(os.getpid()) and mine.is_dir()
+    assert sorted(p.name for p in base.iterdir()) == sorted(["1", str(os.getpid())])
+    # A folder someone else could write is not used.
+    shared = tmp_path / "shared"
+    (shared / f"comfyrig-ray-outputs-{os.getuid()}").mkdir(parents=True, mode=0o777)
+    os.chmod(shared / f"comfyrig-ray-outputs-{os.getuid()}", 0o777)
+    other = spool_folder(shared)
+    assert other.parent == shared and other.name != f"comfyrig-ray-outputs-{os.getuid()}"

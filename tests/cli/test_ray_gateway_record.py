@@ -43,7 +43,7 @@ STAND_IN = textwrap.dedent("""
 
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    path = write_record(state_dir(os.environ), f"http://127.0.0.1:{sys.argv[1]}", "10.0.0.1:6379", False)
+    path = write_record(state_dir(os.environ), f"http://127.0.0.1:{sys.argv[1]}", int(sys.argv[1]), "10.0.0.1:6379", False)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *a: stop.set())
     print("ready", flush=True)
@@ -112,15 +112,15 @@ def test_a_record_whose_launch_is_gone_or_reused_is_dropped(clean_env: pytest.Mo
                           check=True)
     dead = int(done.stdout)
     state.write_private("ray-gateway-9001.json", json.dumps(
-        {"url": "http://127.0.0.1:9001", "pid": dead, "start_ticks": 1, "ray": "auto", "auth": False}))
+        {"url": "http://127.0.0.1:9001", "port": 9001, "pid": dead, "start_ticks": 1, "ray": "auto", "auth": False}))
     # This process's pid with another start time: a pid reused since, never signalled.
     state.write_private("ray-gateway-9002.json", json.dumps(
-        {"url": "http://127.0.0.1:9002", "pid": os.getpid(), "start_ticks": 1, "ray": "auto", "auth": False}))
+        {"url": "http://127.0.0.1:9002", "port": 9002, "pid": os.getpid(), "start_ticks": 1, "ray": "auto", "auth": False}))
     state.write_private("ray-gateway-9003.json", "{not json")
     assert ray_records(state) == []
     assert sorted(p.name for p in state.root.glob("ray-gateway-*")) == ["ray-gateway-9003.json"]
     with pytest.raises(TypeError):
-        RayGatewayRecord.from_json(json.dumps({"url": "u", "pid": 1, "start_ticks": "x"}))
+        RayGatewayRecord.from_json(json.dumps({"url": "u", "port": 1, "pid": 1, "start_ticks": "x"}))
 
 
 def test_stop_port_with_nothing_there_says_so(clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,8 @@ import base64
 import json
 import struct
 
+import pytest
+
 from comfyrig.gateway.frames import PREVIEW_IMAGE, legacy_preview, preview_metadata
 from comfyrig.gateway.ledger import Ledger, PromptEntry, choose_backend
 from comfyrig.gateway.merge import (
@@ -169,3 +171,19 @@ def test_jobs_page_sorts_sums_and_mints_comfyui_s_cursor() -> None:
                             "pagination": {"total": 2}}],
                           sort_by="execution_duration", sort_order="asc", limit=None, offset=0, cursor_used=False)
     assert [j["id"] for j in durations["jobs"]] == ["y", "x"] and "next_cursor" not in durations["pagination"]
+
+
+@pytest.mark.parametrize(("host", "url"), [("127.0.0.1", "http://127.0.0.1:8188"), ("0.0.0.0", "http://127.0.0.1:8188"),
+                                           ("::", "http://127.0.0.1:8188"), ("0.0.0.0,::", "http://127.0.0.1:8188"),
+                                           ("::1", "http://[::1]:8188"), ("10.0.0.5,127.0.0.1", "http://10.0.0.5:8188")])
+def test_the_gateways_url_is_one_this_machine_reaches(host: str, url: str) -> None:
+    """--listen :: or 0.0.0.0,:: gave 'http://:::8188', which no client (nor status, monitor and
+    stop, which read it from the Ray gateway's record) could parse."""
+    from comfyrig.gateway.server import GatewayOptions
+    from comfyrig.gateway.service import GatewayThread
+
+    gateway = GatewayThread([], GatewayOptions(host=host, port=8188))
+    try:
+        assert gateway.url == url
+    finally:
+        gateway._loop.close()

@@ -92,6 +92,7 @@ def test_a_refused_token_is_said_at_once_without_ray_init(tmp_path: Path, monkey
     from comfyrig.launch import ray_worker
 
     monkeypatch.setattr(ray_worker, "TOKEN_FILE", tmp_path / "no-such-token")
+    monkeypatch.setattr(ray_worker, "_answers", lambda target: True)  # the head's port answers
     token = tmp_path / "tok"
     token.write_text("not the head's")
     ray = TokenRefusingRay()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import queue
 import shutil
 import tempfile
@@ -56,6 +57,29 @@ __all__ = ["RAY_HINT", "ComfyActor", "RayBackend", "require_ray"]
 CHUNK_BYTES = 8 << 20
 
 
+def spool_folder(root: Path | None = None) -> Path:
+    """This actor's spool, ``<tmp>/comfyrig-ray-outputs-UID/PID``; the spools of actors that are
+    gone (killed as lost, restarted by Ray, ended with their driver: none of them ran shutdown)
+    are removed first, so unfetched outputs never pile up on a node."""
+    from ..host.processes import pid_alive
+
+    import stat
+
+    base = (root or Path(tempfile.gettempdir())) / f"comfyrig-ray-outputs-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(base)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        # Planted by someone else in a shared /tmp (a link, another owner, open to others): not ours.
+        return Path(tempfile.mkdtemp(prefix="comfyrig-ray-outputs-", dir=root))
+    for old in base.iterdir():
+        if old.name.isdigit() and int(old.name) != os.getpid() and not pid_alive(int(old.name)):
+            shutil.rmtree(old, ignore_errors=True)
+    mine = base / str(os.getpid())
+    shutil.rmtree(mine, ignore_errors=True)  # a pid reused since
+    mine.mkdir(mode=0o700)
+    return mine
+
+
 class ComfyActor(ComfyWorker):
     """Runs on a Ray worker node: ``ComfyWorker`` (one supervised ComfyUI on the actor's GPU)
     plus the batch's HttpWorker talking to it. Plain class; ``RayBackend`` wraps it with ``ray.remote``."""
@@ -70,7 +94,7 @@ class ComfyActor(ComfyWorker):
         self.label = f"{where.hostname} GPU {where.gpu} (node {where.node_id[:8]})"
         self._events: queue.Queue[WorkerEvent] = queue.Queue()
         # Outputs wait here, on the node's local disk, until the driver has pulled them.
-        self._spool = Path(tempfile.mkdtemp(prefix="comfyrig-ray-outputs-"))
+        self._spool = spool_folder()
         self._spooled: dict[str, Path] = {}
         self._lock = threading.Lock()
         self.worker = HttpWorker(name, self.instance.url, self.label, client_id=client_id, emit=self._events.put,
@@ -247,7 +271,7 @@ class RayEndpoint:
             why = f"fetching the outputs from the Ray actor {self.name} failed: {exc.__class__.__name__}: {exc}"
             return SystemFailed(self.name, event.prompt_id, why, charged=True)
         finally:
-            with contextlib.suppress(Exception):  # an actor gone meanwhile takes its spool with it
+            with contextlib.suppress(Exception):  # an actor gone meanwhile: the next actor on its node sweeps its spool
                 self.actor.release.remote([f.path for f in event.files])
         return dataclasses.replace(event, files=tuple(files))
 

@@ -127,7 +127,6 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
         say(f"the gateway listens on {listen}: clients need its token, from {source}")
     gateway = GatewayThread(extra, GatewayOptions(host=listen, port=port, token=token), on_gateway)
     gateway.start()  # PortInUseError before any actor starts
-    record = write_record(state, gateway.url, options.address or "auto", auth)
     fleet = RayFleet(ray, options, gateway, on_fleet, environ=settings.environ)
     signals: queue.Queue[int] = queue.Queue()
     stop = threading.Event()
@@ -144,9 +143,14 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
         return ray_dashboard(options.address or "auto", gateway.url, fleet.workers(), gateway.view())
 
     # Until Ray is left: its notices keep coming while the actors stop ("Raylet is terminated").
+    # (In a terminal the live table prints them above itself, on the terminal, like the lines.)
+    record: Path | None = None
     with contextlib.redirect_stdout(sys.stderr):
         try:
             with capture_signals(signals.put), live or contextlib.nullcontext():
+                # Written once Ctrl-C and 'comfyrig stop' (which reads it) are caught: the finally
+                # below then always stops the gateway and removes it.
+                record = write_record(state, gateway.url, port, options.address or "auto", auth)
                 fleet.start()
                 watcher.start()
                 while watcher.is_alive():
@@ -165,6 +169,7 @@ def _serve(settings: Settings, ray: Any, options: Any, console: Console, *, list
                 fleet.stop()
             finally:
                 gateway.stop()
-                record.unlink(missing_ok=True)
+                if record is not None:
+                    record.unlink(missing_ok=True)
     say("stopped")
     return 0

@@ -149,15 +149,18 @@ RAY_STOP_GRACE_S = 30.0
 def _stop_ray(record: Any, timeout: float, console: Any) -> None:
     """Stop a 'launch --workers --ray': its process stops every worker on the cluster, then the
     gateway, as on Ctrl-C; SIGKILL after ``timeout`` plus the time the workers may take."""
+    import contextlib
     import os
 
-    os.kill(record.pid, signal.SIGINT)
+    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile (its own Ctrl-C)
+        os.kill(record.pid, signal.SIGINT)
     deadline = time.monotonic() + timeout + RAY_STOP_GRACE_S
     while record.matches_process() and time.monotonic() < deadline:
         time.sleep(0.1)
     forced = record.matches_process()
     if forced:
-        os.kill(record.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGKILL)
     console.print(f"port {record.port}: stopped the gateway of the Ray cluster {record.ray} (pid {record.pid}) and "
                   f"its workers{' (SIGKILL after the grace period: Ray ends the workers)' if forced else ''}.")
 

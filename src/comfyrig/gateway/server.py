@@ -188,6 +188,10 @@ class GatewayServer:
                 await task
         if backend.live:
             self._backend_down(backend)
+        # Its catalog goes with it: a worker replaced under this name (a new URL, maybe another
+        # node) is compared afresh, and one that left is no longer compared.
+        self._catalogs.pop(name, None)
+        self._reported = {pair for pair in self._reported if name not in pair}
         if keep_prompts:
             return
         del self.backends[name]
@@ -799,6 +803,8 @@ class GatewayServer:
             return
         if status != 200 or not isinstance(info, dict):
             return
+        if self.backends.get(backend.name) is not backend:
+            return  # removed or replaced while /object_info was on its way
         self._catalogs[backend.name] = catalog_of(info)
         reference = next(n for n in self.order if n in self._catalogs)
         others = [n for n in self._catalogs if n != reference] if backend.name == reference else [backend.name]

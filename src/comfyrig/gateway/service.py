@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..comfy.urls import local_url
 from ..errors import ConfigError, PortInUseError
 from ..events import Reporter, discard
 from ..launch.registry import StateDir
@@ -78,8 +79,9 @@ class GatewayThread:
 
     @property
     def url(self) -> str:
-        host = self.options.host
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.options.port}"
+        """How this machine reaches it: the first listen address, a wildcard through the
+        loopback, an IPv6 address in brackets (``--listen ::`` or ``0.0.0.0,::`` gave no URL)."""
+        return local_url(self.options.host, self.options.port)
 
     def start(self) -> None:
         """Bind and begin connecting to the backends. Raises PortInUseError."""

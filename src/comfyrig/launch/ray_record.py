@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..host.processes import is_zombie, pid_alive, start_time
 from .registry import StateDir
@@ -27,15 +26,12 @@ PREFIX = "ray-gateway-"
 
 @dataclass(frozen=True)
 class RayGatewayRecord:
-    url: str
+    url: str  # how this machine reaches the gateway
+    port: int
     pid: int
     start_ticks: int | None
     ray: str
     auth: bool
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or 80
 
     def matches_process(self) -> bool:
         """The launch that wrote it still runs (the same pid and start time)."""
@@ -47,17 +43,17 @@ class RayGatewayRecord:
     def from_json(cls, text: str) -> RayGatewayRecord:
         """Raises ValueError/TypeError/KeyError for anything but a record."""
         data = json.loads(text)
-        record = cls(str(data["url"]), int(data["pid"]), data.get("start_ticks"), str(data.get("ray") or "auto"),
-                     bool(data.get("auth")))
+        record = cls(str(data["url"]), int(data["port"]), int(data["pid"]), data.get("start_ticks"),
+                     str(data.get("ray") or "auto"), bool(data.get("auth")))
         if record.start_ticks is not None and not isinstance(record.start_ticks, int):
             raise TypeError("start_ticks")
         return record
 
 
-def write_record(state: StateDir, url: str, ray: str, auth: bool) -> Path:
+def write_record(state: StateDir, url: str, port: int, ray: str, auth: bool) -> Path:
     """This launch's record (its own pid); returns the path to remove when it stops."""
     pid = os.getpid()
-    record = RayGatewayRecord(url, pid, start_time(pid), ray, auth)
+    record = RayGatewayRecord(url, port, pid, start_time(pid), ray, auth)
     return state.write_private(f"{PREFIX}{record.port}.json", json.dumps(asdict(record)) + "\n")
 
 
@@ -88,6 +84,7 @@ def fleet_workers(record: RayGatewayRecord, state: StateDir, environ: Mapping[st
     import httpx
 
     from ..comfy.client import probe_http_client
+    from ..errors import ConfigError
 
     headers = {}
     if record.auth:
@@ -99,5 +96,5 @@ def fleet_workers(record: RayGatewayRecord, state: StateDir, environ: Mapping[st
         return [{"name": b["name"], "node": b.get("node") or "", "url": b["url"], "live": b["live"],
                  "in_flight": b["in_flight"], "completed": b["completed"], "failed": b["failed"]}
                 for b in view["backends"]]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, ConfigError):  # ConfigError: a proxy rule it cannot use
         return None

@@ -82,7 +82,9 @@ def connect(ray: Any, address: str | None, environ: Mapping[str, str]) -> None:
         _token_mode()
         mode = "token"
     with _quiet_retries():
-        if target != "auto":
+        # Only where the head's port answers: against a black-holed address the probe would
+        # wait out GCS's own connect timeout before ray.init's retries even start.
+        if target != "auto" and _answers(target):
             _refused_token(ray, target, mode, token)
         try:
             ray.init(address=target, log_to_driver=False, configure_logging=False)

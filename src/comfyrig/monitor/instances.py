@@ -18,7 +18,7 @@ import httpx
 
 from ..comfy.client import ComfyClient, probe_http_client
 from ..comfy.urls import comfy_url
-from ..errors import ComfyAPIError, ComfyUnreachable
+from ..errors import ComfyAPIError, ComfyUnreachable, ConfigError
 from .snapshot import InstanceSample, InstanceState
 
 __all__ = ["InstancePoller", "normalise_url"]
@@ -79,14 +79,22 @@ class InstancePoller:
         found = self._discover() if self._discover is not None else None
         if found is None:
             return
-        self._labels.update(found)
         urls = (*self.fixed, *(u for u in found if u not in self.fixed))
         for url in set(self._clients) - set(urls):
             self._clients.pop(url).close()
+            self._labels.pop(url, None)
+            self._last_error.pop(url, None)
+        self._labels.update(found)
+        kept = []
         for url in urls:
             if url not in self._clients:
-                self._clients[url] = ComfyClient(url, http=self._http(url))
-        self.urls = urls
+                try:
+                    self._clients[url] = ComfyClient(url, http=self._http(url))
+                except ConfigError as exc:  # a proxy rule that cannot serve a worker's new address
+                    self._last_error[url] = exc.message
+                    continue
+            kept.append(url)
+        self.urls = tuple(kept)
 
     def _one(self, url: str) -> InstanceSample:
         try:
