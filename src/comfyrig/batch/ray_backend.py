@@ -61,9 +61,9 @@ def spool_folder(root: Path | None = None) -> Path:
     """This actor's spool, ``<tmp>/comfyrig-ray-outputs-UID/PID``; the spools of actors that are
     gone (killed as lost, restarted by Ray, ended with their driver: none of them ran shutdown)
     are removed first, so unfetched outputs never pile up on a node."""
-    from ..host.processes import pid_alive
-
     import stat
+
+    from ..host.processes import pid_alive
 
     base = (root or Path(tempfile.gettempdir())) / f"comfyrig-ray-outputs-{os.getuid()}"
     base.mkdir(mode=0o700, exist_ok=True)
