@@ -103,26 +103,17 @@ class ComfyActor(ComfyWorker):
 
     def _keep(self, job: str, node: str, n: int, source: str, chunks: bytes | Iterable[bytes]) -> OutputFile:
         """Spool one output as it streams from ComfyUI; its placeholder names it by key."""
-        import hashlib
+        from .worker import write_stream
 
         key = f"{job}|{node}|{n}"
         path = self._spool / f"{len(self._spooled)}-{threading.get_ident()}-{time.monotonic_ns()}"
-        digest, size = hashlib.sha256(), 0
-        try:
-            with open(path, "wb") as handle:
-                for chunk in (chunks,) if isinstance(chunks, bytes) else chunks:
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        sha256, size = write_stream(path, chunks)
         with self._lock:
             old = self._spooled.pop(key, None)
             self._spooled[key] = path
         if old is not None:
             old.unlink(missing_ok=True)  # the same output fetched again (a retried collection)
-        return OutputFile(path=key, sha256=digest.hexdigest(), bytes=size, node=node, source=source)
+        return OutputFile(path=key, sha256=sha256, bytes=size, node=node, source=source)
 
     # -- called by the driver ------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -57,7 +57,23 @@ from .protocol import (
     WorkerUp,
 )
 
-__all__ = ["HttpWorker", "LocalSink"]
+__all__ = ["HttpWorker", "LocalSink", "write_stream"]
+
+
+def write_stream(path: Path, data: bytes | Iterable[bytes]) -> tuple[str, int]:
+    """Write ``data`` to ``path`` as it comes (memory stays bounded whatever its size); its
+    sha256 and size. A stream that breaks, or a full disk, leaves no file behind."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "wb") as handle:
+            for chunk in (data,) if isinstance(data, bytes) else data:
+                handle.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest(), size
 
 
 class LocalSink:
@@ -75,20 +91,13 @@ class LocalSink:
         name = f"{job}-{safe_node}-{n}{ext}"
         target = self.folder / name
         tmp = self.folder / f".{name}.{os.getpid()}.{threading.get_ident()}.part"
-        digest, size = hashlib.sha256(), 0
+        sha256, size = write_stream(tmp, data)  # a broken download or a full disk leaves no .part behind
         try:
-            with open(tmp, "wb") as handle:
-                for chunk in (data,) if isinstance(data, bytes) else data:
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
             os.replace(tmp, target)
         except BaseException:
-            tmp.unlink(missing_ok=True)  # a broken download or a full disk leaves no .part behind
+            tmp.unlink(missing_ok=True)
             raise
-        return OutputFile(
-            path=str(target.relative_to(self.out_dir)), sha256=digest.hexdigest(), bytes=size, node=node, source=source,
-        )
+        return OutputFile(path=str(target.relative_to(self.out_dir)), sha256=sha256, bytes=size, node=node, source=source)
 
     def discard(self, files: Sequence[OutputFile]) -> None:
         for file in files:
