@@ -244,6 +244,15 @@ class GatewayServer:
         async with session.request(method, backend.url + path, json=body, params=params, timeout=API_TIMEOUT) as response:
             return await _decoded(response)
 
+    async def _object(self, backend: Backend, path: str) -> dict[str, Any] | None:
+        """The JSON object a worker answers ``GET path`` with; None when it does not answer, or
+        answers anything but 200 with an object."""
+        try:
+            status, data = await self._json(backend, "GET", path)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return None
+        return data if status == 200 and isinstance(data, dict) else None
+
     async def _each(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None,
                     names: Sequence[str] | None = None) -> list[tuple[str, int, Any]]:
         """The same request to several live backends at once: (name, status, JSON) of those that
@@ -616,10 +625,8 @@ class GatewayServer:
             delay = min(delay * 2, 2.0)
 
     async def _backend_up(self, backend: Backend) -> None:
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
-            status, features = await self._json(backend, "GET", "/features")
-            if status == 200 and isinstance(features, dict):
-                backend.features = features
+        if (features := await self._object(backend, "/features")) is not None:
+            backend.features = features
         await self._reconcile(backend)
         backend.live, backend.down_since = True, None
         backend.ups += 1
@@ -665,11 +672,8 @@ class GatewayServer:
         it restarted; a prompt submitted under an older id (whose events now go nowhere) is
         re-queued under the new one if it has not started, and watched through /history if it
         runs; one the worker lost is re-submitted, one it finished meanwhile is reported."""
-        try:
-            status, queue = await self._json(backend, "GET", "/queue")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            return
-        if status != 200 or not isinstance(queue, dict):
+        queue = await self._object(backend, "/queue")
+        if queue is None:
             return
         where: dict[str, PromptState] = {}
         listed: tuple[tuple[PromptState, Any], ...] = (("running", queue.get("queue_running")), ("queued", queue.get("queue_pending")))
@@ -797,11 +801,8 @@ class GatewayServer:
         """Warn when a worker's node types or model files differ from the first worker's: a
         prompt that uses a node or model one worker lacks fails there and not elsewhere, which
         looks random to a client (workers on machines without a shared disk drift apart)."""
-        try:
-            status, info = await self._json(backend, "GET", "/object_info")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            return
-        if status != 200 or not isinstance(info, dict):
+        info = await self._object(backend, "/object_info")
+        if info is None:
             return
         if self.backends.get(backend.name) is not backend:
             return  # removed or replaced while /object_info was on its way
