@@ -178,6 +178,7 @@ def _gateways(environ: Mapping[str, str], probes: Probes) -> tuple[GatewayState,
     """Each running gateway's fleet view (local workers', and a Ray cluster's), and every
     worker's node types and models behind it, read from each worker directly (to name what
     some workers lack: a prompt using it fails only where it is routed)."""
+    from ..gateway.token import client_headers
     from ..launch.ray_record import ray_records
     from ..launch.registry import state_dir
 
@@ -185,8 +186,7 @@ def _gateways(environ: Mapping[str, str], probes: Probes) -> tuple[GatewayState,
         state = state_dir(environ)
         urls: dict[str, dict[str, str]] = {r.gateway: {} for r in state.records() if r.gateway and r.matches_process()}
         for ray in ray_records(state):
-            token = (environ.get("COMFYRIG_AUTH_TOKEN") or state.read_private("gateway-token") or "").strip()
-            urls[ray.url] = {"Authorization": f"Bearer {token}"} if ray.auth else {}
+            urls[ray.url] = client_headers(environ, state, ray.auth)
     except ComfyrigError:
         return ()
     found = []

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,16 +20,12 @@ from urllib.parse import urlsplit
 from ..comfy.urls import local_url
 from ..errors import ConfigError, PortInUseError
 from ..events import Reporter, discard
-from ..launch.registry import StateDir
 from .backends import BackendSpec
 from .events import GatewayEvent, GatewayStarted
 from .server import GatewayOptions, GatewayServer
+from .token import gateway_token
 
 __all__ = ["GatewayThread", "backend_specs", "gateway_token"]
-
-TOKEN_VARIABLE = "COMFYRIG_AUTH_TOKEN"
-TOKEN_FILE = "gateway-token"
-
 
 def backend_specs(local: Sequence[tuple[str, str, tuple[int, ...]]], urls: Sequence[str], *,
                   local_group: str = "local") -> list[BackendSpec]:
@@ -49,19 +44,6 @@ def backend_specs(local: Sequence[tuple[str, str, tuple[int, ...]]], urls: Seque
         base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         specs.append(BackendSpec(f"url-{n}", base, f"url-{n}"))
     return specs
-
-
-def gateway_token(environ: Mapping[str, str], state: StateDir) -> tuple[str, str]:
-    """The token and where it comes from: COMFYRIG_AUTH_TOKEN, else a file in comfyrig's private
-    state folder (0600, a random token made on first use). The token itself is never shown."""
-    given = environ.get(TOKEN_VARIABLE, "").strip()
-    if given:
-        return given, TOKEN_VARIABLE
-    token = (state.read_private(TOKEN_FILE) or "").strip()
-    if not token:
-        token = secrets.token_urlsafe(32)
-        state.write_private(TOKEN_FILE, token + "\n")
-    return token, str(state.root / TOKEN_FILE)
 
 
 class GatewayThread:

@@ -85,11 +85,9 @@ def fleet_workers(record: RayGatewayRecord, state: StateDir, environ: Mapping[st
 
     from ..comfy.client import probe_http_client
     from ..errors import ConfigError
+    from ..gateway.token import client_headers
 
-    headers = {}
-    if record.auth:
-        token = (environ.get("COMFYRIG_AUTH_TOKEN") or state.read_private("gateway-token") or "").strip()
-        headers["Authorization"] = f"Bearer {token}"
+    headers = client_headers(environ, state, record.auth)
     try:
         with probe_http_client(record.url) as http:
             view = http.get(record.url + "/comfyrig/fleet", headers=headers).raise_for_status().json()
