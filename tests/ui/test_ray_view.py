@@ -64,7 +64,7 @@ def test_the_live_view_shows_each_worker_with_its_node_state_and_work() -> None:
             "backends": [{"name": "ray-0", "live": True, "in_flight": 2, "completed": 7, "failed": 0}]}
     text = render(ray_dashboard("10.0.0.1:6379", "http://127.0.0.1:8188", workers, view), width=140)
     assert "One ComfyUI URL: http://127.0.0.1:8188" in text and "2 node(s), 3 worker(s)" in text
-    assert "1 routable · queue 3 · 1 client(s) · 9 prompt(s) routed · 2 re-submitted" in text
+    assert "1/1 workers routable · queue 3 · 1 client(s) · 9 prompt(s) routed · 2 re-submitted" in text
     rows = {line.split()[1]: line for line in text.splitlines() if line.strip("│ ").startswith("ray-")}
     assert "head 10.0.0.1 aaaaaaaaaaaa" in rows["ray-0"] and "routed" in rows["ray-0"] and rows["ray-0"].split()[-4:-1] == ["2", "7", "0"]
     assert "waiting for a GPU" in rows["ray-1"] and "gpu2 10.0.0.3 bbbbbbbbbbbb" in rows["ray-1"]

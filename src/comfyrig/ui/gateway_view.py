@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich import box
@@ -11,7 +12,7 @@ from rich.text import Text
 from ..gateway.events import BackendDown, BackendUp, GatewayEvent, GatewayStarted, NodesDiffer, PromptFailed, PromptMoved
 from ..launch.plan import GatewayPlan
 
-__all__ = ["describe_gateway", "gateway_line", "gateway_panel"]
+__all__ = ["describe_gateway", "fleet_counts", "gateway_line", "gateway_panel"]
 
 
 def describe_gateway(event: GatewayEvent) -> str:
@@ -46,9 +47,17 @@ def gateway_line(plan: GatewayPlan) -> Text:
 def gateway_panel(plan: GatewayPlan, view: dict[str, Any] | None) -> Panel:
     text = gateway_line(plan)
     if view is not None:
-        live = sum(1 for b in view["backends"] if b["live"])
-        text.append(f"\n{live}/{len(view['backends'])} workers routable · queue {view['queue_remaining']} · "
-                    f"{view['clients']} client(s) · {view['counters']['prompts']} prompt(s) routed", style="dim")
-        if view["counters"]["prompts_moved"]:
-            text.append(f" · {view['counters']['prompts_moved']} re-submitted after a worker was lost", style="yellow")
+        text.append("\n")
+        text.append(fleet_counts(view))
     return Panel(text, title="Gateway", box=box.ROUNDED, border_style="green")
+
+
+def fleet_counts(view: Mapping[str, Any]) -> Text:
+    """One line from the gateway's fleet view: workers routable, queue, clients, prompts routed
+    and re-submitted (the launch dashboard's panel and the Ray workers' table)."""
+    live = sum(1 for b in view["backends"] if b["live"])
+    text = Text(f"{live}/{len(view['backends'])} workers routable · queue {view['queue_remaining']} · "
+                f"{view['clients']} client(s) · {view['counters']['prompts']} prompt(s) routed", style="dim")
+    if view["counters"]["prompts_moved"]:
+        text.append(f" · {view['counters']['prompts_moved']} re-submitted after a worker was lost", style="yellow")
+    return text

@@ -27,6 +27,7 @@ from ..launch.ray_fleet import (
     WorkerTrouble,
 )
 from ..launch.ray_worker import WorkerPlace
+from .gateway_view import fleet_counts
 
 __all__ = ["describe_ray", "ray_dashboard", "ray_plan_table"]
 
@@ -94,12 +95,8 @@ def ray_dashboard(address: str, url: str, workers: Sequence[Mapping[str, Any]],
     head = Text(f"One ComfyUI URL: {url}", style="bold")
     head.append(f"  ·  Ray cluster {address}  ·  {len(nodes)} node(s), {len(workers)} worker(s)", style="dim")
     if view is not None:
-        routed = sum(1 for b in backends.values() if b["live"])
-        counters = view.get("counters", {})
-        head.append(f"\n{routed} routable · queue {view.get('queue_remaining', 0)} · {view.get('clients', 0)} client(s) · "
-                    f"{counters.get('prompts', 0)} prompt(s) routed", style="dim")
-        if counters.get("prompts_moved"):
-            head.append(f" · {counters['prompts_moved']} re-submitted after a worker was lost", style="yellow")
+        head.append("\n")
+        head.append(fleet_counts(view))
     table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
     for column, right in (("worker", False), ("node", False), ("state", False), ("URL", False), ("in flight", True),
                           ("done", True), ("failed", True)):
