@@ -74,14 +74,7 @@ class FakeServer:
     def request(self, method: str, path: str, body: Optional[object] = None, timeout: float = 10.0) -> Tuple[int, bytes]:
         """(status, body). Does not raise for 4xx/5xx; raises OSError when nothing answers."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data is not None else {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as err:
-            with err:
-                return err.code, err.read()
+        return self.send(method, path, data, {"Content-Type": "application/json"} if data is not None else {}, timeout)
 
     def send(self, method: str, path: str, data: Optional[bytes] = None, headers: Optional[Mapping[str, str]] = None,
              timeout: float = 10.0) -> Tuple[int, bytes]:
